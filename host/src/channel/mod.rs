@@ -1,0 +1,3 @@
+//! Messaging channels. WhatsApp's Cloud API is the one channel today.
+
+pub mod whatsapp;

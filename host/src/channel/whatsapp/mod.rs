@@ -1,0 +1,3 @@
+//! The WhatsApp Cloud API: webhook bodies in, messages out.
+
+pub mod payload;

@@ -1,0 +1,540 @@
+//! `flowgate plugin inspect` and `flowgate plugin run`: a plugin author's
+//! view of a component, in the same sandbox and with the same limits as the
+//! service.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use flowgate::plugin::{Action, DataField, Manifest, Refusal};
+use flowgate::runtime::{
+    Call, CallError, Limits, LoadedPlugin, LogLine, PluginState, Runtime, RuntimeConfig,
+};
+use flowgate::view::{self, Disclosure, EventContext, ProcessingState, Withheld};
+
+use super::events::{self, EventSpec};
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Show a component's manifest, imports, size and content hash.
+    Inspect(InspectArgs),
+    /// Run a component on an event file, exactly as the service would, and
+    /// print the actions, the fields disclosed, the fuel used and the time.
+    ///
+    /// The event file is either a WhatsApp webhook body (each message and
+    /// status in it is one event, run in order with the plugin's state
+    /// carried between them) or a simple JSON event such as
+    /// {"text": "how much?", "name": "Ana", "labels": ["vip"]}.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The component (.wasm).
+    pub component: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The component (.wasm).
+    pub component: PathBuf,
+    /// The event file (webhook body or simple event JSON).
+    #[arg(long, short)]
+    pub event: PathBuf,
+    /// Set a config key: `--config key=value`, or `--config key=@file` to read
+    /// the value from a file. Repeatable.
+    #[arg(long = "config", short, value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Grant a data field, such as `user.content.private`; `all` grants every
+    /// field the manifest declares. Repeatable; nothing is granted by default.
+    #[arg(long = "grant", short, value_name = "FIELD")]
+    pub grants: Vec<String>,
+    /// Run as for a contact who gave no consent: plugins whose purposes need
+    /// consent then see no personal field.
+    #[arg(long)]
+    pub no_consent: bool,
+    /// A JSON file with the plugin's state per contact pseudonym
+    /// ({"ps_…": {"key": "hex bytes"}}), read before and written after the
+    /// run, to carry state between runs.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// The event time in seconds since the Unix epoch (default: the message's
+    /// own time, so the service window is open).
+    #[arg(long)]
+    pub now: Option<u64>,
+    /// Fuel budget per call (default: the service's).
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(command: PluginCommand) -> Result<ExitCode> {
+    match command {
+        PluginCommand::Inspect(args) => inspect(args),
+        PluginCommand::Run(args) => run_events(args),
+    }
+}
+
+fn load(runtime: &Runtime, path: &Path) -> Result<(std::sync::Arc<LoadedPlugin>, f64)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let started = Instant::now();
+    let plugin = runtime
+        .load(&bytes)
+        .with_context(|| format!("loading {}", path.display()))?;
+    Ok((plugin, started.elapsed().as_secs_f64() * 1000.0))
+}
+
+#[derive(Serialize)]
+struct InspectReport<'a> {
+    file: String,
+    hash: String,
+    size_bytes: usize,
+    compile_ms: f64,
+    describe_fuel: u64,
+    uses_wasi: bool,
+    imports: &'a [String],
+    manifest: &'a Manifest,
+}
+
+fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let (plugin, compile_ms) = load(&runtime, &args.component)?;
+    let report = InspectReport {
+        file: args.component.display().to_string(),
+        hash: plugin.hash.to_string(),
+        size_bytes: plugin.size,
+        compile_ms,
+        describe_fuel: plugin.describe_fuel,
+        uses_wasi: plugin.uses_wasi,
+        imports: &plugin.imports,
+        manifest: &plugin.manifest,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = &plugin.manifest;
+    println!("{} {}  {}", m.id, m.version, m.summary);
+    println!(
+        "  file          {} ({} bytes)",
+        report.file, report.size_bytes
+    );
+    println!("  content hash  {}", report.hash);
+    println!(
+        "  compiled in   {compile_ms:.1} ms; describe() used {} fuel",
+        report.describe_fuel
+    );
+    println!("  purposes      {}", join(m.purposes.iter()));
+    println!("  fields        {}", join(m.fields.iter()));
+    println!("  capabilities  {}", join(m.capabilities.iter()));
+    println!("  imports       {}", plugin.imports.join(", "));
+    if plugin.uses_wasi {
+        println!(
+            "  WASI          imported; runs under a deny-all context (no files, sockets, env)"
+        );
+    }
+    if m.config.is_empty() {
+        println!("  config        (none)");
+    } else {
+        println!("  config");
+        for key in &m.config {
+            let requirement = match (&key.default_value, key.required) {
+                (_, true) => "required".to_string(),
+                (Some(default), false) => format!("default {}", preview(default, 60)),
+                (None, false) => "optional".to_string(),
+            };
+            println!("    {:<20} {} [{requirement}]", key.name, key.description);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let joined: Vec<String> = items.map(|i| i.to_string()).collect();
+    if joined.is_empty() {
+        "(none)".into()
+    } else {
+        joined.join(", ")
+    }
+}
+
+fn preview(text: &str, max: usize) -> String {
+    let mut shown: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
+fn parse_config(entries: &[String]) -> Result<Vec<(String, String)>> {
+    entries
+        .iter()
+        .map(|entry| {
+            let (key, value) = entry
+                .split_once('=')
+                .with_context(|| format!("--config `{entry}` is not key=value"))?;
+            let value = match value.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config value for `{key}` from {path}"))?,
+                None => value.to_owned(),
+            };
+            Ok((key.trim().to_owned(), value))
+        })
+        .collect()
+}
+
+fn parse_grants(entries: &[String], manifest: &Manifest) -> Result<BTreeSet<DataField>> {
+    let mut grants = BTreeSet::new();
+    for entry in entries.iter().flat_map(|e| e.split(',')).map(str::trim) {
+        if entry == "all" {
+            grants.extend(manifest.fields.iter().copied());
+            continue;
+        }
+        let field = DataField::from_identifier(entry).with_context(|| {
+            let known: Vec<&str> = DataField::ALL.iter().map(|f| f.as_str()).collect();
+            format!(
+                "--grant `{entry}` is not a data field; known: {}",
+                known.join(", ")
+            )
+        })?;
+        grants.insert(field);
+    }
+    Ok(grants)
+}
+
+/// Plugin state per contact pseudonym, as the service keeps it per
+/// (installation, contact).
+type StateByContact = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+fn read_state(path: Option<&Path>) -> Result<StateByContact> {
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
+    };
+    if !path.exists() {
+        return Ok(BTreeMap::new());
+    }
+    let text = std::fs::read_to_string(path)?;
+    let hex: BTreeMap<String, BTreeMap<String, String>> = serde_json::from_str(&text)
+        .with_context(|| {
+            format!(
+                "{} is not a JSON object of contacts to objects of hex strings",
+                path.display()
+            )
+        })?;
+    hex.into_iter()
+        .map(|(contact, entries)| {
+            let entries = entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let bytes = decode_hex(&value)
+                        .with_context(|| format!("state value of `{key}` is not hex"))?;
+                    Ok((key, bytes))
+                })
+                .collect::<Result<_>>()?;
+            Ok((contact, entries))
+        })
+        .collect()
+}
+
+fn write_state(path: &Path, state: &StateByContact) -> Result<()> {
+    let hex: BTreeMap<&String, BTreeMap<&String, String>> = state
+        .iter()
+        .map(|(contact, entries)| {
+            (
+                contact,
+                entries.iter().map(|(k, v)| (k, encode_hex(v))).collect(),
+            )
+        })
+        .collect();
+    std::fs::write(path, serde_json::to_string_pretty(&hex)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// How a state value reads for a human: text when it is text, a number when
+/// it is the SDK's 8-byte integer, hex otherwise.
+fn show_value(value: &[u8]) -> String {
+    if value.len() == 8 {
+        let n = u64::from_le_bytes(value.try_into().expect("8 bytes"));
+        return format!("{n} (u64)");
+    }
+    match std::str::from_utf8(value) {
+        Ok(text) if text.chars().all(|c| !c.is_control()) => format!("{text:?}"),
+        _ => format!("0x{}", encode_hex(value)),
+    }
+}
+
+#[derive(Serialize)]
+struct EventReport {
+    event: usize,
+    pseudonym: String,
+    disclosed: Vec<DataField>,
+    withheld: Vec<(DataField, Withheld)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_processed: Option<String>,
+    actions: Vec<Action>,
+    refused: Vec<(Action, Refusal)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<CallError>,
+    state_changes: BTreeMap<String, Option<String>>,
+    logs: Vec<LogLine>,
+    fuel: u64,
+    elapsed_ms: f64,
+}
+
+fn run_events(args: RunArgs) -> Result<ExitCode> {
+    let mut limits = Limits::default();
+    if let Some(fuel) = args.fuel {
+        limits.fuel = fuel;
+    }
+    let runtime = Runtime::new(RuntimeConfig {
+        limits,
+        ..RuntimeConfig::default()
+    })?;
+    let (plugin, compile_ms) = load(&runtime, &args.component)?;
+    let manifest = &plugin.manifest;
+    let event_bytes =
+        std::fs::read(&args.event).with_context(|| format!("reading {}", args.event.display()))?;
+    let specs = events::parse(&event_bytes, args.now)
+        .with_context(|| format!("reading events from {}", args.event.display()))?;
+    let grants = parse_grants(&args.grants, manifest)?;
+    let config = view::resolve_config(manifest, &parse_config(&args.config)?)?;
+    let processing = if args.no_consent {
+        ProcessingState::default()
+    } else {
+        ProcessingState::consenting_to(manifest)
+    };
+    let mut state = read_state(args.state.as_deref())?;
+    // Pseudonyms in the CLI use a fixed key: stable across runs, unrelated
+    // to any service's.
+    let pseudonym_key = blake3::derive_key("flowgate plugin run pseudonyms", b"");
+
+    if !args.json {
+        println!(
+            "{} {} ({}), compiled in {compile_ms:.1} ms",
+            manifest.id,
+            manifest.version,
+            &plugin.hash.to_string()[..16]
+        );
+    }
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for (index, spec) in specs.into_iter().enumerate() {
+        let report = run_one(
+            &runtime,
+            &plugin,
+            index + 1,
+            spec,
+            &grants,
+            &processing,
+            &config,
+            &pseudonym_key,
+            &mut state,
+        );
+        failed |= report.error.is_some();
+        if !args.json {
+            print_report(&report);
+        }
+        reports.push(report);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    if let Some(path) = &args.state {
+        write_state(path, &state)?;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[allow(clippy::too_many_arguments)] // one call site, each argument distinct
+fn run_one(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    index: usize,
+    spec: EventSpec,
+    grants: &BTreeSet<DataField>,
+    processing: &ProcessingState,
+    config: &[(String, String)],
+    pseudonym_key: &[u8; 32],
+    states: &mut StateByContact,
+) -> EventReport {
+    let contact_key = spec
+        .contact
+        .wa_id
+        .clone()
+        .or_else(|| spec.contact.user_id.clone())
+        .unwrap_or_default();
+    let pseudonym = view::pseudonym(pseudonym_key, &plugin.manifest.id, contact_key.as_bytes());
+    let mut report = EventReport {
+        event: index,
+        pseudonym: pseudonym.clone(),
+        disclosed: Vec::new(),
+        withheld: Vec::new(),
+        not_processed: None,
+        actions: Vec::new(),
+        refused: Vec::new(),
+        error: None,
+        state_changes: BTreeMap::new(),
+        logs: Vec::new(),
+        fuel: 0,
+        elapsed_ms: 0.0,
+    };
+    let disclosure: Disclosure = match view::disclose(&plugin.manifest, grants, processing) {
+        Ok(disclosure) => disclosure,
+        Err(reason) => {
+            report.not_processed = Some(reason.to_string());
+            return report;
+        }
+    };
+    report.disclosed = disclosure.disclosed.iter().copied().collect();
+    report.withheld = disclosure.withheld.clone();
+    let event = view::build_event(
+        &disclosure,
+        &spec.contact,
+        EventContext {
+            pseudonym,
+            message: spec.message,
+            status: spec.status,
+            config: config.to_vec(),
+            now: spec.now,
+            timezone: spec.timezone,
+            utc_offset_minutes: spec.utc_offset_minutes,
+        },
+    );
+    let state = states.entry(report.pseudonym.clone()).or_default();
+    let call = Call::new(event).state(PluginState::new(state.clone()));
+    match runtime.invoke(plugin, call) {
+        Ok(invocation) => {
+            report.state_changes = invocation
+                .state
+                .changes()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_deref().map(show_value)))
+                .collect();
+            *state = invocation.state.merged();
+            report.actions = invocation.actions;
+            report.refused = invocation.refused;
+            report.logs = invocation.logs;
+            report.fuel = invocation.fuel;
+            report.elapsed_ms = invocation.elapsed.as_secs_f64() * 1000.0;
+        }
+        Err(failure) => {
+            report.logs = failure.logs;
+            report.fuel = failure.fuel;
+            report.elapsed_ms = failure.elapsed.as_secs_f64() * 1000.0;
+            report.error = Some(failure.error);
+        }
+    }
+    report
+}
+
+fn print_report(report: &EventReport) {
+    println!("\nevent {}  contact {}", report.event, report.pseudonym);
+    if let Some(reason) = &report.not_processed {
+        println!("  not run: {reason}");
+        return;
+    }
+    println!("  disclosed  {}", join(report.disclosed.iter()));
+    let withheld: Vec<String> = report
+        .withheld
+        .iter()
+        .map(|(field, why)| {
+            let why = match why {
+                Withheld::NotDeclared => "not declared".to_string(),
+                Withheld::NotGranted => "not granted".to_string(),
+                Withheld::NoConsent { purpose } => format!("no consent for {purpose}"),
+            };
+            format!("{field} ({why})")
+        })
+        .collect();
+    if !withheld.is_empty() {
+        println!("  withheld   {}", withheld.join(", "));
+    }
+    if let Some(error) = &report.error {
+        println!("  FAILED     {error}");
+    }
+    if report.actions.is_empty() && report.error.is_none() {
+        println!("  actions    (none)");
+    }
+    for action in &report.actions {
+        println!("  action     {action}");
+    }
+    for (action, refusal) in &report.refused {
+        println!("  refused    {} — {refusal}", action.redacted());
+    }
+    for (key, change) in &report.state_changes {
+        match change {
+            Some(value) => println!("  state      {key} = {value}"),
+            None => println!("  state      {key} deleted"),
+        }
+    }
+    for line in &report.logs {
+        println!("  log        [{}] {}", line.level, line.message);
+    }
+    println!(
+        "  fuel       {}   time {:.3} ms",
+        report.fuel, report.elapsed_ms
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_rejects_garbage() {
+        assert_eq!(
+            decode_hex(&encode_hex(&[0, 1, 254, 255])),
+            Some(vec![0, 1, 254, 255])
+        );
+        assert_eq!(decode_hex("abc"), None);
+        assert_eq!(decode_hex("zz"), None);
+    }
+
+    #[test]
+    fn config_values_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.json");
+        std::fs::write(&path, "[1]").unwrap();
+        let parsed = parse_config(&[format!("rules=@{}", path.display()), "a=b=c".into()]).unwrap();
+        assert_eq!(
+            parsed,
+            vec![("rules".into(), "[1]".into()), ("a".into(), "b=c".into())]
+        );
+        assert!(parse_config(&["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn state_values_are_shown_readably() {
+        assert_eq!(show_value(&7u64.to_le_bytes()), "7 (u64)");
+        assert_eq!(show_value(b"hello"), "\"hello\"");
+        assert_eq!(show_value(&[0, 159]), "0x009f");
+    }
+}

@@ -1,0 +1,469 @@
+//! A plugin's manifest as the host keeps and enforces it.
+//!
+//! The guest returns a WIT `manifest` from `describe()`; [`Manifest::from_wit`]
+//! validates it into this form once, when the plugin is loaded. Everything
+//! the host later decides about the plugin (which fields it may see, which
+//! actions it may take, whose data it may process) reads from here.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::bindings::types as wit;
+
+/// Longest accepted manifest summary, in characters.
+const MAX_SUMMARY_CHARS: usize = 200;
+/// Longest accepted identifier (plugin id, purpose, config key).
+const MAX_IDENTIFIER_CHARS: usize = 64;
+
+/// A validated plugin manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Stable identifier (`lead-score`).
+    pub id: String,
+    /// Semantic version (`1.2.0`).
+    pub version: String,
+    /// One line for tenants.
+    pub summary: String,
+    /// Purposes the plugin processes personal data for.
+    pub purposes: Vec<Purpose>,
+    /// Data fields the plugin asks to see.
+    pub fields: Vec<DataField>,
+    /// Kinds of action the plugin may emit.
+    pub capabilities: Vec<Capability>,
+    /// Configuration keys the plugin reads.
+    pub config: Vec<ConfigKey>,
+}
+
+/// A configuration key declared by a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigKey {
+    /// Key name.
+    pub name: String,
+    /// Meaning and format of the value.
+    pub description: String,
+    /// Whether a tenant must set it.
+    pub required: bool,
+    /// Value used when the tenant sets none.
+    pub default_value: Option<String>,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("plugin id `{0}` is not lower-case letters, digits and `-` (1 to 64 characters)")]
+    BadId(String),
+    #[error("version `{0}` is not a semantic version such as 1.2.0")]
+    BadVersion(String),
+    #[error("summary is longer than {MAX_SUMMARY_CHARS} characters")]
+    SummaryTooLong,
+    #[error("the manifest declares no purpose; every plugin processes data for at least one")]
+    NoPurpose,
+    #[error(
+        "purpose `{0}` is not a fideslang data use (such as `essential.service` or `marketing.communications`)"
+    )]
+    BadPurpose(String),
+    #[error("data field `{0}` is unknown; known fields: {known}", known = DataField::known_list())]
+    UnknownField(String),
+    #[error("config key `{0}` is not lower-case letters, digits, `-` and `_`")]
+    BadConfigKey(String),
+    #[error("config key `{0}` is declared twice")]
+    DuplicateConfigKey(String),
+}
+
+impl Manifest {
+    /// Validate a manifest returned by a guest's `describe()`.
+    pub fn from_wit(manifest: wit::Manifest) -> Result<Manifest, ManifestError> {
+        if !is_identifier(&manifest.id, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+        }) {
+            return Err(ManifestError::BadId(manifest.id));
+        }
+        if !is_semver(&manifest.version) {
+            return Err(ManifestError::BadVersion(manifest.version));
+        }
+        if manifest.summary.chars().count() > MAX_SUMMARY_CHARS {
+            return Err(ManifestError::SummaryTooLong);
+        }
+        if manifest.purposes.is_empty() {
+            return Err(ManifestError::NoPurpose);
+        }
+        let mut purposes = Vec::new();
+        for purpose in manifest.purposes {
+            let purpose = Purpose::parse(&purpose)?;
+            if !purposes.contains(&purpose) {
+                purposes.push(purpose);
+            }
+        }
+        let mut fields = Vec::new();
+        for field in manifest.fields {
+            let field = DataField::from_identifier(&field)
+                .ok_or_else(|| ManifestError::UnknownField(field.clone()))?;
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+        let mut capabilities = Vec::new();
+        for capability in manifest.capabilities.into_iter().map(Capability::from) {
+            if !capabilities.contains(&capability) {
+                capabilities.push(capability);
+            }
+        }
+        let mut config: Vec<ConfigKey> = Vec::new();
+        for key in manifest.config {
+            if !is_identifier(&key.name, |c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
+            }) {
+                return Err(ManifestError::BadConfigKey(key.name));
+            }
+            if config.iter().any(|existing| existing.name == key.name) {
+                return Err(ManifestError::DuplicateConfigKey(key.name));
+            }
+            config.push(ConfigKey {
+                name: key.name,
+                description: key.description,
+                required: key.required,
+                default_value: key.default_value,
+            });
+        }
+        Ok(Manifest {
+            id: manifest.id,
+            version: manifest.version,
+            summary: manifest.summary,
+            purposes,
+            fields,
+            capabilities,
+            config,
+        })
+    }
+
+    /// Whether the manifest declares this capability.
+    pub fn allows(&self, capability: Capability) -> bool {
+        self.capabilities.contains(&capability)
+    }
+
+    /// Whether the manifest asks for this field.
+    pub fn declares(&self, field: DataField) -> bool {
+        self.fields.contains(&field)
+    }
+}
+
+fn is_identifier(s: &str, allowed: impl Fn(char) -> bool) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && s.chars().count() <= MAX_IDENTIFIER_CHARS
+        && chars.all(allowed)
+}
+
+/// `MAJOR.MINOR.PATCH` with an optional `-prerelease` or `+build` suffix.
+fn is_semver(version: &str) -> bool {
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 9 && p.chars().all(|c| c.is_ascii_digit()))
+        && version.len() <= MAX_IDENTIFIER_CHARS
+}
+
+/// A purpose of processing: a fideslang data-use identifier such as
+/// `essential.service` or `marketing.communications`.
+///
+/// Purposes form a hierarchy by their dotted segments: an objection to
+/// `marketing` covers `marketing.communications`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Purpose(String);
+
+/// The top-level fideslang data uses.
+const PURPOSE_ROOTS: [&str; 8] = [
+    "analytics",
+    "collect",
+    "essential",
+    "functional",
+    "marketing",
+    "personalize",
+    "third_party_sharing",
+    "train_ai_system",
+];
+
+/// Data uses that rest on the contact's consent rather than on the contract
+/// or a legitimate interest (GDPR art. 6(1)(a)): the plugin runs without
+/// consent but is shown no personal field.
+const CONSENT_BASED_ROOTS: [&str; 5] = [
+    "analytics",
+    "marketing",
+    "personalize",
+    "third_party_sharing",
+    "train_ai_system",
+];
+
+impl Purpose {
+    /// Parse and check a data-use identifier.
+    pub fn parse(identifier: &str) -> Result<Purpose, ManifestError> {
+        let bad = || ManifestError::BadPurpose(identifier.to_owned());
+        if identifier.len() > MAX_IDENTIFIER_CHARS * 2 {
+            return Err(bad());
+        }
+        let mut segments = identifier.split('.');
+        let root = segments.next().unwrap_or_default();
+        if !PURPOSE_ROOTS.contains(&root) {
+            return Err(bad());
+        }
+        let well_formed = segments.all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+        if !well_formed {
+            return Err(bad());
+        }
+        Ok(Purpose(identifier.to_owned()))
+    }
+
+    /// The identifier.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this purpose is `other` or one of its sub-purposes.
+    pub fn is_within(&self, other: &Purpose) -> bool {
+        self.0 == other.0
+            || (self.0.starts_with(&other.0) && self.0.as_bytes().get(other.0.len()) == Some(&b'.'))
+    }
+
+    /// Whether processing for this purpose needs the contact's consent.
+    pub fn requires_consent(&self) -> bool {
+        let root = self.0.split('.').next().unwrap_or_default();
+        CONSENT_BASED_ROOTS.contains(&root)
+    }
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Purpose {
+    type Error = ManifestError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Purpose::parse(&value)
+    }
+}
+
+impl From<Purpose> for String {
+    fn from(purpose: Purpose) -> String {
+        purpose.0
+    }
+}
+
+/// A personal data field a plugin may be shown, named by its fideslang data
+/// category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DataField {
+    /// `user.name`: the WhatsApp profile name.
+    ProfileName,
+    /// `user.contact.phone_number`: the WhatsApp id / phone number.
+    PhoneNumber,
+    /// `user.unique_id`: the business-scoped user id (BSUID).
+    UserId,
+    /// `user.content.private`: the message text.
+    MessageText,
+    /// `user.behavior.labels`: the contact's labels.
+    Labels,
+    /// `user.behavior.lead_score`: the contact's lead score.
+    LeadScore,
+}
+
+impl DataField {
+    /// Every field the host knows.
+    pub const ALL: [DataField; 6] = [
+        DataField::ProfileName,
+        DataField::PhoneNumber,
+        DataField::UserId,
+        DataField::MessageText,
+        DataField::Labels,
+        DataField::LeadScore,
+    ];
+
+    /// The fideslang identifier.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DataField::ProfileName => "user.name",
+            DataField::PhoneNumber => "user.contact.phone_number",
+            DataField::UserId => "user.unique_id",
+            DataField::MessageText => "user.content.private",
+            DataField::Labels => "user.behavior.labels",
+            DataField::LeadScore => "user.behavior.lead_score",
+        }
+    }
+
+    /// The field with this identifier.
+    pub fn from_identifier(identifier: &str) -> Option<DataField> {
+        DataField::ALL
+            .into_iter()
+            .find(|f| f.as_str() == identifier)
+    }
+
+    fn known_list() -> String {
+        DataField::ALL.map(DataField::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for DataField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for DataField {
+    type Error = ManifestError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        DataField::from_identifier(&value).ok_or(ManifestError::UnknownField(value))
+    }
+}
+
+impl From<DataField> for String {
+    fn from(field: DataField) -> String {
+        field.as_str().to_owned()
+    }
+}
+
+/// A kind of action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// Send a text reply.
+    Reply,
+    /// Add a label.
+    AddLabel,
+    /// Remove a label.
+    RemoveLabel,
+    /// Set the lead score.
+    SetLeadScore,
+    /// Hand off to a human.
+    HandOff,
+}
+
+impl Capability {
+    /// The WIT name, as used in manifests and the audit trail.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Capability::Reply => "reply",
+            Capability::AddLabel => "add-label",
+            Capability::RemoveLabel => "remove-label",
+            Capability::SetLeadScore => "set-lead-score",
+            Capability::HandOff => "hand-off",
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<wit::Capability> for Capability {
+    fn from(capability: wit::Capability) -> Self {
+        match capability {
+            wit::Capability::Reply => Capability::Reply,
+            wit::Capability::AddLabel => Capability::AddLabel,
+            wit::Capability::RemoveLabel => Capability::RemoveLabel,
+            wit::Capability::SetLeadScore => Capability::SetLeadScore,
+            wit::Capability::HandOff => Capability::HandOff,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wit_manifest() -> wit::Manifest {
+        wit::Manifest {
+            id: "lead-score".into(),
+            version: "1.0.0".into(),
+            summary: "Scores leads".into(),
+            purposes: vec![
+                "personalize.profiling".into(),
+                "personalize.profiling".into(),
+            ],
+            fields: vec!["user.content.private".into(), "user.behavior.labels".into()],
+            capabilities: vec![wit::Capability::SetLeadScore, wit::Capability::SetLeadScore],
+            config: vec![],
+        }
+    }
+
+    #[test]
+    fn valid_manifest_is_deduplicated() {
+        let manifest = Manifest::from_wit(wit_manifest()).unwrap();
+        assert_eq!(manifest.purposes.len(), 1);
+        assert_eq!(manifest.capabilities, vec![Capability::SetLeadScore]);
+        assert_eq!(
+            manifest.fields,
+            vec![DataField::MessageText, DataField::Labels]
+        );
+    }
+
+    #[test]
+    fn bad_manifests_are_refused_with_the_reason() {
+        type Mutation = fn(&mut wit::Manifest);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (|m| m.id = "Lead Score".into(), "plugin id"),
+            (|m| m.id = String::new(), "plugin id"),
+            (|m| m.version = "1.0".into(), "semantic version"),
+            (|m| m.summary = "s".repeat(201), "summary"),
+            (|m| m.purposes.clear(), "no purpose"),
+            (
+                |m| m.purposes = vec!["selling".into()],
+                "fideslang data use",
+            ),
+            (
+                |m| m.purposes = vec!["marketing..x".into()],
+                "fideslang data use",
+            ),
+            (
+                |m| m.fields = vec!["user.contact.email".into()],
+                "known fields",
+            ),
+            (
+                |m| {
+                    m.config = vec![
+                        wit::ConfigKey {
+                            name: "a".into(),
+                            description: String::new(),
+                            required: false,
+                            default_value: None,
+                        };
+                        2
+                    ]
+                },
+                "declared twice",
+            ),
+        ];
+        for (mutate, expected) in cases {
+            let mut manifest = wit_manifest();
+            mutate(&mut manifest);
+            let error = Manifest::from_wit(manifest).unwrap_err().to_string();
+            assert!(
+                error.contains(expected),
+                "`{error}` should mention `{expected}`"
+            );
+        }
+    }
+
+    #[test]
+    fn purposes_nest_by_segment_not_by_prefix() {
+        let p = |s: &str| Purpose::parse(s).unwrap();
+        assert!(p("marketing.communications").is_within(&p("marketing")));
+        assert!(p("marketing").is_within(&p("marketing")));
+        assert!(!p("marketing").is_within(&p("marketing.communications")));
+        assert!(!p("essential.service_x").is_within(&p("essential.service")));
+        assert!(p("personalize.profiling").requires_consent());
+        assert!(!p("essential.service").requires_consent());
+    }
+}

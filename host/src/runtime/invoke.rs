@@ -1,0 +1,392 @@
+//! One call into a plugin: a fresh store and instance, the budget, the
+//! outcome.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::{Store, Trap};
+
+use super::bindings::{Plugin, PluginPre, types as wit};
+use super::breaker::{BreakerOpen, BreakerTransition};
+use super::host_state::{HostState, LogLine, PluginState};
+use super::{EPOCH_TICK, LoadedPlugin, Runtime};
+use crate::plugin::{Action, Refusal};
+
+/// The input of one `handle` call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The installation, whose circuit breaker guards the call. `None` for
+    /// calls outside the service (the author CLI).
+    pub installation: Option<String>,
+    /// The minimised event.
+    pub event: wit::Event,
+    /// The plugin's state for this (installation, contact).
+    pub state: PluginState,
+}
+
+impl Call {
+    /// A call with empty state and no installation.
+    pub fn new(event: wit::Event) -> Call {
+        Call {
+            installation: None,
+            event,
+            state: PluginState::default(),
+        }
+    }
+
+    /// Guard the call with this installation's circuit breaker.
+    pub fn installation(mut self, id: impl Into<String>) -> Call {
+        self.installation = Some(id.into());
+        self
+    }
+
+    /// Start from this state.
+    pub fn state(mut self, state: PluginState) -> Call {
+        self.state = state;
+        self
+    }
+}
+
+/// A successful call.
+#[derive(Debug)]
+pub struct Invocation {
+    /// The plugin's id.
+    pub plugin: String,
+    /// Actions that passed the runtime's checks, in order.
+    pub actions: Vec<Action>,
+    /// Actions the runtime dropped, with the reason.
+    pub refused: Vec<(Action, Refusal)>,
+    /// The state after the call (commit its changes to keep them).
+    pub state: PluginState,
+    /// What the plugin logged (and wrote to WASI stdout/stderr).
+    pub logs: Vec<LogLine>,
+    /// Log lines over the per-call budget, dropped.
+    pub dropped_log_lines: usize,
+    /// Fuel (instructions) used.
+    pub fuel: u64,
+    /// Wall-clock time, instantiation included.
+    pub elapsed: Duration,
+    /// A breaker transition this call caused (a trial call that closed it).
+    pub breaker: Option<BreakerTransition>,
+}
+
+/// A failed call. The failure is contained: the runtime keeps serving.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin `{plugin}` {error}")]
+pub struct InvokeFailure {
+    /// The plugin's id.
+    pub plugin: String,
+    /// What went wrong.
+    pub error: CallError,
+    /// Fuel used before the failure.
+    pub fuel: u64,
+    /// Wall-clock time before the failure.
+    pub elapsed: Duration,
+    /// What the plugin logged before failing.
+    pub logs: Vec<LogLine>,
+    /// A breaker transition this failure caused.
+    pub breaker: Option<BreakerTransition>,
+}
+
+/// What went wrong in a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CallError {
+    #[error("ran out of fuel (budget {budget} instructions)")]
+    OutOfFuel { budget: u64 },
+    #[error("exceeded its {deadline_ms} ms deadline")]
+    Deadline { deadline_ms: u64 },
+    #[error("exceeded its memory limit of {limit_bytes} bytes")]
+    MemoryLimit { limit_bytes: usize },
+    #[error("overflowed its stack")]
+    StackOverflow,
+    #[error("panicked: {message}")]
+    Panicked { message: String },
+    #[error("trapped: {message}")]
+    Trapped { message: String },
+    #[error("reported invalid configuration: {message}")]
+    InvalidConfig { message: String },
+    #[error("failed: {message}")]
+    Failed { message: String },
+    #[error("returned {count} actions; at most {limit} are accepted")]
+    TooManyActions { count: usize, limit: usize },
+    #[error("is disabled by its circuit breaker (retry in {retry_in_secs} s)")]
+    BreakerOpen { retry_in_secs: u64 },
+    #[error("could not be instantiated: {message}")]
+    Instantiate { message: String },
+}
+
+impl CallError {
+    /// A short stable name for metrics and the audit trail.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::OutOfFuel { .. } => "out-of-fuel",
+            CallError::Deadline { .. } => "deadline",
+            CallError::MemoryLimit { .. } => "memory-limit",
+            CallError::StackOverflow => "stack-overflow",
+            CallError::Panicked { .. } => "panicked",
+            CallError::Trapped { .. } => "trapped",
+            CallError::InvalidConfig { .. } => "invalid-config",
+            CallError::Failed { .. } => "failed",
+            CallError::TooManyActions { .. } => "too-many-actions",
+            CallError::BreakerOpen { .. } => "breaker-open",
+            CallError::Instantiate { .. } => "instantiate",
+        }
+    }
+
+    /// Whether the plugin trapped (as opposed to returning an error).
+    pub fn is_trap(&self) -> bool {
+        matches!(
+            self,
+            CallError::OutOfFuel { .. }
+                | CallError::Deadline { .. }
+                | CallError::MemoryLimit { .. }
+                | CallError::StackOverflow
+                | CallError::Panicked { .. }
+                | CallError::Trapped { .. }
+        )
+    }
+}
+
+impl From<BreakerOpen> for CallError {
+    fn from(open: BreakerOpen) -> Self {
+        CallError::BreakerOpen {
+            retry_in_secs: open.retry_in.as_secs().max(1),
+        }
+    }
+}
+
+/// The raw outcome of running a closure against a fresh instance.
+pub(super) struct SandboxRun<T> {
+    pub result: Result<T, CallError>,
+    pub fuel: u64,
+    pub elapsed: Duration,
+    pub host: HostState,
+}
+
+/// Instantiate `pre` in a fresh store with the runtime's budget and run `f`.
+pub(super) fn run_in_sandbox<T>(
+    runtime: &Runtime,
+    pre: &PluginPre<HostState>,
+    host: HostState,
+    f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<T>,
+) -> SandboxRun<T> {
+    let limits = &runtime.limits;
+    let started = Instant::now();
+    let mut store = Store::new(&runtime.engine, host);
+    store.limiter(|host| host as &mut dyn wasmtime::ResourceLimiter);
+    let ticks = limits
+        .deadline()
+        .as_micros()
+        .div_ceil(EPOCH_TICK.as_micros()) as u64
+        + 1;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    let result = store
+        .set_fuel(limits.fuel)
+        .map_err(|e| CallError::Instantiate {
+            message: format!("{e:#}"),
+        })
+        .and_then(|()| {
+            let plugin = pre
+                .instantiate(&mut store)
+                .map_err(|e| classify(e, store.data(), runtime, true))?;
+            f(&plugin, &mut store).map_err(|e| classify(e, store.data(), runtime, false))
+        });
+    let fuel = limits.fuel - store.get_fuel().unwrap_or(0);
+    let elapsed = started.elapsed();
+    let mut host = store.into_data();
+    host.collect_wasi_output();
+    SandboxRun {
+        result,
+        fuel,
+        elapsed,
+        host,
+    }
+}
+
+/// Like [`run_in_sandbox`] for calls that need no validation (`describe`).
+pub(super) fn in_sandbox<T>(
+    runtime: &Runtime,
+    pre: &PluginPre<HostState>,
+    host: HostState,
+    f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<T>,
+) -> Result<(T, u64), InvokeFailure> {
+    let run = run_in_sandbox(runtime, pre, host, f);
+    match run.result {
+        Ok(value) => Ok((value, run.fuel)),
+        Err(error) => Err(InvokeFailure {
+            plugin: "(loading)".into(),
+            error,
+            fuel: run.fuel,
+            elapsed: run.elapsed,
+            logs: run.host.logs,
+            breaker: None,
+        }),
+    }
+}
+
+/// Turn a wasmtime error into what the author and the tenant need to know.
+fn classify(
+    error: wasmtime::Error,
+    host: &HostState,
+    runtime: &Runtime,
+    instantiating: bool,
+) -> CallError {
+    let limits = &runtime.limits;
+    let trap = error.downcast_ref::<Trap>().copied();
+    if host.memory_limit_hit {
+        return CallError::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    match trap {
+        Some(Trap::OutOfFuel) => CallError::OutOfFuel {
+            budget: limits.fuel,
+        },
+        Some(Trap::Interrupt) => CallError::Deadline {
+            deadline_ms: limits.deadline_ms,
+        },
+        Some(Trap::StackOverflow) => CallError::StackOverflow,
+        Some(Trap::UnreachableCodeReached) => match panic_message(host) {
+            Some(message) => CallError::Panicked { message },
+            None => CallError::Trapped {
+                message: Trap::UnreachableCodeReached.to_string(),
+            },
+        },
+        Some(other) => CallError::Trapped {
+            message: other.to_string(),
+        },
+        None if instantiating => CallError::Instantiate {
+            message: format!("{error:#}"),
+        },
+        None => CallError::Trapped {
+            message: format!("{error:#}"),
+        },
+    }
+}
+
+/// flowgate-sdk's panic hook logs the panic message with a `panic` field
+/// just before the guest aborts.
+fn panic_message(host: &HostState) -> Option<String> {
+    host.logs
+        .iter()
+        .rev()
+        .find(|line| line.fields.iter().any(|(k, _)| k == "panic"))
+        .map(|line| line.message.clone())
+}
+
+impl Runtime {
+    /// Run one event through a plugin in a fresh instance.
+    ///
+    /// Returns the actions that pass the runtime's checks (declared
+    /// capability, sizes) and those it refused; an error, trap or breaker
+    /// refusal comes back as an [`InvokeFailure`] naming the plugin.
+    pub fn invoke(&self, plugin: &LoadedPlugin, call: Call) -> Result<Invocation, InvokeFailure> {
+        let Call {
+            installation,
+            event,
+            state,
+        } = call;
+        let fail = |error: CallError, fuel, elapsed, logs, breaker| InvokeFailure {
+            plugin: plugin.manifest.id.clone(),
+            error,
+            fuel,
+            elapsed,
+            logs,
+            breaker,
+        };
+        if let Some(id) = &installation
+            && let Err(open) = self.breakers.admit(id, Instant::now())
+        {
+            return Err(fail(open.into(), 0, Duration::ZERO, Vec::new(), None));
+        }
+
+        let host = HostState::new(&self.limits, state, plugin.uses_wasi);
+        let run = run_in_sandbox(self, &plugin.pre, host, |instance, store| {
+            instance.call_handle(store, &event)
+        });
+        let outcome = match run.result {
+            Ok(Ok(actions)) if actions.len() > self.limits.max_actions => {
+                Err(CallError::TooManyActions {
+                    count: actions.len(),
+                    limit: self.limits.max_actions,
+                })
+            }
+            Ok(Ok(actions)) => Ok(actions),
+            Ok(Err(wit::PluginError::InvalidConfig(message))) => {
+                Err(CallError::InvalidConfig { message })
+            }
+            Ok(Err(wit::PluginError::Failed(message))) => Err(CallError::Failed { message }),
+            Err(error) => Err(error),
+        };
+        let breaker = installation
+            .as_deref()
+            .and_then(|id| self.breakers.record(id, outcome.is_ok(), Instant::now()));
+        let host = run.host;
+        match outcome {
+            Ok(wit_actions) => {
+                let mut actions = Vec::with_capacity(wit_actions.len());
+                let mut refused = Vec::new();
+                for action in wit_actions.into_iter().map(Action::from) {
+                    match action.check(&plugin.manifest) {
+                        Ok(()) => actions.push(action),
+                        Err(refusal) => refused.push((action, refusal)),
+                    }
+                }
+                Ok(Invocation {
+                    plugin: plugin.manifest.id.clone(),
+                    actions,
+                    refused,
+                    state: host.state,
+                    logs: host.logs,
+                    dropped_log_lines: host.dropped_log_lines,
+                    fuel: run.fuel,
+                    elapsed: run.elapsed,
+                    breaker,
+                })
+            }
+            Err(error) => Err(fail(error, run.fuel, run.elapsed, host.logs, breaker)),
+        }
+    }
+}
+
+/// An instance kept across calls. The service never does this (guest memory
+/// would carry one contact's data into another's event); it exists so the
+/// benchmarks can measure what fresh-per-event isolation costs against it.
+#[doc(hidden)]
+pub struct ReusedInstance {
+    store: Store<HostState>,
+    plugin: Plugin,
+    fuel: u64,
+}
+
+impl ReusedInstance {
+    /// Call `handle` on the kept instance with a refilled fuel budget.
+    pub fn handle(&mut self, event: &wit::Event) -> wasmtime::Result<Vec<wit::Action>> {
+        self.store.set_fuel(self.fuel)?;
+        self.store.set_epoch_deadline(u64::MAX / 2);
+        match self.plugin.call_handle(&mut self.store, event)? {
+            Ok(actions) => Ok(actions),
+            Err(error) => wasmtime::bail!("plugin error: {error:?}"),
+        }
+    }
+}
+
+impl Runtime {
+    /// See [`ReusedInstance`]: for benchmarks only.
+    #[doc(hidden)]
+    pub fn reused_instance(&self, plugin: &LoadedPlugin) -> wasmtime::Result<ReusedInstance> {
+        let host = HostState::new(&self.limits, PluginState::default(), plugin.uses_wasi);
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|host| host as &mut dyn wasmtime::ResourceLimiter);
+        store.set_fuel(self.limits.fuel)?;
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = plugin.pre.instantiate(&mut store)?;
+        Ok(ReusedInstance {
+            store,
+            plugin: instance,
+            fuel: self.limits.fuel,
+        })
+    }
+}

@@ -1,0 +1,184 @@
+//! The sandbox plugins run in.
+//!
+//! One wasmtime [`Engine`] with the pooling allocator serves every tenant.
+//! Each plugin is compiled once and kept as an [`InstancePre`](wasmtime::component::InstancePre)
+//! keyed by the blake3 hash of its bytes ([`LoadedPlugin`]); every event then
+//! gets a fresh `Store` and a fresh instance, so guest memory never carries
+//! one contact's data into another's event. Every call runs under
+//! [`Limits`]: a fuel budget, an epoch deadline, a memory cap, and caps on
+//! actions and texts. A trap ends that call only.
+//!
+//! ```no_run
+//! use flowgate::runtime::{Call, Runtime, RuntimeConfig};
+//! # fn event() -> flowgate::runtime::bindings::types::Event { unimplemented!() }
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let plugin = runtime.load(&std::fs::read("labeller.wasm")?)?;
+//! let invocation = runtime.invoke(&plugin, Call::new(event()))?;
+//! println!("{} actions, {} fuel", invocation.actions.len(), invocation.fuel);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+pub mod bindings;
+mod breaker;
+mod component;
+mod host_state;
+mod invoke;
+mod limits;
+mod ticker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use breaker::{BreakerOpen, BreakerTransition, CircuitBreakers};
+pub use component::{ContentHash, LoadError, LoadedPlugin};
+pub use host_state::{LogLine, PluginState};
+pub use invoke::{Call, CallError, Invocation, InvokeFailure, ReusedInstance};
+pub use limits::Limits;
+
+use host_state::HostState;
+use ticker::EpochTicker;
+
+/// How often the epoch advances; deadlines are rounded up to this.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// Configuration of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Per-call limits.
+    pub limits: Limits,
+    /// Instances that may exist at once (pool size). Calls beyond it fail
+    /// with a clear error rather than allocate without bound.
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            limits: Limits::default(),
+            max_instances: 128,
+        }
+    }
+}
+
+/// The plugin sandbox: engine, linker, compiled plugins and breakers.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    plugins: Mutex<HashMap<ContentHash, Arc<LoadedPlugin>>>,
+    breakers: CircuitBreakers,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Build the engine and linker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        let engine = Engine::new(&engine_config(&config)?)?;
+        let mut linker = Linker::new(&engine);
+        bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |state: &mut HostState| state,
+        )?;
+        // WASI is linked for every plugin but reaches only a deny-all context;
+        // components that do not import it never see it.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        let ticker = EpochTicker::start(engine.clone(), EPOCH_TICK);
+        let breakers = CircuitBreakers::new(
+            config.limits.breaker_failures,
+            Duration::from_secs(config.limits.breaker_cooldown_secs),
+        );
+        Ok(Runtime {
+            engine,
+            linker,
+            limits: config.limits,
+            plugins: Mutex::new(HashMap::new()),
+            breakers,
+            _ticker: ticker,
+        })
+    }
+
+    /// The per-call limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The installations' circuit breakers.
+    pub fn breakers(&self) -> &CircuitBreakers {
+        &self.breakers
+    }
+
+    /// Compile and check a component, or return the cached one with the same
+    /// content hash. Checks that every import is one the host provides,
+    /// calls `describe()` in the sandbox and validates the manifest.
+    pub fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let hash = ContentHash::of(bytes);
+        if let Some(plugin) = self.cached(&hash) {
+            return Ok(plugin);
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let plugin = Arc::new(component::prepare(self, hash, bytes.len(), component)?);
+        let mut plugins = self.plugins.lock().expect("plugin cache lock poisoned");
+        Ok(plugins.entry(hash).or_insert(plugin).clone())
+    }
+
+    /// The already-loaded plugin with this content hash.
+    pub fn cached(&self, hash: &ContentHash) -> Option<Arc<LoadedPlugin>> {
+        let plugins = self.plugins.lock().expect("plugin cache lock poisoned");
+        plugins.get(hash).cloned()
+    }
+
+    /// Forget a compiled plugin (for example when it is removed from the
+    /// registry). Calls already running keep their reference.
+    pub fn evict(&self, hash: &ContentHash) {
+        self.plugins
+            .lock()
+            .expect("plugin cache lock poisoned")
+            .remove(hash);
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> anyhow::Result<Config> {
+    let limits = &config.limits;
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = config.max_instances.max(1);
+    pool.total_component_instances(instances)
+        // wit-component wraps a guest in a few core instances (the module,
+        // shims, fix-ups); interpreters (componentize-py) use more.
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 4)
+        .total_stacks(instances)
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(limits.table_elements)
+        .max_tables_per_module(4)
+        // Reset reused memory with memset over the pages actually touched
+        // (PAGEMAP_SCAN, Linux >= 6.7) instead of madvise and page faults:
+        // measured here, 18.3 µs -> 6.9 µs per fresh trivial instance.
+        .pagemap_scan(Enabled::Auto)
+        // Guests are linked with a 256 KiB stack (.cargo/config.toml), so
+        // stack, data and the first heap pages fit in this window.
+        .linear_memory_keep_resident(512 << 10)
+        .table_keep_resident(4096);
+    let mut engine = Config::new();
+    engine
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 << 10)
+        // Explicit bounds checks instead of guard pages. With guard pages
+        // every fresh instance whose guest grows its memory (Rust's allocator
+        // does on its first allocation) costs two mprotect calls and a TLB
+        // shootdown: measured here 11.5 µs -> 6.9 µs per fresh trivial
+        // instance, for ~4% slower guest code.
+        .signals_based_traps(false)
+        .memory_guard_size(0)
+        .memory_reservation(limits.memory_bytes as u64)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    Ok(engine)
+}

@@ -1,0 +1,517 @@
+//! Minimised views: what one installation is shown about one contact.
+//!
+//! A personal field reaches a plugin only when all three hold:
+//! 1. the plugin's manifest declares it,
+//! 2. the tenant granted it to this installation,
+//! 3. the contact's consent covers every consent-based purpose of the plugin.
+//!
+//! A contact whose processing is restricted, or who objected to one of the
+//! plugin's purposes (or a broader one), is not processed by the plugin at
+//! all. [`disclose`] decides; [`build_event`] builds the WIT event from the
+//! decision, and the [`Disclosure`] is what the audit trail records.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::channel::whatsapp::payload::{DeliveryState, MessageKind};
+use crate::plugin::{DataField, Manifest, Purpose};
+use crate::runtime::bindings::types as wit;
+
+/// The contact's processing state, derived from the consent ledger and the
+/// data-subject requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessingState {
+    /// Processing restricted (GDPR art. 18): data kept, not processed.
+    pub restricted: bool,
+    /// Purposes the contact objected to (GDPR art. 21).
+    pub objections: Vec<Purpose>,
+    /// Purposes the contact consented to (and did not withdraw).
+    pub consents: Vec<Purpose>,
+}
+
+impl ProcessingState {
+    /// A contact who consented to everything this manifest asks for (the
+    /// author CLI's default).
+    pub fn consenting_to(manifest: &Manifest) -> ProcessingState {
+        ProcessingState {
+            consents: manifest.purposes.clone(),
+            ..ProcessingState::default()
+        }
+    }
+
+    fn has_consent_for(&self, purpose: &Purpose) -> bool {
+        self.consents.iter().any(|c| purpose.is_within(c))
+    }
+}
+
+/// Why a field is absent from a view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Withheld {
+    /// The manifest does not ask for it.
+    NotDeclared,
+    /// The tenant did not grant it to the installation.
+    NotGranted,
+    /// The plugin's purpose needs consent the contact has not given.
+    NoConsent { purpose: Purpose },
+}
+
+/// Why a plugin is not run for a contact at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum NotProcessed {
+    /// The contact's processing is restricted.
+    #[error("the contact's processing is restricted")]
+    Restricted,
+    /// The contact objected to one of the plugin's purposes.
+    #[error("the contact objected to `{objection}`, which covers the plugin's purpose `{purpose}`")]
+    Objected {
+        purpose: Purpose,
+        objection: Purpose,
+    },
+}
+
+/// The decision for one (installation, contact): what is shown, what is not
+/// and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disclosure {
+    /// Fields shown to the plugin.
+    pub disclosed: BTreeSet<DataField>,
+    /// Fields not shown, with the reason.
+    pub withheld: Vec<(DataField, Withheld)>,
+}
+
+impl Disclosure {
+    /// Whether the field is shown.
+    pub fn shows(&self, field: DataField) -> bool {
+        self.disclosed.contains(&field)
+    }
+}
+
+/// Decide what an installation may see of a contact.
+pub fn disclose(
+    manifest: &Manifest,
+    grants: &BTreeSet<DataField>,
+    processing: &ProcessingState,
+) -> Result<Disclosure, NotProcessed> {
+    if processing.restricted {
+        return Err(NotProcessed::Restricted);
+    }
+    for purpose in &manifest.purposes {
+        if let Some(objection) = processing
+            .objections
+            .iter()
+            .find(|objection| purpose.is_within(objection))
+        {
+            return Err(NotProcessed::Objected {
+                purpose: purpose.clone(),
+                objection: objection.clone(),
+            });
+        }
+    }
+    let missing_consent = manifest
+        .purposes
+        .iter()
+        .find(|p| p.requires_consent() && !processing.has_consent_for(p));
+    let mut disclosed = BTreeSet::new();
+    let mut withheld = Vec::new();
+    for field in DataField::ALL {
+        let reason = if !manifest.declares(field) {
+            Some(Withheld::NotDeclared)
+        } else if !grants.contains(&field) {
+            Some(Withheld::NotGranted)
+        } else {
+            missing_consent.map(|purpose| Withheld::NoConsent {
+                purpose: purpose.clone(),
+            })
+        };
+        match reason {
+            Some(reason) => withheld.push((field, reason)),
+            None => {
+                disclosed.insert(field);
+            }
+        }
+    }
+    Ok(Disclosure {
+        disclosed,
+        withheld,
+    })
+}
+
+/// A contact's data in the clear, as held in memory while an event is
+/// processed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactData {
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+    pub profile_name: Option<String>,
+    pub labels: Vec<String>,
+    pub lead_score: Option<u8>,
+}
+
+/// The message part of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageFacts {
+    pub kind: MessageKind,
+    pub text: Option<String>,
+    pub received_at: u64,
+    pub service_window_open: bool,
+}
+
+/// Everything about an event that is not the contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventContext {
+    /// The contact's pseudonym for this installation.
+    pub pseudonym: String,
+    pub message: Option<MessageFacts>,
+    pub status: Option<(DeliveryState, u64)>,
+    /// The installation's resolved configuration.
+    pub config: Vec<(String, String)>,
+    pub now: u64,
+    pub timezone: String,
+    pub utc_offset_minutes: i32,
+}
+
+/// Build the WIT event with exactly the disclosed fields.
+pub fn build_event(
+    disclosure: &Disclosure,
+    contact: &ContactData,
+    context: EventContext,
+) -> wit::Event {
+    let show = |field| disclosure.shows(field);
+    wit::Event {
+        trigger: if context.message.is_some() {
+            wit::Trigger::MessageReceived
+        } else {
+            wit::Trigger::StatusUpdate
+        },
+        contact: wit::ContactView {
+            pseudonym: context.pseudonym,
+            name: contact
+                .profile_name
+                .clone()
+                .filter(|_| show(DataField::ProfileName)),
+            phone_number: contact
+                .wa_id
+                .clone()
+                .filter(|_| show(DataField::PhoneNumber)),
+            user_id: contact.user_id.clone().filter(|_| show(DataField::UserId)),
+            labels: show(DataField::Labels).then(|| contact.labels.clone()),
+            lead_score: contact.lead_score.filter(|_| show(DataField::LeadScore)),
+        },
+        message: context.message.map(|m| wit::MessageView {
+            kind: wit_kind(m.kind),
+            text: m.text.filter(|_| show(DataField::MessageText)),
+            received_at: m.received_at,
+            service_window_open: m.service_window_open,
+        }),
+        status: context.status.map(|(state, at)| wit::StatusView {
+            status: match state {
+                DeliveryState::Sent => wit::DeliveryStatus::Sent,
+                DeliveryState::Delivered => wit::DeliveryStatus::Delivered,
+                DeliveryState::Read => wit::DeliveryStatus::Read,
+                DeliveryState::Failed => wit::DeliveryStatus::Failed,
+            },
+            at,
+        }),
+        config: context.config,
+        now: context.now,
+        timezone: context.timezone,
+        utc_offset_minutes: context.utc_offset_minutes,
+    }
+}
+
+fn wit_kind(kind: MessageKind) -> wit::MessageKind {
+    match kind {
+        MessageKind::Text => wit::MessageKind::Text,
+        MessageKind::Interactive => wit::MessageKind::Interactive,
+        MessageKind::Button => wit::MessageKind::Button,
+        MessageKind::Image => wit::MessageKind::Image,
+        MessageKind::Video => wit::MessageKind::Video,
+        MessageKind::Audio => wit::MessageKind::Audio,
+        MessageKind::Document => wit::MessageKind::Document,
+        MessageKind::Sticker => wit::MessageKind::Sticker,
+        MessageKind::Location => wit::MessageKind::Location,
+        MessageKind::Contacts => wit::MessageKind::Contacts,
+        MessageKind::Reaction => wit::MessageKind::Reaction,
+        MessageKind::System => wit::MessageKind::System,
+        MessageKind::Unsupported => wit::MessageKind::Unsupported,
+    }
+}
+
+/// A required configuration key has no value and no default.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("required config key `{0}` has no value")]
+pub struct MissingConfig(pub String);
+
+/// The installation's configuration as the plugin sees it: every declared
+/// key with the tenant's value or the default. Keys the manifest does not
+/// declare are not passed on.
+pub fn resolve_config(
+    manifest: &Manifest,
+    values: &[(String, String)],
+) -> Result<Vec<(String, String)>, MissingConfig> {
+    let mut resolved = Vec::with_capacity(manifest.config.len());
+    for key in &manifest.config {
+        let value = values
+            .iter()
+            .rev()
+            .find(|(name, _)| name == &key.name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| key.default_value.clone());
+        match value {
+            Some(value) => resolved.push((key.name.clone(), value)),
+            None if key.required => return Err(MissingConfig(key.name.clone())),
+            None => {}
+        }
+    }
+    Ok(resolved)
+}
+
+/// A contact's pseudonym for one installation: a blake3 keyed hash, so the
+/// same contact looks unrelated across installations and tenants, and the
+/// pseudonym reveals nothing without the tenant's key.
+pub fn pseudonym(key: &[u8; 32], installation: &str, contact: &[u8]) -> String {
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    hasher.update(&(installation.len() as u64).to_le_bytes());
+    hasher.update(installation.as_bytes());
+    hasher.update(contact);
+    let hash = hasher.finalize();
+    format!("ps_{}", &hash.to_hex()[..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::Capability;
+
+    fn manifest(purposes: &[&str], fields: &[DataField]) -> Manifest {
+        Manifest {
+            id: "p".into(),
+            version: "1.0.0".into(),
+            summary: String::new(),
+            purposes: purposes
+                .iter()
+                .map(|p| Purpose::parse(p).unwrap())
+                .collect(),
+            fields: fields.to_vec(),
+            capabilities: vec![Capability::AddLabel],
+            config: vec![],
+        }
+    }
+
+    fn purpose(p: &str) -> Purpose {
+        Purpose::parse(p).unwrap()
+    }
+
+    /// Every combination of declared fields x grants x consent x restriction
+    /// x objection yields exactly the expected field set.
+    #[test]
+    fn every_combination_yields_the_exact_field_set() {
+        let fields = DataField::ALL;
+        let purposes_cases: [&[&str]; 3] = [
+            &["essential.service"],
+            &["personalize.profiling"],
+            &["essential.service", "marketing.communications"],
+        ];
+        let mut checked = 0;
+        for purposes in purposes_cases {
+            for declared_mask in 0u32..(1 << fields.len()) {
+                // Grants are checked per field against the declaration, so
+                // three grant patterns per declaration cover the cases:
+                // none, all, and every other field.
+                for grant_pattern in 0..3 {
+                    for consent in [false, true] {
+                        for restricted in [false, true] {
+                            for objection in [None, Some("marketing"), Some("essential")] {
+                                let declared: Vec<DataField> = fields
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(i, _)| declared_mask & (1 << i) != 0)
+                                    .map(|(_, f)| *f)
+                                    .collect();
+                                let grants: BTreeSet<DataField> = fields
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(i, _)| match grant_pattern {
+                                        0 => false,
+                                        1 => true,
+                                        _ => i % 2 == 0,
+                                    })
+                                    .map(|(_, f)| *f)
+                                    .collect();
+                                let m = manifest(purposes, &declared);
+                                let state = ProcessingState {
+                                    restricted,
+                                    objections: objection.map(purpose).into_iter().collect(),
+                                    consents: if consent { m.purposes.clone() } else { vec![] },
+                                };
+                                let result = disclose(&m, &grants, &state);
+
+                                // The expectation, written independently of `disclose`.
+                                let objected = objection.is_some_and(|o| {
+                                    purposes
+                                        .iter()
+                                        .any(|p| *p == o || p.starts_with(&format!("{o}.")))
+                                });
+                                let needs_consent = purposes.iter().any(|p| {
+                                    p.starts_with("personalize") || p.starts_with("marketing")
+                                });
+                                if restricted {
+                                    assert_eq!(result, Err(NotProcessed::Restricted));
+                                } else if objected {
+                                    assert!(matches!(result, Err(NotProcessed::Objected { .. })));
+                                } else {
+                                    let expected: BTreeSet<DataField> = if needs_consent && !consent
+                                    {
+                                        BTreeSet::new()
+                                    } else {
+                                        declared
+                                            .iter()
+                                            .copied()
+                                            .filter(|f| grants.contains(f))
+                                            .collect()
+                                    };
+                                    let disclosure = result.unwrap();
+                                    assert_eq!(disclosure.disclosed, expected);
+                                    assert_eq!(
+                                        disclosure.withheld.len() + disclosure.disclosed.len(),
+                                        fields.len(),
+                                        "every field is either shown or withheld with a reason"
+                                    );
+                                }
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 3 * 64 * 3 * 2 * 2 * 3);
+    }
+
+    #[test]
+    fn withheld_reasons_name_the_first_failing_condition() {
+        let m = manifest(
+            &["personalize.profiling"],
+            &[DataField::ProfileName, DataField::Labels],
+        );
+        let grants = BTreeSet::from([DataField::ProfileName]);
+        let d = disclose(&m, &grants, &ProcessingState::default()).unwrap();
+        let reason = |f| {
+            d.withheld
+                .iter()
+                .find(|(x, _)| *x == f)
+                .map(|(_, r)| r.clone())
+        };
+        assert_eq!(reason(DataField::PhoneNumber), Some(Withheld::NotDeclared));
+        assert_eq!(reason(DataField::Labels), Some(Withheld::NotGranted));
+        assert_eq!(
+            reason(DataField::ProfileName),
+            Some(Withheld::NoConsent {
+                purpose: purpose("personalize.profiling")
+            })
+        );
+    }
+
+    #[test]
+    fn consent_to_a_broader_purpose_covers_a_narrower_one() {
+        let m = manifest(&["marketing.communications"], &[DataField::ProfileName]);
+        let state = ProcessingState {
+            consents: vec![purpose("marketing")],
+            ..Default::default()
+        };
+        let d = disclose(&m, &BTreeSet::from([DataField::ProfileName]), &state).unwrap();
+        assert!(d.shows(DataField::ProfileName));
+    }
+
+    #[test]
+    fn built_event_carries_only_disclosed_fields() {
+        let m = manifest(
+            &["essential.service"],
+            &[DataField::MessageText, DataField::Labels],
+        );
+        let grants = BTreeSet::from([
+            DataField::MessageText,
+            DataField::Labels,
+            DataField::PhoneNumber,
+        ]);
+        let d = disclose(&m, &grants, &ProcessingState::default()).unwrap();
+        let contact = ContactData {
+            wa_id: Some("16505551234".into()),
+            user_id: Some("US.1".into()),
+            profile_name: Some("Sheena".into()),
+            labels: vec!["vip".into()],
+            lead_score: Some(40),
+        };
+        let event = build_event(
+            &d,
+            &contact,
+            EventContext {
+                pseudonym: "ps_x".into(),
+                message: Some(MessageFacts {
+                    kind: MessageKind::Text,
+                    text: Some("hello".into()),
+                    received_at: 1,
+                    service_window_open: true,
+                }),
+                status: None,
+                config: vec![],
+                now: 2,
+                timezone: "UTC".into(),
+                utc_offset_minutes: 0,
+            },
+        );
+        assert_eq!(event.contact.name, None);
+        assert_eq!(event.contact.phone_number, None, "granted but not declared");
+        assert_eq!(event.contact.user_id, None);
+        assert_eq!(event.contact.lead_score, None);
+        assert_eq!(event.contact.labels, Some(vec!["vip".to_string()]));
+        assert_eq!(event.message.unwrap().text.as_deref(), Some("hello"));
+    }
+
+    #[test]
+    fn config_resolution_fills_defaults_and_reports_missing_required_keys() {
+        let mut m = manifest(&["essential.service"], &[]);
+        m.config = vec![
+            crate::plugin::ConfigKey {
+                name: "greeting".into(),
+                description: String::new(),
+                required: false,
+                default_value: Some("hi".into()),
+            },
+            crate::plugin::ConfigKey {
+                name: "rules".into(),
+                description: String::new(),
+                required: true,
+                default_value: None,
+            },
+        ];
+        assert_eq!(resolve_config(&m, &[]), Err(MissingConfig("rules".into())));
+        let resolved = resolve_config(
+            &m,
+            &[
+                ("rules".into(), "r".into()),
+                ("undeclared".into(), "x".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            resolved,
+            vec![
+                ("greeting".into(), "hi".into()),
+                ("rules".into(), "r".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn pseudonyms_differ_per_installation_and_key() {
+        let a = pseudonym(&[1; 32], "inst-a", b"contact");
+        assert_eq!(a, pseudonym(&[1; 32], "inst-a", b"contact"));
+        assert_ne!(a, pseudonym(&[1; 32], "inst-b", b"contact"));
+        assert_ne!(a, pseudonym(&[2; 32], "inst-a", b"contact"));
+        assert!(!a.contains("contact"));
+    }
+}

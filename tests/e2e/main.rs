@@ -1,0 +1,9 @@
+//! End-to-end tests: real components built by `cargo xtask build-guests`,
+//! running in the real runtime, the real binary, and (from the service
+//! issues on) the real service over HTTP.
+
+mod support;
+
+mod cli;
+mod plugins;
+mod sandbox;

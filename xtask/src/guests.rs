@@ -1,0 +1,194 @@
+//! Building every guest crate into a WebAssembly component.
+//!
+//! A guest is a crate under `plugins/`, `examples/` or `tests/guests/` whose
+//! Cargo.toml says `[package.metadata.flowgate] guest = true`. All guests are
+//! built in one cargo invocation (so the standard library is built once when
+//! it is built from source), then each core module is turned into a
+//! component with `wit-component`. Components land in `target/guests/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::toolchain::{WASM_TARGET, WasmToolchain};
+
+const GUEST_DIRS: [&str; 3] = ["plugins", "examples", "tests/guests"];
+const PROFILE: &str = "guest";
+
+#[derive(Debug, Clone)]
+pub struct Guest {
+    pub package: String,
+    pub dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct CargoToml {
+    package: Option<PackageSection>,
+}
+
+#[derive(Deserialize)]
+struct PackageSection {
+    name: String,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    flowgate: Option<FlowgateMetadata>,
+}
+
+#[derive(Deserialize)]
+struct FlowgateMetadata {
+    #[serde(default)]
+    guest: bool,
+}
+
+/// Every guest crate in the repository, sorted by package name.
+pub fn discover(root: &Path) -> Result<Vec<Guest>> {
+    let mut guests = Vec::new();
+    for dir in GUEST_DIRS {
+        let Ok(entries) = fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let crate_dir = entry?.path();
+            let manifest = crate_dir.join("Cargo.toml");
+            if !manifest.is_file() {
+                continue;
+            }
+            let text = fs::read_to_string(&manifest)
+                .with_context(|| format!("reading {}", manifest.display()))?;
+            let parsed: CargoToml =
+                toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+            let Some(package) = parsed.package else {
+                continue;
+            };
+            let is_guest = package
+                .metadata
+                .and_then(|m| m.flowgate)
+                .is_some_and(|f| f.guest);
+            if is_guest {
+                guests.push(Guest {
+                    package: package.name,
+                    dir: crate_dir,
+                });
+            }
+        }
+    }
+    guests.sort_by(|a, b| a.package.cmp(&b.package));
+    Ok(guests)
+}
+
+/// Where the components are written.
+pub fn output_dir(root: &Path) -> PathBuf {
+    root.join("target/guests")
+}
+
+/// Build the selected guests (all when `only` is empty) and componentize them.
+/// Returns the component paths.
+pub fn build(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
+    let all = discover(root)?;
+    let selected: Vec<Guest> = if only.is_empty() {
+        all
+    } else {
+        for name in only {
+            if !all.iter().any(|g| &g.package == name) {
+                let known: Vec<&str> = all.iter().map(|g| g.package.as_str()).collect();
+                bail!("no guest named `{name}`; guests are: {}", known.join(", "));
+            }
+        }
+        all.into_iter()
+            .filter(|g| only.contains(&g.package))
+            .collect()
+    };
+    if selected.is_empty() {
+        bail!("no guest crates found under {}", GUEST_DIRS.join(", "));
+    }
+
+    let toolchain = WasmToolchain::find_or_install()?;
+    let started = Instant::now();
+    eprintln!(
+        "xtask: building {} guest(s) with {}",
+        selected.len(),
+        toolchain.describe()
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = root.join("target/guest-build");
+    let mut command = toolchain.cargo_build(Path::new(&cargo));
+    command
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args(["--profile", PROFILE]);
+    for guest in &selected {
+        command.args(["--package", &guest.package]);
+    }
+    let status = command
+        .status()
+        .context("running cargo for the wasm guests")?;
+    if !status.success() {
+        bail!("building the wasm guests failed ({status})");
+    }
+
+    let out_dir = output_dir(root);
+    fs::create_dir_all(&out_dir)?;
+    let mut components = Vec::new();
+    for guest in &selected {
+        let core = target_dir
+            .join(WASM_TARGET)
+            .join(PROFILE)
+            .join(format!("{}.wasm", guest.package.replace('-', "_")));
+        let component = out_dir.join(format!("{}.wasm", guest.package));
+        if is_newer(&component, &core)? {
+            components.push(component);
+            continue;
+        }
+        componentize(&core, &component)
+            .with_context(|| format!("componentizing guest `{}`", guest.package))?;
+        let size = fs::metadata(&component)?.len();
+        eprintln!(
+            "xtask:   {:<24} {:>8} bytes  {}",
+            guest.package,
+            size,
+            component.display()
+        );
+        components.push(component);
+    }
+    eprintln!(
+        "xtask: guests ready in {:.1}s ({})",
+        started.elapsed().as_secs_f64(),
+        out_dir.display()
+    );
+    Ok(components)
+}
+
+fn is_newer(output: &Path, input: &Path) -> Result<bool> {
+    let modified = |path: &Path| -> Result<Option<SystemTime>> {
+        match fs::metadata(path) {
+            Ok(meta) => Ok(Some(meta.modified()?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let input_time = modified(input)?
+        .with_context(|| format!("cargo reported success but {} is missing", input.display()))?;
+    Ok(modified(output)?.is_some_and(|out| out >= input_time))
+}
+
+/// Turn a core module (with the component-type section wit-bindgen embeds)
+/// into a component. Written to a temporary file first so an interrupted run
+/// never leaves a truncated component behind.
+fn componentize(core: &Path, component: &Path) -> Result<()> {
+    let module = fs::read(core).with_context(|| format!("reading {}", core.display()))?;
+    let bytes = wit_component::ComponentEncoder::default()
+        .module(&module)?
+        .validate(true)
+        .encode()?;
+    let partial = component.with_extension("wasm.partial");
+    fs::write(&partial, bytes)?;
+    fs::rename(&partial, component)?;
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! `cargo xtask`: the project's automation.
+//!
+//! - `cargo xtask demo`: build the guests and the host, then run the demo.
+//! - `cargo xtask test`: build the guests, then run every test.
+//! - `cargo xtask build-guests [NAME…]`: build wasm guests into components.
+//! - `cargo xtask bench [NAME]`: run the benchmarks.
+
+mod guests;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "flowgate's build, demo and test automation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build every wasm guest (plugins, examples, test fixtures) into a
+    /// component under target/guests/. Installs Debian's wasm-capable rustc
+    /// when rustup has no wasm32 target and apt is usable.
+    BuildGuests {
+        /// Only these guests (package names); all when omitted.
+        names: Vec<String>,
+    },
+    /// List the guest crates xtask knows.
+    ListGuests,
+    /// Run the demo: the three first-party plugins on real-shaped traffic.
+    Demo {
+        /// Extra arguments for `flowgate demo` (see `flowgate demo --help`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build the guests, check formatting, then run every test in the workspace.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build the guests, then run the benchmarks (criterion).
+    Bench {
+        /// Extra arguments for `cargo bench` (e.g. `--bench runtime`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root()?;
+    match cli.command {
+        Task::BuildGuests { names } => {
+            guests::build(&root, &names)?;
+        }
+        Task::ListGuests => {
+            for guest in guests::discover(&root)? {
+                println!("{:<24} {}", guest.package, guest.dir.display());
+            }
+        }
+        Task::Demo { args } => {
+            guests::build(&root, &[])?;
+            let mut command = cargo(&root);
+            command.args(["run", "--quiet", "--package", "flowgate", "--", "demo"]);
+            command.arg("--guests").arg(guests::output_dir(&root));
+            command.args(args);
+            run(command)?;
+        }
+        Task::Test { args } => {
+            guests::build(&root, &[])?;
+            let mut fmt = cargo(&root);
+            fmt.args(["fmt", "--all", "--", "--check"]);
+            run(fmt).context("formatting differs: run `cargo fmt --all`")?;
+            let mut test = cargo(&root);
+            test.args(["test", "--workspace", "--all-targets"]);
+            test.args(&args);
+            run(test)?;
+            // Doc tests are not part of --all-targets; the SDK's examples are
+            // the flow author's first reading and must keep compiling.
+            let mut doc = cargo(&root);
+            doc.args([
+                "test",
+                "--doc",
+                "--package",
+                "flowgate-sdk",
+                "--features",
+                "harness",
+            ]);
+            run(doc)?;
+        }
+        Task::Bench { args } => {
+            guests::build(&root, &[])?;
+            let mut bench = cargo(&root);
+            bench.args(["bench", "--package", "flowgate"]);
+            bench.args(&args);
+            run(bench)?;
+        }
+    }
+    Ok(())
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").context("run xtask through cargo: `cargo xtask …`")?;
+    Ok(Path::new(&manifest_dir)
+        .parent()
+        .context("xtask lives in a subdirectory of the workspace")?
+        .to_path_buf())
+}
+
+/// A cargo command in the workspace root that tells the tests where the
+/// components are.
+fn cargo(root: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root)
+        .env("FLOWGATE_GUESTS_DIR", guests::output_dir(root));
+    command
+}
+
+fn run(mut command: Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
