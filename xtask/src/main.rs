@@ -85,16 +85,12 @@ fn main() -> Result<()> {
             test.args(&args);
             run(test)?;
             // Doc tests are not part of --all-targets; the SDK's examples are
-            // the flow author's first reading and must keep compiling.
+            // the flow author's first reading and must keep compiling. The
+            // workspace-wide run unifies features with the test build above
+            // (the plugins' dev-dependencies enable the SDK's harness), so
+            // nothing is rebuilt.
             let mut doc = cargo(&root);
-            doc.args([
-                "test",
-                "--doc",
-                "--package",
-                "flowgate-sdk",
-                "--features",
-                "harness",
-            ]);
+            doc.args(["test", "--workspace", "--doc"]);
             run(doc)?;
         }
         Task::Bench { args } => {

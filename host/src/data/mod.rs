@@ -1,0 +1,160 @@
+//! Tenant data: sealed records over the [`Store`](crate::store::Store), with
+//! the keys from the [`KeyRing`].
+//!
+//! [`Vault`] seals and opens records; [`contacts`], [`consent`] and
+//! [`plugin_state`] are the record kinds of issue-level meaning. Writes are
+//! staged into a [`Batch`] so everything one event changes commits together.
+
+pub mod consent;
+pub mod contacts;
+pub mod plugin_state;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::crypto::{KeyRing, KeyRingError, OpenError, SecretKey};
+use crate::ids::TenantId;
+use crate::store::{Batch, Kind, SledStore, Store, StoreError};
+
+/// Why tenant data could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyRingError),
+    #[error("a {kind} record does not open: it was moved, tampered with, or its key was shredded")]
+    Sealed { kind: &'static str },
+    #[error("a {kind} record does not decode: {reason}")]
+    Decode { kind: &'static str, reason: String },
+}
+
+impl DataError {
+    fn sealed(kind: Kind, _: OpenError) -> DataError {
+        DataError::Sealed { kind: kind.name() }
+    }
+}
+
+/// Where a record's associated data says it belongs: tenant, kind and key.
+/// Moving the ciphertext to any other place changes this and it no longer
+/// opens.
+pub fn record_context(tenant: &TenantId, kind: Kind, key: &[u8]) -> Vec<u8> {
+    let mut context = Vec::with_capacity(24 + 16 + kind.name().len() + 1 + key.len());
+    context.extend_from_slice(b"flowgate/v1/record/");
+    context.extend_from_slice(tenant.as_bytes());
+    context.extend_from_slice(kind.name().as_bytes());
+    context.push(0);
+    context.extend_from_slice(key);
+    context
+}
+
+/// Sealed access to the store: every value is serialized, sealed with the
+/// key given, and bound to its place.
+#[derive(Clone)]
+pub struct Vault {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyRing>,
+}
+
+impl Vault {
+    /// A vault over a store and a key ring.
+    pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>) -> Vault {
+        Vault { store, keys }
+    }
+
+    /// The embedded layout in a data directory: `records/` (sled) and
+    /// `keys/` (the key ring, kept apart so erasure reaches copies of the
+    /// records).
+    pub fn open_dir(dir: &Path, master: SecretKey) -> Result<Vault, DataError> {
+        let store = SledStore::open(&dir.join("records"))?;
+        let keys = KeyRing::open(&dir.join("keys"), master)?;
+        Ok(Vault::new(Arc::new(store), Arc::new(keys)))
+    }
+
+    /// Seal a value for `(tenant, kind, key)`.
+    pub fn seal<T: Serialize>(
+        &self,
+        sealing_key: &SecretKey,
+        tenant: &TenantId,
+        kind: Kind,
+        key: &[u8],
+        value: &T,
+    ) -> Vec<u8> {
+        // JSON, not a compact binary format: records must stay readable as
+        // fields are added over the years (consent proofs are kept seven),
+        // and the API's tagged enums round-trip without a second set of types.
+        let plain = serde_json::to_vec(value).expect("records serialize");
+        sealing_key.seal(&record_context(tenant, kind, key), &plain)
+    }
+
+    /// Open a value sealed for `(tenant, kind, key)`.
+    pub fn open<T: DeserializeOwned>(
+        &self,
+        sealing_key: &SecretKey,
+        tenant: &TenantId,
+        kind: Kind,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<T, DataError> {
+        let plain = sealing_key
+            .open(&record_context(tenant, kind, key), sealed)
+            .map_err(|e| DataError::sealed(kind, e))?;
+        serde_json::from_slice(&plain).map_err(|e| DataError::Decode {
+            kind: kind.name(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Read and open one record.
+    pub fn read<T: DeserializeOwned>(
+        &self,
+        sealing_key: &SecretKey,
+        tenant: &TenantId,
+        kind: Kind,
+        key: &[u8],
+    ) -> Result<Option<T>, DataError> {
+        match self.store.get(tenant, kind, key)? {
+            Some(sealed) => self.open(sealing_key, tenant, kind, key, &sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Stage a sealed write.
+    pub fn stage<T: Serialize>(
+        &self,
+        batch: &mut Batch,
+        sealing_key: &SecretKey,
+        tenant: &TenantId,
+        kind: Kind,
+        key: &[u8],
+        value: &T,
+    ) {
+        let sealed = self.seal(sealing_key, tenant, kind, key, value);
+        batch.put(*tenant, kind, key.to_vec(), sealed);
+    }
+
+    /// Make keys, then records, durable. Keys first: a record must never be
+    /// durable while the key that opens it is not.
+    pub fn flush(&self) -> Result<(), DataError> {
+        self.keys.flush()?;
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A vault in `dir` with a fixed master key, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_vault(dir: &Path) -> Vault {
+    Vault::open_dir(dir, SecretKey::from_bytes([3; 64])).expect("test vault")
+}

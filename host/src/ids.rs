@@ -1,0 +1,125 @@
+//! Identifiers of tenants, contacts and installations: 16 random bytes,
+//! written as a short prefix and 32 hex digits (`tnt_0f3a…`). Random, so an
+//! id reveals nothing and cannot be guessed from another.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::crypto::{from_hex, random_bytes, to_hex};
+
+/// Why text is not an id of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a {kind} id (`{prefix}_` followed by 32 hex digits)")]
+pub struct BadId {
+    pub text: String,
+    pub kind: &'static str,
+    pub prefix: &'static str,
+}
+
+macro_rules! define_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name([u8; 16]);
+
+        impl $name {
+            /// The text prefix of this kind of id.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new random id.
+            pub fn generate() -> Self {
+                Self(random_bytes())
+            }
+
+            /// The id's 16 bytes (how it is stored in keys).
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                &self.0
+            }
+
+            /// The id from its 16 stored bytes.
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(bytes)
+            }
+
+            /// The id from a stored key slice, if it is 16 bytes long.
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                bytes.try_into().ok().map(Self)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}_{}", $prefix, to_hex(&self.0))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = BadId;
+            fn from_str(text: &str) -> Result<Self, BadId> {
+                text.strip_prefix(concat!($prefix, "_"))
+                    .and_then(from_hex::<16>)
+                    .map(Self)
+                    .ok_or_else(|| BadId {
+                        text: text.chars().take(80).collect(),
+                        kind: $kind,
+                        prefix: $prefix,
+                    })
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+define_id!(
+    /// A tenant: one business using the service.
+    TenantId, "tnt", "tenant"
+);
+define_id!(
+    /// A contact of one tenant.
+    ContactId, "ctc", "contact"
+);
+define_id!(
+    /// A plugin installation of one tenant.
+    InstallationId, "ins", "installation"
+);
+
+impl TenantId {
+    /// The operator's own records (the tenant list, the plugin registry):
+    /// a reserved id no tenant is ever given.
+    pub const SYSTEM: TenantId = TenantId([0; 16]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_other_kinds() {
+        let id = ContactId::generate();
+        let text = id.to_string();
+        assert!(text.starts_with("ctc_") && text.len() == 36);
+        assert_eq!(text.parse::<ContactId>().unwrap(), id);
+        assert!(text.parse::<TenantId>().is_err());
+        assert!("ctc_zz".parse::<ContactId>().is_err());
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<ContactId>(&json).unwrap(), id);
+    }
+}

@@ -1,0 +1,217 @@
+//! Storage: a narrow trait over an ordered key-value store, scoped by tenant.
+//!
+//! Every read and write names a tenant; the implementation prefixes keys
+//! with it, so a query that is not scoped to a tenant cannot be written.
+//! Records are grouped by [`Kind`] (one sled tree each). Values arrive here
+//! already sealed (see [`crate::data`]); the store never sees plaintext.
+//!
+//! [`SledStore`] is the embedded implementation; a distributed backend can
+//! implement [`Store`] without callers changing.
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use crate::ids::TenantId;
+
+/// A kind of record: one tree in the embedded store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Tenant profiles (under [`TenantId::SYSTEM`]: the tenant list).
+    Tenants,
+    /// Contacts, sealed with their contact key.
+    Contacts,
+    /// Lookup hashes of phone numbers and BSUIDs → contact id.
+    ContactIndex,
+    /// The consent ledger.
+    Consent,
+    /// Plugin state per (installation, contact), sealed with the contact key.
+    PluginState,
+    /// Message metadata and previews.
+    Messages,
+    /// Webhook deliveries acknowledged but not yet processed.
+    Inbox,
+    /// Replies waiting to be sent.
+    Outbox,
+    /// Deduplication of deliveries by message id.
+    Dedup,
+    /// Installations of plugins.
+    Installations,
+    /// WhatsApp channels (phone numbers) of tenants.
+    Channels,
+    /// API keys (hashes only).
+    ApiKeys,
+    /// Plugin registry: components by content hash.
+    Plugins,
+    /// The audit trail.
+    Audit,
+    /// Expiry times of records, for retention.
+    Expiry,
+    /// Data-subject requests.
+    Requests,
+}
+
+impl Kind {
+    /// Every kind, for tenant-wide operations (purge, export).
+    pub const ALL: [Kind; 16] = [
+        Kind::Tenants,
+        Kind::Contacts,
+        Kind::ContactIndex,
+        Kind::Consent,
+        Kind::PluginState,
+        Kind::Messages,
+        Kind::Inbox,
+        Kind::Outbox,
+        Kind::Dedup,
+        Kind::Installations,
+        Kind::Channels,
+        Kind::ApiKeys,
+        Kind::Plugins,
+        Kind::Audit,
+        Kind::Expiry,
+        Kind::Requests,
+    ];
+
+    /// The tree name; also part of every sealed record's associated data.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Tenants => "tenants",
+            Kind::Contacts => "contacts",
+            Kind::ContactIndex => "contact_index",
+            Kind::Consent => "consent",
+            Kind::PluginState => "plugin_state",
+            Kind::Messages => "messages",
+            Kind::Inbox => "inbox",
+            Kind::Outbox => "outbox",
+            Kind::Dedup => "dedup",
+            Kind::Installations => "installations",
+            Kind::Channels => "channels",
+            Kind::ApiKeys => "api_keys",
+            Kind::Plugins => "plugins",
+            Kind::Audit => "audit",
+            Kind::Expiry => "expiry",
+            Kind::Requests => "requests",
+        }
+    }
+}
+
+/// A storage failure. Callers treat it as "try again later": nothing was
+/// half-written (batches are atomic).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Backend(String),
+    #[error("storage transaction aborted: {0}")]
+    Aborted(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        StoreError::Backend(error.to_string())
+    }
+}
+
+/// One write of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    pub tenant: TenantId,
+    pub kind: Kind,
+    pub key: Vec<u8>,
+    /// `None` deletes.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Writes applied atomically: all or none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Write `value` at `key`.
+    pub fn put(&mut self, tenant: TenantId, kind: Kind, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        self.ops.push(Op {
+            tenant,
+            kind,
+            key: key.into(),
+            value: Some(value),
+        });
+    }
+
+    /// Delete `key`.
+    pub fn delete(&mut self, tenant: TenantId, kind: Kind, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op {
+            tenant,
+            kind,
+            key: key.into(),
+            value: None,
+        });
+    }
+
+    /// Append another batch's writes.
+    pub fn extend(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The writes, in order.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+}
+
+/// A record as stored: key (without the tenant prefix) and value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// A page of a prefix scan.
+pub type Entries = Vec<Entry>;
+
+/// The storage interface every backend implements.
+pub trait Store: Send + Sync + 'static {
+    /// Read one record.
+    fn get(&self, tenant: &TenantId, kind: Kind, key: &[u8])
+    -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Records whose key starts with `prefix`, in key order, starting after
+    /// `after` (exclusive) when given, at most `limit`.
+    fn scan(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError>;
+
+    /// The record with the greatest key under `prefix`.
+    fn last(
+        &self,
+        tenant: &TenantId,
+        kind: Kind,
+        prefix: &[u8],
+    ) -> Result<Option<Entry>, StoreError>;
+
+    /// Apply a batch atomically.
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Make every committed batch durable.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// A number never returned before by this store (monotonic).
+    fn next_id(&self) -> Result<u64, StoreError>;
+
+    /// Delete every record of a tenant; returns how many were deleted.
+    fn purge_tenant(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+
+    /// Number of records of a kind across all tenants (for metrics).
+    fn count(&self, kind: Kind) -> usize;
+}
