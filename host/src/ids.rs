@@ -101,6 +101,19 @@ define_id!(
     InstallationId, "ins", "installation"
 );
 
+define_id!(
+    /// A WhatsApp channel (business phone number) of one tenant.
+    ChannelId, "chn", "channel"
+);
+define_id!(
+    /// A tenant API key (its public half).
+    ApiKeyId, "key", "API key"
+);
+define_id!(
+    /// A data-subject request.
+    RequestId, "dsr", "data-subject request"
+);
+
 impl TenantId {
     /// The operator's own records (the tenant list, the plugin registry):
     /// a reserved id no tenant is ever given.

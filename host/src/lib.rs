@@ -1,19 +1,34 @@
 //! flowgate: a privacy-first, multi-tenant host for WhatsApp automation
 //! plugins written as WebAssembly components.
 //!
-//! Where a request goes:
+//! Where a request goes: [`api`] (HTTP routes) → [`service`] (the durable
+//! inbox, the committer, the workers running each tenant's flow, the
+//! outbox) → the pieces below.
 //! - [`channel`]: WhatsApp Cloud API webhooks in, messages out.
 //! - [`view`]: the minimised, consent-checked view a plugin is shown.
 //! - [`runtime`]: the sandbox plugins run in.
 //! - [`plugin`]: what a plugin is to the host (manifest, actions).
 //! - [`data`]: tenant data (contacts, consent, plugin state), sealed with
 //!   keys from [`crypto`] and kept in a [`store`].
+//! - [`tenancy`]: tenants, channels, installations, API keys; [`registry`]:
+//!   admitted plugins; [`audit`]: the hash-chained trail.
+//! - [`server`]: `flowgate serve` as a library call (used by the demo and
+//!   the tests).
 
+pub mod api;
+pub mod audit;
 pub mod channel;
+pub mod clock;
+pub mod compliance;
+pub mod config;
 pub mod crypto;
 pub mod data;
 pub mod ids;
 pub mod plugin;
+pub mod registry;
 pub mod runtime;
+pub mod server;
+pub mod service;
 pub mod store;
+pub mod tenancy;
 pub mod view;

@@ -22,17 +22,29 @@ enum Command {
     /// Inspect and try plugin components (for plugin authors).
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
-    /// Run the demo: the first-party plugins on a real-shaped WhatsApp
-    /// conversation, showing what each plugin was shown and what it did.
+    /// Run the service (see `flowgate serve --help` for configuration).
+    Serve(cli::serve::ServeArgs),
+    /// Master-key tools: generate a key, rotate the master key.
+    #[command(subcommand)]
+    Keys(cli::serve::KeysCommand),
+    /// Run the demo: the service on a temporary data directory with a fake
+    /// WhatsApp Cloud API, driven through its APIs and signed webhooks.
     Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
-    cli::init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Plugin(command) => cli::plugin::run(command),
-        Command::Demo(args) => cli::demo::run(args),
+        Command::Plugin(command) => {
+            cli::init_tracing();
+            cli::plugin::run(command)
+        }
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Keys(command) => cli::serve::keys(command),
+        Command::Demo(args) => {
+            cli::init_tracing();
+            cli::demo::run(args)
+        }
     };
     match result {
         Ok(code) => code,

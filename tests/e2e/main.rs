@@ -5,6 +5,8 @@
 mod support;
 
 mod cli;
+mod crash;
 mod data;
 mod plugins;
 mod sandbox;
+mod service;

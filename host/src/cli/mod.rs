@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod events;
 pub mod plugin;
+pub mod serve;
 
 use tracing_subscriber::EnvFilter;
 

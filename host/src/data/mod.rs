@@ -7,6 +7,7 @@
 
 pub mod consent;
 pub mod contacts;
+pub mod messages;
 pub mod plugin_state;
 
 use std::path::Path;

@@ -1,5 +1,7 @@
 //! Shared test support: finding the built components and making events.
 
+pub mod service;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 

@@ -16,7 +16,8 @@ pub struct Delivery {
 }
 
 /// An inbound message or a status update, for one business phone number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
 pub enum DeliveryItem {
     Message(InboundMessage),
     Status(StatusUpdate),
@@ -43,7 +44,7 @@ impl DeliveryItem {
 
 /// Who a message is from or a status is about. WhatsApp may send the phone
 /// number (`wa_id`), the business-scoped user id (`user_id`), or both.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContactRef {
     pub wa_id: Option<String>,
     pub user_id: Option<String>,
@@ -97,7 +98,7 @@ impl MessageKind {
 }
 
 /// An inbound message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InboundMessage {
     pub phone_number_id: String,
     pub wamid: String,
@@ -112,7 +113,7 @@ pub struct InboundMessage {
 }
 
 /// A delivery status of an outbound message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatusUpdate {
     pub phone_number_id: String,
     pub wamid: String,
@@ -124,7 +125,9 @@ pub struct StatusUpdate {
 }
 
 /// WhatsApp's delivery states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Sent,
@@ -244,8 +247,12 @@ struct Reaction {
 #[derive(Deserialize)]
 struct System {
     body: Option<String>,
+    /// In `user_changed_number` notices: the new WhatsApp id (older
+    /// webhook versions call it `new_wa_id`).
     wa_id: Option<String>,
     new_wa_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -357,12 +364,11 @@ fn inbound(
     if from.user_id.is_none() {
         from.user_id = message.from_user_id.clone();
     }
-    if kind == MessageKind::System
-        && from.wa_id.is_none()
-        && let Some(system) = &message.system
-    {
-        from.wa_id = system.wa_id.clone();
-    }
+    let new_wa_id = message
+        .system
+        .as_ref()
+        .filter(|s| s.kind.as_deref() == Some("user_changed_number"))
+        .and_then(|s| s.new_wa_id.clone().or_else(|| s.wa_id.clone()));
     if !from.is_identified() {
         return Err(PayloadError::Invalid(format!(
             "message {} has neither `from` nor a contact with `wa_id` or `user_id`",
@@ -383,7 +389,6 @@ fn inbound(
         MessageKind::System => message.system.as_ref().and_then(|s| s.body.clone()),
         _ => None,
     };
-    let new_wa_id = message.system.and_then(|s| s.new_wa_id);
     Ok(InboundMessage {
         phone_number_id: phone_number_id.to_owned(),
         wamid: message.id,
@@ -508,7 +513,7 @@ mod tests {
         };
         assert_eq!(message.kind, MessageKind::System);
         assert_eq!(message.from.wa_id.as_deref(), Some("111"));
-        assert_eq!(message.new_wa_id, None);
+        assert_eq!(message.new_wa_id.as_deref(), Some("222"));
 
         let body = wrap(
             r#""contacts":[{"profile":{"name":"B"},"user_id":"BR.1502576394655843"}],"messages":[{"id":"w9","timestamp":"9","type":"text","text":{"body":"hi"}}]"#,

@@ -1,0 +1,273 @@
+//! The HTTP API.
+//!
+//! | prefix | who | auth |
+//! | --- | --- | --- |
+//! | `/webhooks/whatsapp/{channel}` | WhatsApp | `X-Hub-Signature-256` |
+//! | `/v1/…` | tenants | tenant API key |
+//! | `/v1/operator/…` | the operator | operator token |
+//! | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | probes, Prometheus | none |
+//!
+//! Layers, outermost first: tracing (method, route, status, latency; no
+//! bodies, no query strings), timeout, security headers on every response.
+
+pub mod auth;
+pub mod error;
+pub mod operator;
+pub mod tenant;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use tower::ServiceBuilder;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::service::ServiceInner;
+use auth::KeyedLimiter;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub service: Arc<ServiceInner>,
+    /// Per API key / operator token.
+    pub limiter: Arc<KeyedLimiter>,
+    /// Per webhook channel.
+    pub webhook_limiter: Arc<KeyedLimiter>,
+}
+
+/// The OpenAPI document of every route.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "flowgate", description = "Privacy-first host for WhatsApp automation plugins"),
+    paths(
+        webhook::verify, webhook::receive,
+        tenant::get_tenant, tenant::update_tenant, tenant::list_plugins,
+        tenant::list_installations, tenant::create_installation, tenant::get_installation,
+        tenant::update_installation, tenant::delete_installation, tenant::reorder_installations,
+        tenant::list_contacts, tenant::get_contact, tenant::lookup_contact,
+        tenant::record_consent, tenant::consent_history,
+        tenant::create_api_key, tenant::list_api_keys, tenant::revoke_api_key,
+        tenant::query_audit, tenant::verify_audit,
+        operator::create_tenant, operator::list_tenants, operator::get_tenant,
+        operator::create_channel, operator::list_channels, operator::delete_channel,
+        operator::upload_plugin, operator::list_plugins, operator::get_plugin,
+        healthz, readyz, metrics, openapi_json,
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "webhook", description = "WhatsApp Cloud API webhooks"),
+        (name = "tenant", description = "The tenant's settings"),
+        (name = "installations", description = "Plugins a tenant enabled"),
+        (name = "contacts", description = "Contacts (personal data; reads are audited)"),
+        (name = "consent", description = "The consent ledger"),
+        (name = "api-keys", description = "Tenant API keys"),
+        (name = "audit", description = "The tamper-evident audit trail"),
+        (name = "operator", description = "Host operator: tenants, channels, plugin registry"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("fgk_…")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "operator",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = String, content_type = "text/plain")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store answers and the service is not shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 503, body = error::ErrorBody)))]
+pub async fn readyz(State(state): State<ApiState>) -> Result<&'static str, error::AppError> {
+    if state.service.stopping() {
+        return Err(error::AppError::unavailable("shutting down"));
+    }
+    state
+        .service
+        .vault
+        .store
+        .get(
+            &crate::ids::TenantId::SYSTEM,
+            crate::store::Kind::Tenants,
+            b"readiness-probe",
+        )
+        .map_err(|e| error::AppError::unavailable(format!("store unavailable: {e}")))?;
+    Ok("ready")
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        state.service.metrics.render(),
+    )
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
+pub async fn openapi_json() -> impl IntoResponse {
+    axum::Json(ApiDoc::openapi())
+}
+
+async fn fallback() -> error::AppError {
+    error::AppError::not_found("route")
+}
+
+/// The whole application.
+pub fn router(service: Arc<ServiceInner>) -> Router {
+    let http = service.config.http.clone();
+    let state = ApiState {
+        limiter: Arc::new(auth::limiter(http.requests_per_second, http.burst)),
+        webhook_limiter: Arc::new(auth::limiter(
+            http.webhook_requests_per_second,
+            http.webhook_requests_per_second.saturating_mul(2),
+        )),
+        service,
+    };
+    let uploads = Router::new()
+        .route(
+            "/v1/operator/plugins",
+            post(operator::upload_plugin).get(operator::list_plugins),
+        )
+        .layer(DefaultBodyLimit::max(http.plugin_upload_limit_bytes));
+    let api = Router::new()
+        .route(
+            "/webhooks/whatsapp/{channel_id}",
+            get(webhook::verify).post(webhook::receive),
+        )
+        .route(
+            "/v1/tenant",
+            get(tenant::get_tenant).patch(tenant::update_tenant),
+        )
+        .route("/v1/plugins", get(tenant::list_plugins))
+        .route(
+            "/v1/installations",
+            get(tenant::list_installations).post(tenant::create_installation),
+        )
+        .route(
+            "/v1/installations/order",
+            put(tenant::reorder_installations),
+        )
+        .route(
+            "/v1/installations/{installation_id}",
+            get(tenant::get_installation)
+                .patch(tenant::update_installation)
+                .delete(tenant::delete_installation),
+        )
+        .route("/v1/contacts", get(tenant::list_contacts))
+        .route("/v1/contacts/lookup", post(tenant::lookup_contact))
+        .route("/v1/contacts/{contact_id}", get(tenant::get_contact))
+        .route(
+            "/v1/contacts/{contact_id}/consent",
+            get(tenant::consent_history).post(tenant::record_consent),
+        )
+        .route(
+            "/v1/api-keys",
+            get(tenant::list_api_keys).post(tenant::create_api_key),
+        )
+        .route(
+            "/v1/api-keys/{key_id}",
+            axum::routing::delete(tenant::revoke_api_key),
+        )
+        .route("/v1/audit", get(tenant::query_audit))
+        .route("/v1/audit/verify", get(tenant::verify_audit))
+        .route(
+            "/v1/operator/tenants",
+            get(operator::list_tenants).post(operator::create_tenant),
+        )
+        .route(
+            "/v1/operator/tenants/{tenant_id}",
+            get(operator::get_tenant),
+        )
+        .route(
+            "/v1/operator/tenants/{tenant_id}/channels",
+            get(operator::list_channels).post(operator::create_channel),
+        )
+        .route(
+            "/v1/operator/tenants/{tenant_id}/channels/{channel_id}",
+            axum::routing::delete(operator::delete_channel),
+        )
+        .route("/v1/operator/plugins/{hash}", get(operator::get_plugin))
+        .layer(DefaultBodyLimit::max(http.body_limit_bytes));
+    let api = api.merge(uploads).merge(compliance_routes());
+    api.route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(fallback)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                        // The matched route, not the URI: no ids or query
+                        // strings in the logs.
+                        let route = request
+                            .extensions()
+                            .get::<MatchedPath>()
+                            .map(MatchedPath::as_str)
+                            .unwrap_or("unmatched");
+                        tracing::info_span!("http", method = %request.method(), route)
+                    }),
+                )
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_millis(http.request_timeout_ms),
+                ))
+                .layer(header(
+                    "strict-transport-security",
+                    "max-age=63072000; includeSubDomains",
+                ))
+                .layer(header(
+                    "content-security-policy",
+                    "default-src 'none'; frame-ancestors 'none'",
+                ))
+                .layer(header("x-frame-options", "DENY"))
+                .layer(header("x-content-type-options", "nosniff"))
+                .layer(header("referrer-policy", "no-referrer"))
+                .layer(header("cache-control", "no-store")),
+        )
+}
+
+fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(
+        HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    )
+}
+
+/// Routes added by the compliance engine (data-subject rights, offboarding).
+fn compliance_routes() -> Router<ApiState> {
+    Router::new()
+}

@@ -1,0 +1,388 @@
+//! The audit trail: append-only per tenant, chained with blake3.
+//!
+//! Every entry carries the hash of the previous one; its own hash covers its
+//! content and that link, so editing or deleting any entry breaks every
+//! hash after it ([`verify`]). Entries name contacts only by an audit
+//! pseudonym and describe actions by kind and size: the trail holds no
+//! plaintext personal data. Entries are appended only by the committer, in
+//! commit order, so the chain is the order in which effects became durable.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::TenantKeys;
+use crate::data::{DataError, Vault};
+use crate::ids::{ContactId, TenantId};
+use crate::store::Kind;
+
+/// Who did something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", content = "id", rename_all = "kebab-case")]
+pub enum Actor {
+    /// The host operator (operator token).
+    Operator,
+    /// A tenant API key, by key id.
+    ApiKey(String),
+    /// A plugin installation, by installation id.
+    Installation(String),
+    /// The contact, through a WhatsApp message (opt-out keywords).
+    Contact,
+    /// WhatsApp, through a webhook on a channel.
+    Webhook(String),
+    /// The service itself (retention, circuit breakers, the outbox).
+    System,
+}
+
+/// An entry before the committer places it in the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditDraft {
+    pub tenant: TenantId,
+    pub at: u64,
+    pub actor: Actor,
+    /// Dotted action name, such as `plugin.invoked` or `consent.withdrawn`.
+    pub action: String,
+    /// The contact concerned, as the tenant's audit pseudonym.
+    pub subject: Option<String>,
+    /// Structured detail without personal data.
+    pub details: serde_json::Value,
+}
+
+impl AuditDraft {
+    /// A draft with no subject and no details.
+    pub fn new(tenant: TenantId, at: u64, actor: Actor, action: &str) -> AuditDraft {
+        AuditDraft {
+            tenant,
+            at,
+            actor,
+            action: action.to_owned(),
+            subject: None,
+            details: serde_json::Value::Null,
+        }
+    }
+
+    /// Name the contact concerned.
+    pub fn subject(mut self, pseudonym: String) -> AuditDraft {
+        self.subject = Some(pseudonym);
+        self
+    }
+
+    /// Attach details.
+    pub fn details(mut self, details: serde_json::Value) -> AuditDraft {
+        self.details = details;
+        self
+    }
+}
+
+/// An entry in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Position in the tenant's chain, from 1.
+    pub seq: u64,
+    pub at: u64,
+    pub actor: Actor,
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// Hash of the previous entry (hex); all zeros for the first.
+    pub prev: String,
+    /// blake3 of `prev` and this entry's content (hex).
+    pub hash: String,
+}
+
+/// The hash before the first entry.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// The hash of an entry: blake3 over the previous hash and the entry's
+/// content in a fixed encoding.
+pub fn entry_hash(prev: &[u8; 32], draft: &AuditDraft, seq: u64) -> [u8; 32] {
+    let content = serde_json::json!({
+        "seq": seq,
+        "at": draft.at,
+        "actor": draft.actor,
+        "action": draft.action,
+        "subject": draft.subject,
+        "details": draft.details,
+    });
+    let mut hasher = blake3::Hasher::new_derive_key("flowgate 2026 audit chain");
+    hasher.update(prev);
+    hasher.update(&serde_json::to_vec(&content).expect("audit content serializes"));
+    *hasher.finalize().as_bytes()
+}
+
+/// Place a draft after `prev` at `seq`.
+pub fn seal_entry(prev: &[u8; 32], seq: u64, draft: &AuditDraft) -> (AuditEntry, [u8; 32]) {
+    let hash = entry_hash(prev, draft, seq);
+    let entry = AuditEntry {
+        seq,
+        at: draft.at,
+        actor: draft.actor.clone(),
+        action: draft.action.clone(),
+        subject: draft.subject.clone(),
+        details: draft.details.clone(),
+        prev: crate::crypto::to_hex(prev),
+        hash: crate::crypto::to_hex(&hash),
+    };
+    (entry, hash)
+}
+
+/// The store key of an entry.
+pub fn entry_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// A contact's pseudonym in the audit trail: stable per tenant, distinct
+/// from every installation's pseudonym, meaningless without the tenant key.
+pub fn contact_pseudonym(keys: &TenantKeys, contact: &ContactId) -> String {
+    crate::view::pseudonym(&keys.pseudonyms, "audit", contact.as_bytes())
+}
+
+/// The last entry of a tenant's chain: (seq, hash).
+pub fn head(vault: &Vault, tenant: &TenantId) -> Result<(u64, [u8; 32]), DataError> {
+    let keys = vault.keys.tenant(tenant)?;
+    match vault.store.last(tenant, Kind::Audit, b"")? {
+        Some((key, sealed)) => {
+            let entry: AuditEntry =
+                vault.open(&keys.records, tenant, Kind::Audit, &key, &sealed)?;
+            let hash = crate::crypto::from_hex::<32>(&entry.hash).ok_or(DataError::Decode {
+                kind: "audit",
+                reason: "hash is not hex".into(),
+            })?;
+            Ok((entry.seq, hash))
+        }
+        None => Ok((0, GENESIS)),
+    }
+}
+
+/// Filters for reading the trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::IntoParams)]
+pub struct AuditFilter {
+    /// Only entries by this actor type (`operator`, `api-key`, `installation`,
+    /// `contact`, `webhook`, `system`).
+    pub actor: Option<String>,
+    /// Only this action, or actions under this prefix (`plugin.` matches
+    /// `plugin.invoked`).
+    pub action: Option<String>,
+    /// Only entries about this contact pseudonym.
+    pub subject: Option<String>,
+    /// From this time (seconds since the Unix epoch), inclusive.
+    pub from: Option<u64>,
+    /// Until this time, exclusive.
+    pub until: Option<u64>,
+    /// Entries after this sequence number (for paging).
+    pub after: Option<u64>,
+    /// At most this many entries (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+impl AuditFilter {
+    fn matches(&self, entry: &AuditEntry) -> bool {
+        let actor_type = match &entry.actor {
+            Actor::Operator => "operator",
+            Actor::ApiKey(_) => "api-key",
+            Actor::Installation(_) => "installation",
+            Actor::Contact => "contact",
+            Actor::Webhook(_) => "webhook",
+            Actor::System => "system",
+        };
+        self.actor.as_deref().is_none_or(|a| a == actor_type)
+            && self.action.as_deref().is_none_or(|a| {
+                entry.action == a || (a.ends_with('.') && entry.action.starts_with(a))
+            })
+            && self
+                .subject
+                .as_deref()
+                .is_none_or(|s| entry.subject.as_deref() == Some(s))
+            && self.from.is_none_or(|from| entry.at >= from)
+            && self.until.is_none_or(|until| entry.at < until)
+    }
+}
+
+/// Read entries matching `filter`, oldest first.
+pub fn query(
+    vault: &Vault,
+    tenant: &TenantId,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditEntry>, DataError> {
+    let keys = vault.keys.tenant(tenant)?;
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let mut found = Vec::new();
+    let mut after = filter.after.map(|seq| entry_key(seq).to_vec());
+    loop {
+        let page = vault
+            .store
+            .scan(tenant, Kind::Audit, b"", after.as_deref(), 512)?;
+        if page.is_empty() {
+            return Ok(found);
+        }
+        for (key, sealed) in &page {
+            let entry: AuditEntry = vault.open(&keys.records, tenant, Kind::Audit, key, sealed)?;
+            if filter.matches(&entry) {
+                found.push(entry);
+                if found.len() >= limit {
+                    return Ok(found);
+                }
+            }
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+}
+
+/// The result of checking a tenant's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Verification {
+    /// Entries checked.
+    pub entries: u64,
+    /// Whether every link and hash holds.
+    pub intact: bool,
+    /// The first entry where the chain breaks, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Walk a tenant's chain and check every link, hash and sequence number.
+/// Detects edited entries (hash mismatch), deleted or reordered entries
+/// (sequence gap, link mismatch), and entries that no longer open.
+pub fn verify(vault: &Vault, tenant: &TenantId) -> Result<Verification, DataError> {
+    let keys = vault.keys.tenant(tenant)?;
+    let mut prev = GENESIS;
+    let mut expected_seq = 1;
+    let mut after: Option<Vec<u8>> = None;
+    let broken = |seq: u64, reason: String, checked: u64| Verification {
+        entries: checked,
+        intact: false,
+        broken_at: Some(seq),
+        reason: Some(reason),
+    };
+    loop {
+        let page = vault
+            .store
+            .scan(tenant, Kind::Audit, b"", after.as_deref(), 512)?;
+        if page.is_empty() {
+            return Ok(Verification {
+                entries: expected_seq - 1,
+                intact: true,
+                broken_at: None,
+                reason: None,
+            });
+        }
+        for (key, sealed) in &page {
+            let checked = expected_seq - 1;
+            let Ok(entry) =
+                vault.open::<AuditEntry>(&keys.records, tenant, Kind::Audit, key, sealed)
+            else {
+                return Ok(broken(
+                    expected_seq,
+                    "entry does not open (altered or moved)".into(),
+                    checked,
+                ));
+            };
+            if entry.seq != expected_seq || key.as_slice() != entry_key(entry.seq) {
+                return Ok(broken(
+                    expected_seq,
+                    format!(
+                        "expected entry {expected_seq}, found {} (deleted or reordered)",
+                        entry.seq
+                    ),
+                    checked,
+                ));
+            }
+            if entry.prev != crate::crypto::to_hex(&prev) {
+                return Ok(broken(
+                    entry.seq,
+                    "link to the previous entry does not match".into(),
+                    checked,
+                ));
+            }
+            let draft = AuditDraft {
+                tenant: *tenant,
+                at: entry.at,
+                actor: entry.actor.clone(),
+                action: entry.action.clone(),
+                subject: entry.subject.clone(),
+                details: entry.details.clone(),
+            };
+            let hash = entry_hash(&prev, &draft, entry.seq);
+            if crate::crypto::to_hex(&hash) != entry.hash {
+                return Ok(broken(
+                    entry.seq,
+                    "content does not match its hash (edited)".into(),
+                    checked,
+                ));
+            }
+            prev = hash;
+            expected_seq += 1;
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_chain_and_change_with_any_field() {
+        let tenant = TenantId::generate();
+        let draft = AuditDraft::new(tenant, 10, Actor::System, "retention.run")
+            .details(serde_json::json!({"deleted": 3}));
+        let (first, h1) = seal_entry(&GENESIS, 1, &draft);
+        assert_eq!(first.prev, "0".repeat(64));
+        let (second, _) = seal_entry(&h1, 2, &draft);
+        assert_eq!(second.prev, first.hash);
+        let mut edited = draft.clone();
+        edited.details = serde_json::json!({"deleted": 4});
+        assert_ne!(entry_hash(&GENESIS, &edited, 1), h1);
+        assert_ne!(
+            entry_hash(&GENESIS, &draft, 2),
+            h1,
+            "the position is part of the hash"
+        );
+    }
+
+    #[test]
+    fn filters_match_actor_action_prefix_subject_and_time() {
+        let tenant = TenantId::generate();
+        let draft = AuditDraft::new(
+            tenant,
+            100,
+            Actor::Installation("ins_x".into()),
+            "plugin.invoked",
+        )
+        .subject("ps_abc".into());
+        let (entry, _) = seal_entry(&GENESIS, 1, &draft);
+        let f = |filter: AuditFilter| filter.matches(&entry);
+        assert!(f(AuditFilter::default()));
+        assert!(f(AuditFilter {
+            actor: Some("installation".into()),
+            ..Default::default()
+        }));
+        assert!(!f(AuditFilter {
+            actor: Some("operator".into()),
+            ..Default::default()
+        }));
+        assert!(f(AuditFilter {
+            action: Some("plugin.".into()),
+            ..Default::default()
+        }));
+        assert!(!f(AuditFilter {
+            action: Some("plugin".into()),
+            ..Default::default()
+        }));
+        assert!(f(AuditFilter {
+            subject: Some("ps_abc".into()),
+            ..Default::default()
+        }));
+        assert!(!f(AuditFilter {
+            from: Some(101),
+            ..Default::default()
+        }));
+        assert!(f(AuditFilter {
+            from: Some(100),
+            until: Some(101),
+            ..Default::default()
+        }));
+    }
+}

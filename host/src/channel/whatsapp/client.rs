@@ -1,0 +1,192 @@
+//! Sending messages through the Cloud API.
+//!
+//! `POST {base}/{version}/{phone-number-id}/messages` with a bearer token
+//! and `{"messaging_product": "whatsapp", "to": …, "type": "text", "text":
+//! {"body": …}}`. Contacts known only by a business-scoped user id are
+//! addressed with `recipient` instead of `to`. Errors are classified as
+//! retryable (network, 5xx, 429, Meta's throttling codes) or permanent.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where and how to reach the Cloud API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudApiConfig {
+    /// Base URL (`https://graph.facebook.com`); tests point it at the fake.
+    pub base_url: String,
+    /// Graph API version path segment.
+    pub version: String,
+    /// Per-request timeout in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for CloudApiConfig {
+    fn default() -> Self {
+        CloudApiConfig {
+            base_url: "https://graph.facebook.com".into(),
+            version: "v21.0".into(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Who a message goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// A WhatsApp id (phone number).
+    WaId(String),
+    /// A business-scoped user id.
+    UserId(String),
+}
+
+/// Why a send failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// Whether trying again later may succeed.
+    pub retryable: bool,
+    /// HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// Meta's error code, when given.
+    pub code: Option<i64>,
+    pub message: String,
+}
+
+/// A Cloud API client; cheap to clone.
+#[derive(Clone)]
+pub struct CloudApiClient {
+    http: reqwest::Client,
+    config: CloudApiConfig,
+}
+
+#[derive(Deserialize)]
+struct SendResponse {
+    messages: Vec<SentId>,
+}
+
+#[derive(Deserialize)]
+struct SentId {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorBody {
+    error: GraphError,
+}
+
+#[derive(Deserialize)]
+struct GraphError {
+    message: Option<String>,
+    code: Option<i64>,
+}
+
+/// Meta's throttling and transient error codes (rate limits, temporary
+/// unavailability), retried with backoff.
+const RETRYABLE_CODES: [i64; 6] = [1, 2, 4, 80007, 130429, 131016];
+
+impl CloudApiClient {
+    pub fn new(config: CloudApiConfig) -> CloudApiClient {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .user_agent(concat!("flowgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("building the HTTP client");
+        CloudApiClient { http, config }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &CloudApiConfig {
+        &self.config
+    }
+
+    /// Send a text message; returns WhatsApp's message id.
+    pub async fn send_text(
+        &self,
+        phone_number_id: &str,
+        access_token: &str,
+        to: &Recipient,
+        text: &str,
+    ) -> Result<String, SendError> {
+        let url = format!(
+            "{}/{}/{}/messages",
+            self.config.base_url.trim_end_matches('/'),
+            self.config.version,
+            phone_number_id
+        );
+        let mut body = serde_json::json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "type": "text",
+            "text": {"preview_url": false, "body": text},
+        });
+        match to {
+            Recipient::WaId(wa_id) => body["to"] = wa_id.as_str().into(),
+            Recipient::UserId(user_id) => body["recipient"] = user_id.as_str().into(),
+        }
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(access_token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| SendError {
+                retryable: true,
+                status: None,
+                code: None,
+                message: format!("request failed: {}", without_url(&e)),
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| SendError {
+            retryable: true,
+            status: Some(status.as_u16()),
+            code: None,
+            message: format!("reading the response failed: {}", without_url(&e)),
+        })?;
+        if status.is_success() {
+            let parsed: SendResponse = serde_json::from_slice(&bytes).map_err(|e| SendError {
+                retryable: false,
+                status: Some(status.as_u16()),
+                code: None,
+                message: format!("unexpected response: {e}"),
+            })?;
+            return parsed
+                .messages
+                .into_iter()
+                .next()
+                .map(|m| m.id)
+                .ok_or_else(|| SendError {
+                    retryable: false,
+                    status: Some(status.as_u16()),
+                    code: None,
+                    message: "the response names no message id".into(),
+                });
+        }
+        let graph: Option<GraphError> = serde_json::from_slice::<GraphErrorBody>(&bytes)
+            .ok()
+            .map(|b| b.error);
+        let code = graph.as_ref().and_then(|g| g.code);
+        let retryable = status.is_server_error()
+            || status.as_u16() == 429
+            || code.is_some_and(|c| RETRYABLE_CODES.contains(&c));
+        Err(SendError {
+            retryable,
+            status: Some(status.as_u16()),
+            code,
+            message: graph
+                .and_then(|g| g.message)
+                .unwrap_or_else(|| format!("HTTP {status}")),
+        })
+    }
+}
+
+/// Error text without the URL (which carries the phone number id).
+fn without_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<cloud api>");
+    }
+    text
+}

@@ -1,0 +1,193 @@
+//! Service configuration: a TOML file, overridden by environment variables
+//! and command-line flags (see `flowgate serve --help`).
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! data_dir = "/var/lib/flowgate"
+//! master_key_file = "/etc/flowgate/master.key"
+//! operator_token_file = "/etc/flowgate/operator.token"
+//! workers = 2
+//!
+//! [whatsapp]
+//! base_url = "https://graph.facebook.com"
+//! version = "v21.0"
+//!
+//! [http]
+//! body_limit_bytes = 262144
+//! requests_per_second = 50
+//! burst = 100
+//! webhook_requests_per_second = 500
+//!
+//! [limits]          # per plugin call
+//! fuel = 200000000
+//! deadline_ms = 500
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::whatsapp::client::CloudApiConfig;
+use crate::runtime::Limits;
+
+/// HTTP-level settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body accepted (webhooks, API); plugin uploads may be
+    /// up to `plugin_upload_limit_bytes`.
+    pub body_limit_bytes: usize,
+    /// Largest plugin component upload.
+    pub plugin_upload_limit_bytes: usize,
+    /// Sustained requests per second per API key or operator token.
+    pub requests_per_second: u32,
+    /// Burst allowance per API key or operator token.
+    pub burst: u32,
+    /// Sustained webhook requests per second per channel.
+    pub webhook_requests_per_second: u32,
+    /// Per-request timeout, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_limit_bytes: 256 << 10,
+            plugin_upload_limit_bytes: 16 << 20,
+            requests_per_second: 50,
+            burst: 100,
+            webhook_requests_per_second: 2_000,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Everything `flowgate serve` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory: `records/` (sealed records) and `keys/` (key ring).
+    pub data_dir: PathBuf,
+    /// File with the master key (128 hex digits). The environment variable
+    /// `FLOWGATE_MASTER_KEY` takes precedence.
+    pub master_key_file: Option<PathBuf>,
+    /// File with the operator token. `FLOWGATE_OPERATOR_TOKEN` takes
+    /// precedence.
+    pub operator_token_file: Option<PathBuf>,
+    /// The operator token itself (from the environment or the file; never
+    /// written to the TOML file).
+    #[serde(skip)]
+    pub operator_token: String,
+    /// Processing worker threads (default: the number of CPUs).
+    pub workers: usize,
+    /// Plugin instances that may exist at once.
+    pub max_instances: u32,
+    /// Store page cache, in MiB.
+    pub store_cache_mb: u64,
+    /// Seconds to let in-flight work finish on shutdown.
+    pub shutdown_grace_secs: u64,
+    pub whatsapp: CloudApiConfig,
+    pub http: HttpConfig,
+    pub limits: Limits,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            data_dir: PathBuf::from("flowgate-data"),
+            master_key_file: None,
+            operator_token_file: None,
+            operator_token: String::new(),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_instances: 256,
+            store_cache_mb: 1024,
+            shutdown_grace_secs: 20,
+            whatsapp: CloudApiConfig::default(),
+            http: HttpConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: {error}")]
+    Parse { path: PathBuf, error: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ServiceConfig {
+    /// Read a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<ServiceConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            error: e.to_string(),
+        })
+    }
+
+    /// Check values that cannot be checked by their types.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.operator_token.len() < 16 {
+            return Err(ConfigError::Invalid(
+                "the operator token must be at least 16 characters \
+                 (set FLOWGATE_OPERATOR_TOKEN or operator_token_file)"
+                    .into(),
+            ));
+        }
+        if self.workers == 0 || self.workers > 256 {
+            return Err(ConfigError::Invalid("workers must be 1 to 256".into()));
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "http.body_limit_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.http.requests_per_second == 0 || self.http.webhook_requests_per_second == 0 {
+            return Err(ConfigError::Invalid(
+                "rate limits must be at least 1 per second".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_files_fill_missing_values_with_defaults_and_refuse_typos() {
+        let config: ServiceConfig = toml::from_str(
+            "listen = \"0.0.0.0:9000\"\n[limits]\nfuel = 1000\n[whatsapp]\nversion = \"v22.0\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.limits.fuel, 1000);
+        assert_eq!(config.limits.deadline_ms, Limits::default().deadline_ms);
+        assert_eq!(config.whatsapp.base_url, "https://graph.facebook.com");
+        assert!(toml::from_str::<ServiceConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_short_operator_token_is_refused() {
+        let mut config = ServiceConfig::default();
+        assert!(config.validate().is_err());
+        config.operator_token = "0123456789abcdef".into();
+        assert!(config.validate().is_ok());
+    }
+}

@@ -1,0 +1,146 @@
+//! Running the service: open the data directory with the master key, start
+//! the service, serve HTTP until a shutdown signal, then stop gracefully.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::clock::Clock;
+use crate::config::ServiceConfig;
+use crate::crypto::{SecretKey, from_hex, to_hex};
+use crate::data::Vault;
+use crate::ids::TenantId;
+use crate::service::Service;
+
+/// Where the master key comes from.
+pub enum MasterKeySource {
+    /// `FLOWGATE_MASTER_KEY` or the configured file.
+    Configured,
+    /// Generate one into the data directory (demo and development only).
+    GenerateInDataDir,
+}
+
+/// Load the operator's master key: the environment, then the file; or, for
+/// development, a key generated into the data directory.
+pub fn master_key(config: &ServiceConfig, source: MasterKeySource) -> Result<SecretKey> {
+    let parse = |text: &str, origin: &str| -> Result<SecretKey> {
+        from_hex::<64>(text)
+            .map(SecretKey::from_bytes)
+            .with_context(|| format!("the master key in {origin} is not 128 hex digits"))
+    };
+    if let Ok(hex) = std::env::var("FLOWGATE_MASTER_KEY") {
+        return parse(&hex, "FLOWGATE_MASTER_KEY");
+    }
+    if let Some(path) = &config.master_key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the master key file {}", path.display()))?;
+        return parse(&text, &path.display().to_string());
+    }
+    match source {
+        MasterKeySource::GenerateInDataDir => {
+            let path = config.data_dir.join("master.key");
+            if path.exists() {
+                let text = std::fs::read_to_string(&path)?;
+                return parse(&text, &path.display().to_string());
+            }
+            std::fs::create_dir_all(&config.data_dir)?;
+            let key = SecretKey::generate();
+            write_private(&path, &to_hex(key.expose()))?;
+            eprintln!(
+                "\n  WARNING: generated a master key into {} for development.\n  \
+                 Anyone who can read the data directory can read all data.\n  \
+                 In production set FLOWGATE_MASTER_KEY or master_key_file, kept apart from the data.\n",
+                path.display()
+            );
+            Ok(key)
+        }
+        MasterKeySource::Configured => bail!(
+            "no master key: set FLOWGATE_MASTER_KEY (128 hex digits; `flowgate keys generate` makes one) \
+             or master_key_file, or use --dev for a development key in the data directory"
+        ),
+    }
+}
+
+/// Write a secret file readable by its owner only.
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Open the vault in the configured data directory.
+pub fn open_vault(config: &ServiceConfig, master: SecretKey) -> Result<Vault> {
+    let records = crate::store::SledStore::open_with_cache(
+        &config.data_dir.join("records"),
+        config.store_cache_mb << 20,
+    )
+    .with_context(|| format!("opening the records in {}", config.data_dir.display()))?;
+    let keys = crate::crypto::KeyRing::open(&config.data_dir.join("keys"), master)
+        .with_context(|| format!("opening the key ring in {}", config.data_dir.display()))?;
+    let vault = Vault::new(std::sync::Arc::new(records), std::sync::Arc::new(keys));
+    // The system tenant's key seals the operator's own audit chain.
+    vault.keys.create_tenant(&TenantId::SYSTEM)?;
+    Ok(vault)
+}
+
+/// Serve until `shutdown` completes, then stop gracefully: stop accepting,
+/// finish requests in flight, let the workers and the sender finish.
+pub async fn serve(
+    config: ServiceConfig,
+    vault: Vault,
+    clock: Clock,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let service = Service::start(config, vault, clock)?;
+    let app = crate::api::router(service.inner.clone());
+    tracing::info!(address = %listener.local_addr()?, "flowgate is serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("shutting down: finishing work in flight");
+    if tokio::time::timeout(grace, service.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "work in flight did not finish within the grace period; it resumes on restart"
+        );
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,609 @@
+//! Processing one inbox item: the tenant's flow on one event.
+//!
+//! For a message: find or create the contact, record the message (metadata
+//! and a sealed preview), handle opt-out keywords before anything else, then
+//! run each enabled installation in order on a freshly built, minimised
+//! view. Every action is checked — granted capability, opt-out,
+//! restriction, hand-off, service window — then applied or dropped, and
+//! either way audited. Labels and scores applied by an earlier plugin are
+//! visible to a later one when it was granted them. Everything the event
+//! changes, including removing it from the inbox, goes into one commit.
+
+use std::time::Instant;
+
+use super::ServiceInner;
+use super::committer::Commit;
+use super::context::{FlowStep, TenantContext};
+use super::inbox::InboxJob;
+use super::optout::{self, Keyword};
+use super::outbox::{self, Reply};
+use crate::audit::{Actor, AuditDraft, contact_pseudonym};
+use crate::channel::whatsapp::payload::{DeliveryItem, InboundMessage, StatusUpdate};
+use crate::crypto::TenantKeys;
+use crate::data::DataError;
+use crate::data::consent::{ConsentLedger, ConsentRecord, Decision, Source, Subject};
+use crate::data::contacts::{Contacts, LeadScore, LoadedContact};
+use crate::data::messages::{self, Direction, MessageRecord};
+use crate::data::plugin_state;
+use crate::ids::TenantId;
+use crate::plugin::{Action, Refusal};
+use crate::runtime::{Call, PluginState};
+use crate::store::{Batch, Kind};
+use crate::tenancy::installations::Trigger;
+use crate::view::{self, EventContext, MessageFacts};
+
+/// Why an item could not be processed now. Transient errors are retried;
+/// the item stays in the inbox.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Context(#[from] super::context::ContextError),
+}
+
+impl From<crate::store::StoreError> for ProcessError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ProcessError::Data(error.into())
+    }
+}
+
+impl From<crate::crypto::KeyRingError> for ProcessError {
+    fn from(error: crate::crypto::KeyRingError) -> Self {
+        ProcessError::Data(error.into())
+    }
+}
+
+/// The outcome of processing: what to commit, and whether replies were
+/// queued (so the sender is woken after the commit).
+pub struct Processed {
+    pub commit: Commit,
+    pub queued_replies: usize,
+}
+
+struct Event<'a> {
+    service: &'a ServiceInner,
+    tenant: TenantId,
+    keys: std::sync::Arc<TenantKeys>,
+    context: std::sync::Arc<TenantContext>,
+    now: u64,
+    batch: Batch,
+    audit: Vec<AuditDraft>,
+    queued_replies: usize,
+}
+
+impl Event<'_> {
+    fn note(
+        &mut self,
+        actor: Actor,
+        action: &str,
+        subject: Option<&str>,
+        details: serde_json::Value,
+    ) {
+        let mut draft = AuditDraft::new(self.tenant, self.now, actor, action).details(details);
+        draft.subject = subject.map(str::to_owned);
+        self.audit.push(draft);
+    }
+
+    fn retention_secs(&self) -> (u64, u64) {
+        let policy = self.context.tenant.retention;
+        (
+            u64::from(policy.message_previews_days) * 86_400,
+            u64::from(policy.message_metadata_days) * 86_400,
+        )
+    }
+}
+
+/// Process one inbox item into a commit.
+pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, ProcessError> {
+    let mut batch = Batch::new();
+    batch.delete(TenantId::SYSTEM, Kind::Inbox, job.key.clone());
+    let context = match service.contexts.get(&job.tenant) {
+        Ok(context) => context,
+        Err(super::context::ContextError::UnknownTenant(_)) => {
+            // The tenant was deleted after the delivery was acknowledged.
+            return Ok(Processed {
+                commit: Commit::new(batch, Vec::new()),
+                queued_replies: 0,
+            });
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let mut event = Event {
+        service,
+        tenant: job.tenant,
+        keys: service.vault.keys.tenant(&job.tenant)?,
+        context,
+        now: service.clock.now(),
+        batch,
+        audit: Vec::new(),
+        queued_replies: 0,
+    };
+    let channel = job.item.channel;
+    match &job.item.item {
+        DeliveryItem::Message(message) => on_message(&mut event, channel, message)?,
+        DeliveryItem::Status(status) => on_status(&mut event, channel, status)?,
+    }
+    Ok(Processed {
+        queued_replies: event.queued_replies,
+        commit: Commit::new(event.batch, event.audit),
+    })
+}
+
+fn on_message(
+    event: &mut Event<'_>,
+    channel: crate::ids::ChannelId,
+    message: &InboundMessage,
+) -> Result<(), ProcessError> {
+    let vault = &event.service.vault;
+    let contacts = Contacts::of(vault, event.tenant)?;
+    let mut loaded = contacts.resolve_inbound(
+        message.from.wa_id.as_deref(),
+        message.from.user_id.as_deref(),
+        message.from.profile_name.as_deref(),
+        message.timestamp,
+    )?;
+    if let Some(new_wa_id) = &message.new_wa_id {
+        contacts.change_number(&mut loaded, new_wa_id);
+    }
+    let subject = contact_pseudonym(&event.keys, &loaded.contact.id);
+    if loaded.is_new() {
+        event.note(
+            Actor::Webhook(channel.to_string()),
+            "contact.created",
+            Some(&subject),
+            serde_json::Value::Null,
+        );
+    }
+
+    // The message itself: metadata, a sealed preview, content if enabled.
+    let (preview_secs, metadata_secs) = event.retention_secs();
+    let record = MessageRecord {
+        seq: vault.store.next_id()?,
+        direction: Direction::Inbound,
+        kind: message.kind,
+        at: message.timestamp,
+        status: None,
+        status_at: None,
+        preview: message.text.as_deref().map(messages::preview),
+        content: message
+            .text
+            .clone()
+            .filter(|_| event.context.tenant.store_message_content),
+        origin: None,
+        preview_expires_at: event.now + preview_secs,
+        expires_at: event.now + metadata_secs,
+    };
+    let owner = messages::Owner {
+        tenant: &event.tenant,
+        keys: &event.keys,
+        contact: &loaded.contact.id,
+        contact_key: &loaded.key,
+    };
+    messages::stage(vault, &mut event.batch, owner, &record, None);
+    event.note(
+        Actor::Webhook(channel.to_string()),
+        "message.received",
+        Some(&subject),
+        serde_json::json!({
+            "kind": message.kind,
+            "chars": message.text.as_deref().map_or(0, |t| t.chars().count()),
+        }),
+    );
+
+    if let Some(keyword) = optout::classify(message.text.as_deref()) {
+        on_keyword(
+            event,
+            channel,
+            &mut loaded,
+            keyword,
+            &message.wamid,
+            &subject,
+        )?;
+    } else if loaded.contact.restricted {
+        event.note(
+            Actor::System,
+            "processing.restricted",
+            Some(&subject),
+            serde_json::Value::Null,
+        );
+    } else {
+        let facts = MessageFacts {
+            kind: message.kind,
+            text: message.text.clone(),
+            received_at: message.timestamp,
+            service_window_open: loaded.contact.service_window_open(event.now),
+        };
+        let context = event.context.clone();
+        for step in context
+            .flow
+            .iter()
+            .filter(|s| s.installation.triggers.contains(&Trigger::MessageReceived))
+        {
+            run_step(
+                event,
+                channel,
+                step,
+                &mut loaded,
+                Some(facts.clone()),
+                None,
+                &subject,
+            )?;
+        }
+    }
+    contacts.stage(&mut event.batch, &loaded);
+    Ok(())
+}
+
+fn on_keyword(
+    event: &mut Event<'_>,
+    channel: crate::ids::ChannelId,
+    loaded: &mut LoadedContact,
+    keyword: Keyword,
+    wamid: &str,
+    subject: &str,
+) -> Result<(), ProcessError> {
+    let vault = &event.service.vault;
+    let changes = match keyword {
+        Keyword::OptOut => !loaded.contact.opted_out,
+        Keyword::OptIn => loaded.contact.opted_out,
+    };
+    if !changes {
+        // Confirm once: a repeated keyword is recorded but not answered.
+        event.note(
+            Actor::Contact,
+            "consent.keyword-repeated",
+            Some(subject),
+            serde_json::json!({"keyword": format!("{keyword:?}")}),
+        );
+        return Ok(());
+    }
+    let ledger = ConsentLedger::of(vault, event.tenant)?;
+    let decision = match keyword {
+        Keyword::OptOut => Decision::Withdrawn,
+        Keyword::OptIn => Decision::Granted,
+    };
+    ledger.stage_append(
+        &mut event.batch,
+        &ConsentRecord {
+            contact: loaded.contact.id,
+            subject: Subject::Messaging,
+            decision,
+            source: Source::Keyword,
+            evidence: Some(ledger.evidence("whatsapp-message", wamid)),
+            at: event.now,
+        },
+    )?;
+    loaded.contact.opted_out = keyword == Keyword::OptOut;
+    let (action, text) = match keyword {
+        Keyword::OptOut => ("consent.withdrawn", optout::OPT_OUT_CONFIRMATION),
+        Keyword::OptIn => ("consent.granted", optout::OPT_IN_CONFIRMATION),
+    };
+    event.note(
+        Actor::Contact,
+        action,
+        Some(subject),
+        serde_json::json!({"subject": "messaging", "source": "keyword"}),
+    );
+    let retention = event.retention_secs();
+    outbox::stage_reply(
+        vault,
+        &mut event.batch,
+        Reply {
+            tenant: &event.tenant,
+            keys: &event.keys,
+            channel,
+            contact: &loaded.contact.id,
+            contact_key: &loaded.key,
+            text: text.to_owned(),
+            origin: "system".into(),
+            confirmation: true,
+            now: event.now,
+            retention_secs: retention,
+        },
+    )?;
+    event.queued_replies += 1;
+    Ok(())
+}
+
+fn on_status(
+    event: &mut Event<'_>,
+    channel: crate::ids::ChannelId,
+    status: &StatusUpdate,
+) -> Result<(), ProcessError> {
+    let vault = &event.service.vault;
+    let Some((contact_id, seq)) =
+        messages::find_by_wamid(vault, &event.tenant, &event.keys, &status.wamid)?
+    else {
+        // A status of a message not sent by this service (or long expired).
+        return Ok(());
+    };
+    let contacts = Contacts::of(vault, event.tenant)?;
+    let Some(mut loaded) = contacts.load(&contact_id)? else {
+        return Ok(());
+    };
+    let subject = contact_pseudonym(&event.keys, &contact_id);
+    if let Some(mut record) = messages::load(vault, &event.tenant, &contact_id, &loaded.key, seq)? {
+        record.status = Some(status.status);
+        record.status_at = Some(status.timestamp);
+        let owner = messages::Owner {
+            tenant: &event.tenant,
+            keys: &event.keys,
+            contact: &contact_id,
+            contact_key: &loaded.key,
+        };
+        messages::stage(vault, &mut event.batch, owner, &record, None);
+    }
+    event.note(
+        Actor::System,
+        "message.status",
+        Some(&subject),
+        serde_json::json!({"status": status.status, "errors": status.error_codes}),
+    );
+    if loaded.contact.restricted {
+        return Ok(());
+    }
+    let context = event.context.clone();
+    let steps = context
+        .flow
+        .iter()
+        .filter(|s| s.installation.triggers.contains(&Trigger::StatusUpdate));
+    for step in steps {
+        run_step(
+            event,
+            channel,
+            step,
+            &mut loaded,
+            None,
+            Some((status.status, status.timestamp)),
+            &subject,
+        )?;
+    }
+    contacts.stage(&mut event.batch, &loaded);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one call per installation, from two places
+fn run_step(
+    event: &mut Event<'_>,
+    channel: crate::ids::ChannelId,
+    step: &FlowStep,
+    loaded: &mut LoadedContact,
+    message: Option<MessageFacts>,
+    status: Option<(crate::channel::whatsapp::payload::DeliveryState, u64)>,
+    subject: &str,
+) -> Result<(), ProcessError> {
+    let service = event.service;
+    let installation = &step.installation;
+    let manifest = &step.plugin.manifest;
+    let actor = Actor::Installation(installation.id.to_string());
+    let disclosure = match view::disclose(
+        manifest,
+        &installation.grants,
+        &loaded.contact.processing_state(),
+    ) {
+        Ok(disclosure) => disclosure,
+        Err(reason) => {
+            event.note(
+                actor,
+                "plugin.skipped",
+                Some(subject),
+                serde_json::json!({"reason": reason}),
+            );
+            return Ok(());
+        }
+    };
+    let config = match view::resolve_config(manifest, &installation.config_pairs()) {
+        Ok(config) => config,
+        Err(missing) => {
+            event.note(
+                actor,
+                "plugin.misconfigured",
+                Some(subject),
+                serde_json::json!({"error": missing.to_string()}),
+            );
+            return Ok(());
+        }
+    };
+    let tenant_profile = &event.context.tenant;
+    let built = view::build_event(
+        &disclosure,
+        &loaded.contact.view_data(),
+        EventContext {
+            pseudonym: view::pseudonym(
+                &event.keys.pseudonyms,
+                &installation.id.to_string(),
+                loaded.contact.id.as_bytes(),
+            ),
+            message,
+            status,
+            config,
+            now: event.now,
+            timezone: tenant_profile.timezone.clone(),
+            utc_offset_minutes: tenant_profile.utc_offset_minutes(event.now),
+        },
+    );
+    let vault = &service.vault;
+    let state = plugin_state::load(
+        vault,
+        &event.tenant,
+        &installation.id,
+        &loaded.contact.id,
+        &loaded.key,
+    )?;
+    let started = Instant::now();
+    let result = service.runtime.invoke(
+        &step.plugin,
+        Call::new(built)
+            .installation(installation.id.to_string())
+            .state(PluginState::new(state)),
+    );
+    service
+        .metrics
+        .observe_call(&manifest.id, &result, started.elapsed());
+    let disclosed: Vec<&str> = disclosure.disclosed.iter().map(|f| f.as_str()).collect();
+    match result {
+        Err(failure) => {
+            event.note(
+                actor.clone(),
+                "plugin.failed",
+                Some(subject),
+                serde_json::json!({
+                    "plugin": manifest.id,
+                    "version": manifest.version,
+                    "disclosed": disclosed,
+                    "error": failure.error.kind(),
+                    "fuel": failure.fuel,
+                }),
+            );
+            if let Some(transition) = failure.breaker {
+                event.note(Actor::System, "breaker.changed", None, serde_json::json!({"installation": installation.id, "transition": format!("{transition:?}")}));
+            }
+        }
+        Ok(invocation) => {
+            if !invocation.state.changes().is_empty() {
+                plugin_state::stage(
+                    vault,
+                    &mut event.batch,
+                    &event.tenant,
+                    &installation.id,
+                    &loaded.contact.id,
+                    &loaded.key,
+                    invocation.state.merged(),
+                );
+            }
+            event.note(
+                actor.clone(),
+                "plugin.invoked",
+                Some(subject),
+                serde_json::json!({
+                    "plugin": manifest.id,
+                    "version": manifest.version,
+                    "disclosed": disclosed,
+                    "actions": invocation.actions.len() + invocation.refused.len(),
+                    "fuel": invocation.fuel,
+                    "micros": invocation.elapsed.as_micros() as u64,
+                }),
+            );
+            if let Some(transition) = invocation.breaker {
+                event.note(Actor::System, "breaker.changed", None, serde_json::json!({"installation": installation.id, "transition": format!("{transition:?}")}));
+            }
+            for (action, refusal) in invocation.refused {
+                drop_action(event, &actor, subject, &action, &refusal);
+            }
+            for action in invocation.actions {
+                apply_action(event, channel, step, loaded, action, &actor, subject)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn drop_action(
+    event: &mut Event<'_>,
+    actor: &Actor,
+    subject: &str,
+    action: &Action,
+    refusal: &Refusal,
+) {
+    event
+        .service
+        .metrics
+        .actions
+        .get_or_create(&vec![("outcome".into(), "dropped".into())])
+        .inc();
+    event.note(
+        actor.clone(),
+        "action.dropped",
+        Some(subject),
+        serde_json::json!({"action": action.redacted(), "reason": refusal}),
+    );
+}
+
+fn apply_action(
+    event: &mut Event<'_>,
+    channel: crate::ids::ChannelId,
+    step: &FlowStep,
+    loaded: &mut LoadedContact,
+    action: Action,
+    actor: &Actor,
+    subject: &str,
+) -> Result<(), ProcessError> {
+    let capability = action.capability();
+    if !step.installation.capabilities.contains(&capability) {
+        drop_action(
+            event,
+            actor,
+            subject,
+            &action,
+            &Refusal::NotGranted { capability },
+        );
+        return Ok(());
+    }
+    let contact = &mut loaded.contact;
+    match &action {
+        Action::Reply { text } => {
+            let refusal = if contact.opted_out {
+                Some(Refusal::OptedOut)
+            } else if contact.restricted {
+                Some(Refusal::Restricted)
+            } else if contact.handed_off {
+                Some(Refusal::HandedOff)
+            } else if !contact.service_window_open(event.now) {
+                Some(Refusal::WindowClosed)
+            } else {
+                None
+            };
+            if let Some(refusal) = refusal {
+                drop_action(event, actor, subject, &action, &refusal);
+                return Ok(());
+            }
+            let retention = event.retention_secs();
+            outbox::stage_reply(
+                &event.service.vault,
+                &mut event.batch,
+                Reply {
+                    tenant: &event.tenant,
+                    keys: &event.keys,
+                    channel,
+                    contact: &contact.id,
+                    contact_key: &loaded.key,
+                    text: text.clone(),
+                    origin: step.installation.id.to_string(),
+                    confirmation: false,
+                    now: event.now,
+                    retention_secs: retention,
+                },
+            )?;
+            event.queued_replies += 1;
+        }
+        Action::AddLabel { label } => {
+            if !contact.labels.contains(label) {
+                contact.labels.push(label.clone());
+            }
+        }
+        Action::RemoveLabel { label } => contact.labels.retain(|l| l != label),
+        Action::SetLeadScore { score, reason } => {
+            contact.lead_score = Some(LeadScore {
+                score: *score,
+                reason: reason.clone(),
+                by: step.installation.id.to_string(),
+                at: event.now,
+            });
+        }
+        Action::HandOff { .. } => contact.handed_off = true,
+    }
+    event
+        .service
+        .metrics
+        .actions
+        .get_or_create(&vec![("outcome".into(), "applied".into())])
+        .inc();
+    event.note(
+        actor.clone(),
+        "action.applied",
+        Some(subject),
+        serde_json::json!({"action": action.redacted()}),
+    );
+    Ok(())
+}

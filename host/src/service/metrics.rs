@@ -1,0 +1,168 @@
+//! Prometheus metrics (`GET /metrics`): events, plugin calls, fuel, traps,
+//! latencies. Labels carry plugin ids and outcomes, never tenant or contact
+//! data.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::runtime::{Invocation, InvokeFailure};
+
+/// Label set: name/value pairs.
+pub type Labels = Vec<(String, String)>;
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Webhook items accepted into the inbox, by kind (message, status) and
+    /// outcome (accepted, duplicate).
+    pub webhook_items: Family<Labels, Counter>,
+    /// Webhook requests refused, by reason.
+    pub webhook_refused: Family<Labels, Counter>,
+    /// Inbox items processed, by outcome.
+    pub events: Family<Labels, Counter>,
+    /// Plugin calls, by plugin and outcome (ok or an error kind).
+    pub plugin_calls: Family<Labels, Counter>,
+    /// Fuel used, by plugin.
+    pub plugin_fuel: Family<Labels, Counter>,
+    /// Traps, by plugin and kind.
+    pub plugin_traps: Family<Labels, Counter>,
+    /// Actions, by outcome (applied, dropped).
+    pub actions: Family<Labels, Counter>,
+    /// Replies queued for sending (plugin replies and confirmations).
+    pub replies_queued: Counter,
+    /// Outbound messages, by outcome (sent, retry, failed, dropped).
+    pub messages_sent: Family<Labels, Counter>,
+    /// Plugin call latency.
+    pub plugin_seconds: Family<Labels, Histogram>,
+    /// Webhook acknowledgement latency (receipt to durable inbox).
+    pub webhook_ack_seconds: Histogram,
+    /// Inbox item processing latency (receipt to committed effects).
+    pub event_seconds: Histogram,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~3 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("flowgate");
+        let metrics = Metrics {
+            webhook_items: Family::default(),
+            webhook_refused: Family::default(),
+            events: Family::default(),
+            plugin_calls: Family::default(),
+            plugin_fuel: Family::default(),
+            plugin_traps: Family::default(),
+            actions: Family::default(),
+            messages_sent: Family::default(),
+            replies_queued: Counter::default(),
+            plugin_seconds: Family::new_with_constructor(latency_histogram),
+            webhook_ack_seconds: latency_histogram(),
+            event_seconds: latency_histogram(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "webhook_items",
+            "Webhook items received",
+            metrics.webhook_items.clone(),
+        );
+        registry.register(
+            "webhook_refused",
+            "Webhook requests refused",
+            metrics.webhook_refused.clone(),
+        );
+        registry.register("events", "Inbox items processed", metrics.events.clone());
+        registry.register("plugin_calls", "Plugin calls", metrics.plugin_calls.clone());
+        registry.register(
+            "plugin_fuel",
+            "Fuel used by plugins",
+            metrics.plugin_fuel.clone(),
+        );
+        registry.register("plugin_traps", "Plugin traps", metrics.plugin_traps.clone());
+        registry.register("actions", "Plugin actions", metrics.actions.clone());
+        registry.register(
+            "messages_sent",
+            "Outbound messages",
+            metrics.messages_sent.clone(),
+        );
+        registry.register(
+            "replies_queued",
+            "Replies queued for sending",
+            metrics.replies_queued.clone(),
+        );
+        registry.register(
+            "plugin_call_seconds",
+            "Plugin call latency",
+            metrics.plugin_seconds.clone(),
+        );
+        registry.register(
+            "webhook_ack_seconds",
+            "Webhook acknowledgement latency",
+            metrics.webhook_ack_seconds.clone(),
+        );
+        registry.register(
+            "event_seconds",
+            "Event processing latency",
+            metrics.event_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Count one plugin call.
+    pub fn observe_call(
+        &self,
+        plugin: &str,
+        result: &Result<Invocation, InvokeFailure>,
+        elapsed: Duration,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(failure) => failure.error.kind(),
+        };
+        let labels = vec![("plugin".to_owned(), plugin.to_owned())];
+        let mut with_outcome = labels.clone();
+        with_outcome.push(("outcome".to_owned(), outcome.to_owned()));
+        self.plugin_calls.get_or_create(&with_outcome).inc();
+        let fuel = match result {
+            Ok(invocation) => invocation.fuel,
+            Err(failure) => failure.fuel,
+        };
+        self.plugin_fuel.get_or_create(&labels).inc_by(fuel);
+        if let Err(failure) = result
+            && failure.error.is_trap()
+        {
+            self.plugin_traps.get_or_create(&with_outcome).inc();
+        }
+        self.plugin_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}
+
+/// One label pair.
+pub fn label(name: &str, value: &str) -> Labels {
+    vec![(name.to_owned(), value.to_owned())]
+}

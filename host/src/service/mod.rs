@@ -1,0 +1,165 @@
+//! The running service: store, runtime, committer, workers, outbox sender
+//! and the shared state the HTTP API works on.
+//!
+//! A webhook delivery goes: HTTP handler (signature, parse) → committer
+//! (deduplicated into the durable inbox; the handler answers 200) → worker
+//! (the tenant's flow through the plugins) → committer (effects, audit,
+//! inbox removal, queued replies; one atomic write) → outbox sender (Cloud
+//! API) → committer.
+
+pub mod committer;
+pub mod context;
+pub mod flow;
+pub mod inbox;
+pub mod metrics;
+pub mod optout;
+pub mod outbox;
+pub mod workers;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::channel::whatsapp::client::CloudApiClient;
+use crate::clock::Clock;
+use crate::config::ServiceConfig;
+use crate::data::Vault;
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeConfig};
+use committer::Committer;
+use context::TenantContexts;
+use metrics::Metrics;
+use outbox::OutboxSignal;
+use workers::Workers;
+
+/// State shared by the API, the workers and the sender.
+pub struct ServiceInner {
+    pub config: ServiceConfig,
+    pub vault: Vault,
+    pub runtime: Arc<Runtime>,
+    pub registry: Registry,
+    pub committer: Committer,
+    pub contexts: TenantContexts,
+    pub metrics: Metrics,
+    pub outbox: OutboxSignal,
+    pub cloud: CloudApiClient,
+    pub clock: Clock,
+    /// blake3 of the operator token; compared in constant time.
+    pub operator_token_hash: [u8; 32],
+    workers: std::sync::RwLock<Option<Workers>>,
+    stopping: AtomicBool,
+}
+
+impl ServiceInner {
+    /// Hand an acknowledged item to its worker.
+    pub fn dispatch(&self, job: inbox::InboxJob, received: Instant) {
+        if let Some(workers) = self.workers.read().expect("workers lock").as_ref() {
+            workers.dispatch(job, received);
+        }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// A started service.
+pub struct Service {
+    pub inner: Arc<ServiceInner>,
+    worker_threads: Vec<JoinHandle<()>>,
+    sender: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+}
+
+impl Service {
+    /// Open the data directory, start the committer, the workers and the
+    /// outbox sender, and requeue what the inbox still holds from before a
+    /// stop or crash. Must run inside a tokio runtime.
+    pub fn start(config: ServiceConfig, vault: Vault, clock: Clock) -> anyhow::Result<Service> {
+        let runtime = Arc::new(Runtime::new(RuntimeConfig {
+            limits: config.limits.clone(),
+            max_instances: config.max_instances,
+        })?);
+        let registry = Registry::new(vault.clone(), runtime.clone());
+        // The committer thread runs as long as any handle exists; every
+        // group it commits is flushed, so nothing waits for it at shutdown.
+        let (committer, _committer_thread) = Committer::start(vault.clone());
+        let contexts = TenantContexts::new(vault.clone(), registry.clone());
+        let operator_token_hash = *blake3::hash(config.operator_token.as_bytes()).as_bytes();
+        let inner = Arc::new(ServiceInner {
+            cloud: CloudApiClient::new(config.whatsapp.clone()),
+            config,
+            vault,
+            runtime,
+            registry,
+            committer,
+            contexts,
+            metrics: Metrics::new(),
+            outbox: OutboxSignal::default(),
+            clock,
+            operator_token_hash,
+            workers: std::sync::RwLock::new(None),
+            stopping: AtomicBool::new(false),
+        });
+        let (workers, worker_threads) = Workers::start(inner.clone(), inner.config.workers);
+        *inner.workers.write().expect("workers lock") = Some(workers);
+        let recovered = recover(&inner)?;
+        if recovered > 0 {
+            tracing::info!(
+                items = recovered,
+                "requeued inbox items left from before the restart"
+            );
+        }
+        let shutdown = CancellationToken::new();
+        let sender = tokio::spawn(outbox::run_sender(inner.clone(), shutdown.clone()));
+        inner.outbox.wake();
+        Ok(Service {
+            inner,
+            worker_threads,
+            sender,
+            shutdown,
+        })
+    }
+
+    /// Stop: the sender finishes sends in flight, the workers finish the
+    /// items already queued to them (each committed and flushed), and
+    /// anything not yet queued stays in the durable inbox for the next
+    /// start. Call after the HTTP server has stopped taking requests.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.sender.await;
+        // Dropping the queues' senders lets each worker drain and exit.
+        self.inner.workers.write().expect("workers lock").take();
+        let workers = self.worker_threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        })
+        .await;
+        self.inner.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Requeue every inbox item (in shard and sequence order).
+fn recover(inner: &Arc<ServiceInner>) -> anyhow::Result<usize> {
+    let pending = inbox::pending(&inner.vault)?;
+    let count = pending.len();
+    for (key, sealed) in pending {
+        match inbox::open(&inner.vault, &key, &sealed) {
+            Ok(job) => inner.dispatch(job, Instant::now()),
+            Err(error) => {
+                // The tenant was deleted (its key shredded): drop the item.
+                tracing::warn!(%error, "dropping an unreadable inbox item");
+                let mut batch = crate::store::Batch::new();
+                batch.delete(crate::ids::TenantId::SYSTEM, crate::store::Kind::Inbox, key);
+                inner.vault.store.commit(&batch)?;
+            }
+        }
+    }
+    Ok(count)
+}

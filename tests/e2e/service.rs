@@ -1,0 +1,768 @@
+//! The service end to end over HTTP: webhooks in, plugins run, replies out.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use flowgate::store::Kind;
+
+use crate::support::service::{OPERATOR, TestService, TestTenant, metric, now, text_message};
+
+const FAQ: &str = r#"[{"keywords": ["hours", "price", "red"], "reply": "Happy to help, {name}!"}]"#;
+
+async fn shop(service: &TestService, name: &str, phone: &str) -> TestTenant {
+    let tenant = service.tenant(name, phone).await;
+    service
+        .enable(
+            &tenant,
+            "labeller",
+            json!({"rules": r#"[{"label": "pricing", "keywords": ["price"]}]"#}),
+        )
+        .await;
+    service
+        .enable(
+            &tenant,
+            "auto-reply",
+            json!({"faq": FAQ, "cooldown-minutes": "0"}),
+        )
+        .await;
+    tenant
+}
+
+async fn ready_service() -> TestService {
+    let service = TestService::start().await;
+    for plugin in ["labeller", "lead-score", "auto-reply"] {
+        service.upload(plugin).await;
+    }
+    service
+}
+
+fn contacts_stored(service: &TestService) -> usize {
+    service.vault.store.count(Kind::Contacts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_runs_through_the_flow_and_replies_are_sent() {
+    let service = ready_service().await;
+    let tenant = shop(&service, "Shop", "1001").await;
+    let body = text_message(
+        "1001",
+        "wamid.A1",
+        "16505551234",
+        "Ana",
+        "What is the price?",
+        now(),
+    );
+    let answer = service.deliver(&tenant, &body).await;
+    assert_eq!(answer["accepted"], 1);
+    service.settle().await;
+
+    let sent = service.fake.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "16505551234");
+    assert_eq!(sent[0].text, "Happy to help, Ana!");
+    assert_eq!(sent[0].phone_number_id, "1001");
+
+    let contact = service
+        .ok(
+            Method::POST,
+            "/v1/contacts/lookup",
+            &tenant.admin,
+            Some(json!({"wa_id": "+1 650 555 1234"})),
+        )
+        .await;
+    assert_eq!(contact["labels"], json!(["pricing"]));
+    assert_eq!(contact["profile_name"], "Ana");
+
+    let verify = service
+        .ok(Method::GET, "/v1/audit/verify", &tenant.admin, None)
+        .await;
+    assert_eq!(verify["intact"], true);
+    let invoked = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=plugin.invoked",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        invoked.as_array().unwrap().len(),
+        2,
+        "labeller then auto-reply"
+    );
+    assert_eq!(
+        invoked[0]["details"]["disclosed"],
+        json!(["user.content.private", "user.behavior.labels"])
+    );
+    // The audit trail holds no personal data.
+    let audit = service
+        .ok(Method::GET, "/v1/audit?limit=1000", &tenant.admin, None)
+        .await
+        .to_string();
+    for personal in ["16505551234", "Ana", "price?", "Happy to help"] {
+        assert!(!audit.contains(personal), "{personal} in the audit trail");
+    }
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_are_refused_and_nothing_is_stored() {
+    let service = ready_service().await;
+    let tenant = shop(&service, "Shop", "1002").await;
+    let body = text_message("1002", "wamid.S1", "111", "Eve", "hello", now());
+    let url = format!("{}{}", service.base, tenant.webhook);
+    let cases: Vec<Option<String>> = vec![
+        None,
+        Some("sha256=".to_owned() + &"0".repeat(64)),
+        Some("sha1=abcdef".into()),
+        Some("garbage".into()),
+        Some(flowgate::channel::whatsapp::signature::sign(
+            b"wrong secret",
+            body.as_bytes(),
+        )),
+        // Signed correctly, but over a different body.
+        Some(flowgate::channel::whatsapp::signature::sign(
+            tenant.app_secret.as_bytes(),
+            b"{}",
+        )),
+    ];
+    for header in cases {
+        let mut request = service.http.post(&url).body(body.clone());
+        if let Some(header) = &header {
+            request = request.header("x-hub-signature-256", header);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{header:?}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "bad_signature");
+    }
+    assert_eq!(service.vault.store.count(Kind::Inbox), 0);
+    assert_eq!(service.vault.store.count(Kind::Dedup), 0);
+    assert_eq!(contacts_stored(&service), 0);
+    assert!(service.fake.sent().is_empty());
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_bodies_get_4xx_and_nothing_is_stored() {
+    let service = TestService::start_with(|c| c.http.body_limit_bytes = 4096).await;
+    let tenant = service.tenant("Shop", "1003").await;
+    let bodies = [
+        "{not json".to_owned(),
+        r#"{"object":"page","entry":[]}"#.to_owned(),
+        r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"messages":[{"from":"1","id":"w","timestamp":"1","type":"text"}]}}]}]}"#.to_owned(),
+        text_message("1003", "wamid.M", "1", "X", "hi", 0).replace("\"timestamp\":\"0\"", "\"timestamp\":\"yesterday\""),
+    ];
+    for body in &bodies {
+        let (status, error) = service
+            .post_webhook(&tenant.webhook, body, &tenant.app_secret)
+            .await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error"]["code"], "malformed_payload");
+    }
+    let huge = text_message("1003", "wamid.H", "1", "X", &"x".repeat(10_000), now());
+    let (status, _) = service
+        .post_webhook(&tenant.webhook, &huge, &tenant.app_secret)
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(service.vault.store.count(Kind::Inbox), 0);
+    assert_eq!(contacts_stored(&service), 0);
+
+    // Malformed API requests get the same error shape.
+    let (status, error) = service
+        .request(
+            Method::POST,
+            "/v1/installations",
+            &tenant.admin,
+            Some(json!({"plugin": 42})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(error["error"]["code"], "invalid_request");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_deliveries_are_processed_once() {
+    let service = ready_service().await;
+    let tenant = shop(&service, "Shop", "1004").await;
+    let body = text_message("1004", "wamid.D1", "222", "Bo", "opening hours?", now());
+    let (first, second) = tokio::join!(
+        service.deliver(&tenant, &body),
+        service.deliver(&tenant, &body)
+    );
+    let third = service.deliver(&tenant, &body).await;
+    let accepted = [&first, &second, &third]
+        .iter()
+        .map(|a| a["accepted"].as_u64().unwrap())
+        .sum::<u64>();
+    let duplicates = [&first, &second, &third]
+        .iter()
+        .map(|a| a["duplicates"].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!((accepted, duplicates), (1, 2));
+    service.settle().await;
+    assert_eq!(service.fake.sent().len(), 1);
+    let received = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=message.received",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(received.as_array().unwrap().len(), 1);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tenant_can_reach_another_tenants_data() {
+    let service = ready_service().await;
+    let a = shop(&service, "A", "2001").await;
+    let b = shop(&service, "B", "2002").await;
+    service
+        .deliver(
+            &b,
+            &text_message("2002", "wamid.B1", "333", "Cy", "price?", now()),
+        )
+        .await;
+    service.settle().await;
+    let b_contact = service
+        .ok(
+            Method::POST,
+            "/v1/contacts/lookup",
+            &b.admin,
+            Some(json!({"wa_id": "333"})),
+        )
+        .await;
+    let b_contact_id = b_contact["id"].as_str().unwrap();
+    let b_installations = service
+        .ok(Method::GET, "/v1/installations", &b.admin, None)
+        .await;
+    let b_installation = b_installations[0]["id"].as_str().unwrap();
+
+    let forbidden = [
+        (Method::GET, format!("/v1/contacts/{b_contact_id}"), None),
+        (
+            Method::GET,
+            format!("/v1/contacts/{b_contact_id}/consent"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/contacts/{b_contact_id}/consent"),
+            Some(json!({"decision": "withdrawn"})),
+        ),
+        (
+            Method::POST,
+            "/v1/contacts/lookup".to_owned(),
+            Some(json!({"wa_id": "333"})),
+        ),
+        (
+            Method::GET,
+            format!("/v1/installations/{b_installation}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/installations/{b_installation}"),
+            Some(json!({"enabled": false})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/installations/{b_installation}"),
+            None,
+        ),
+    ];
+    for (method, path, body) in forbidden {
+        let (status, _) = service.request(method.clone(), &path, &a.admin, body).await;
+        assert_eq!(status, 404, "{method} {path} with tenant A's key");
+    }
+    let listed = service
+        .ok(Method::GET, "/v1/contacts", &a.admin, None)
+        .await;
+    assert_eq!(listed["contacts"], json!([]));
+    let audit = service
+        .ok(Method::GET, "/v1/audit?limit=1000", &a.admin, None)
+        .await;
+    assert!(!audit.to_string().contains(b_contact_id));
+    // A's operator routes need the operator token, not a tenant key.
+    let (status, _) = service
+        .request(Method::GET, "/v1/operator/tenants", &a.admin, None)
+        .await;
+    assert_eq!(status, 401);
+
+    // Webhooks: B's channel with A's secret; A's channel naming B's number.
+    let body = text_message("2002", "wamid.X", "444", "Dee", "hi", now());
+    let (status, _) = service.post_webhook(&b.webhook, &body, &a.app_secret).await;
+    assert_eq!(status, 401);
+    let (status, error) = service.post_webhook(&a.webhook, &body, &a.app_secret).await;
+    assert_eq!(status, 403, "{error}");
+    assert_eq!(
+        service
+            .ok(Method::GET, "/v1/contacts", &b.admin, None)
+            .await["contacts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opted_out_contact_never_receives_a_message() {
+    let service = ready_service().await;
+    let tenant = shop(&service, "Shop", "1005").await;
+    let who = ("555", "Eli");
+    let mut n = 0;
+    let mut say = |text: &str| {
+        n += 1;
+        text_message("1005", &format!("wamid.O{n}"), who.0, who.1, text, now())
+    };
+    // A reply queued before the opt-out but not yet sent (the Cloud API is
+    // down) must not go out after it.
+    service.fake.fail_next(&[503]);
+    service.deliver(&tenant, &say("price please")).await;
+    service.deliver(&tenant, &say("STOP")).await;
+    service.deliver(&tenant, &say("opening hours?")).await;
+    service.deliver(&tenant, &say("stop")).await;
+    service
+        .deliver(&tenant, &say("do you have it in red?"))
+        .await;
+    // Let the first reply's backoff pass.
+    service.clock.advance(600);
+    service.settle().await;
+
+    let sent = service.fake.sent();
+    assert_eq!(sent.len(), 1, "only the opt-out confirmation: {sent:?}");
+    assert!(sent[0].text.contains("unsubscribed"));
+    let dropped = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=action.dropped",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        dropped.as_array().unwrap().len(),
+        2,
+        "two plugin replies refused"
+    );
+    assert!(dropped.to_string().contains("opted-out"));
+    let late = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=message.dropped",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        late[0]["details"]["reason"], "opted-out",
+        "the queued reply was dropped at send time"
+    );
+    let contact = service
+        .ok(
+            Method::POST,
+            "/v1/contacts/lookup",
+            &tenant.admin,
+            Some(json!({"wa_id": "555"})),
+        )
+        .await;
+    assert_eq!(contact["opted_out"], true);
+    let ledger = service
+        .ok(
+            Method::GET,
+            &format!("/v1/contacts/{}/consent", contact["id"].as_str().unwrap()),
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        ledger.as_array().unwrap().len(),
+        1,
+        "the repeated STOP records nothing new"
+    );
+    assert_eq!(ledger[0]["decision"], "withdrawn");
+    assert_eq!(ledger[0]["source"], "keyword");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_are_retried_when_the_cloud_api_fails() {
+    let service = ready_service().await;
+    let tenant = shop(&service, "Shop", "1006").await;
+    service.fake.fail_next(&[500, 429]);
+    service
+        .deliver(
+            &tenant,
+            &text_message("1006", "wamid.R1", "666", "Flo", "price?", now()),
+        )
+        .await;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        service.clock.advance(400);
+    }
+    service.settle().await;
+    assert_eq!(service.fake.sent().len(), 1);
+    assert_eq!(service.fake.rejected(), 2);
+    let sent = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=message.sent",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(sent[0]["details"]["attempts"], 3);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_and_tenant_apis_validate_and_answer_in_one_error_shape() {
+    let service = ready_service().await;
+    let tenant = service.tenant("Shop", "1007").await;
+    // Granting a field the plugin does not declare.
+    let (status, error) = service
+        .request(Method::POST, "/v1/installations", &tenant.admin,
+            Some(json!({"plugin": "labeller", "grants": ["user.contact.phone_number"], "config": {"rules": "[]"}})))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not declared")
+    );
+    // A missing required config key.
+    let (status, _) = service
+        .request(
+            Method::POST,
+            "/v1/installations",
+            &tenant.admin,
+            Some(json!({"plugin": "labeller"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    // An unknown plugin.
+    let (status, error) = service
+        .request(
+            Method::POST,
+            "/v1/installations",
+            &tenant.admin,
+            Some(json!({"plugin": "nope"})),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    // A read-only key cannot change anything.
+    let key = service
+        .ok(
+            Method::POST,
+            "/v1/api-keys",
+            &tenant.admin,
+            Some(json!({"name": "ro", "scopes": ["read"]})),
+        )
+        .await;
+    let read_only = key["token"].as_str().unwrap();
+    let (status, _) = service
+        .request(
+            Method::POST,
+            "/v1/installations",
+            read_only,
+            Some(json!({"plugin": "labeller"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        service
+            .ok(Method::GET, "/v1/installations", read_only, None)
+            .await,
+        json!([])
+    );
+    // Revoked keys stop working.
+    service
+        .ok(
+            Method::DELETE,
+            &format!("/v1/api-keys/{}", key["key"]["id"].as_str().unwrap()),
+            &tenant.admin,
+            None,
+        )
+        .await;
+    let (status, _) = service
+        .request(Method::GET, "/v1/installations", read_only, None)
+        .await;
+    assert_eq!(status, 401);
+    // Uploading garbage as a plugin.
+    let response = service
+        .http
+        .post(format!("{}/v1/operator/plugins", service.base))
+        .bearer_auth(OPERATOR)
+        .header("content-type", "application/wasm")
+        .body(b"\0asm\x01\0\0\0garbage".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    // The same phone number cannot be added twice.
+    let (status, _) = service
+        .request(Method::POST, &format!("/v1/operator/tenants/{}/channels", tenant.id), OPERATOR,
+            Some(json!({"phone_number_id": "1007", "app_secret": "12345678", "verify_token": "12345678", "access_token": "12345678"})))
+        .await;
+    assert_eq!(status, 409);
+    // Reordering must name every installation.
+    let (status, _) = service
+        .request(
+            Method::PUT,
+            "/v1/installations/order",
+            &tenant.admin,
+            Some(json!({"order": []})),
+        )
+        .await;
+    assert_eq!(status, 200, "an empty flow reordered to empty is fine");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_handshake_checks_the_verify_token() {
+    let service = TestService::start().await;
+    let tenant = service.tenant("Shop", "1008").await;
+    let get = |query: String| {
+        let url = format!("{}{}?{query}", service.base, tenant.webhook);
+        let http = service.http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        get("hub.mode=subscribe&hub.verify_token=verify-token-123&hub.challenge=987".into()).await,
+        (200, "987".into())
+    );
+    assert_eq!(
+        get("hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=987".into())
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        get("hub.mode=unsubscribe&hub.verify_token=verify-token-123&hub.challenge=9".into())
+            .await
+            .0,
+        403
+    );
+    let unknown = service
+        .http
+        .get(format!(
+            "{}/webhooks/whatsapp/chn_{}?hub.mode=subscribe",
+            service.base,
+            "0".repeat(32)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_the_security_headers_and_the_openapi_covers_every_route() {
+    let service = TestService::start().await;
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/nowhere",
+        "/v1/tenant",
+    ] {
+        let response = service
+            .http
+            .get(format!("{}{path}", service.base))
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers();
+        for header in [
+            "strict-transport-security",
+            "content-security-policy",
+            "x-frame-options",
+            "x-content-type-options",
+            "referrer-policy",
+        ] {
+            assert!(headers.contains_key(header), "{header} missing on {path}");
+        }
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+    let doc: Value = service
+        .http
+        .get(format!("{}/openapi.json", service.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/webhooks/whatsapp/{channel_id}",
+        "/v1/tenant",
+        "/v1/plugins",
+        "/v1/installations",
+        "/v1/installations/order",
+        "/v1/installations/{installation_id}",
+        "/v1/contacts",
+        "/v1/contacts/lookup",
+        "/v1/contacts/{contact_id}",
+        "/v1/contacts/{contact_id}/consent",
+        "/v1/api-keys",
+        "/v1/api-keys/{key_id}",
+        "/v1/audit",
+        "/v1/audit/verify",
+        "/v1/operator/tenants",
+        "/v1/operator/tenants/{tenant_id}",
+        "/v1/operator/tenants/{tenant_id}/channels",
+        "/v1/operator/tenants/{tenant_id}/channels/{channel_id}",
+        "/v1/operator/plugins",
+        "/v1/operator/plugins/{hash}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from /openapi.json"
+        );
+    }
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let service = TestService::start_with(|c| {
+        c.http.requests_per_second = 1;
+        c.http.burst = 3;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let response = service
+            .http
+            .get(format!("{}/v1/operator/tenants", service.base))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200]);
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_messages_status_updates_and_bsuid_contacts_are_handled() {
+    let service = ready_service().await;
+    let tenant = shop(&service, "Shop", "106540352242922").await;
+    // A BSUID-only contact writes; the reply goes to the BSUID.
+    let bsuid = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/samples/whatsapp/bsuid-only.json"
+    ))
+    .unwrap()
+    .replace("1749418000", &now().to_string())
+    .replace("Quanto custa o plano anual?", "what is the price?");
+    service.deliver(&tenant, &bsuid).await;
+    service.settle().await;
+    let sent = service.fake.sent();
+    assert_eq!(sent[0].to, "BR.1502576394655843");
+    // Its status comes back.
+    let status = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "106540352242922"},
+        "statuses": [{"id": sent[0].wamid, "status": "delivered", "timestamp": now().to_string(), "recipient_user_id": "BR.1502576394655843"}]}}]}]});
+    service.deliver(&tenant, &status.to_string()).await;
+    // A number change moves the contact to the new number.
+    let change = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/samples/whatsapp/system-number-changed.json"
+    ))
+    .unwrap();
+    service
+        .deliver(
+            &tenant,
+            &text_message(
+                "106540352242922",
+                "wamid.N0",
+                "16505551234",
+                "Sheena",
+                "hi",
+                now(),
+            ),
+        )
+        .await;
+    service.deliver(&tenant, &change).await;
+    service.settle().await;
+    let statuses = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=message.status",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(statuses[0]["details"]["status"], "delivered");
+    let moved = service
+        .ok(
+            Method::POST,
+            "/v1/contacts/lookup",
+            &tenant.admin,
+            Some(json!({"wa_id": "16505559999"})),
+        )
+        .await;
+    assert_eq!(moved["profile_name"], "Sheena");
+    let (status, _) = service
+        .request(
+            Method::POST,
+            "/v1/contacts/lookup",
+            &tenant.admin,
+            Some(json!({"wa_id": "16505551234"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_events_plugin_calls_and_fuel() {
+    let service = ready_service().await;
+    let tenant = shop(&service, "Shop", "1009").await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("1009", "wamid.X1", "777", "Gus", "price", now()),
+        )
+        .await;
+    service.settle().await;
+    let metrics = service.metrics().await;
+    assert_eq!(metric(&metrics, "flowgate_events_total", "processed"), 1);
+    assert_eq!(
+        metric(
+            &metrics,
+            "flowgate_plugin_calls_total",
+            "plugin=\"labeller\",outcome=\"ok\""
+        ),
+        1
+    );
+    assert!(metric(&metrics, "flowgate_plugin_fuel_total", "labeller") > 0);
+    assert!(metrics.contains("flowgate_webhook_ack_seconds_bucket"));
+    service.stop().await;
+}
