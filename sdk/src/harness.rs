@@ -321,6 +321,16 @@ pub fn reset() {
     crate::log::backend::LINES.with(|lines| lines.borrow_mut().clear());
 }
 
+/// Replace this thread's state (to run `handle` on a given state, as the
+/// host would load it).
+pub fn set_state<I: IntoIterator<Item = (String, Vec<u8>)>>(entries: I) {
+    crate::state::backend::STATE.with(|state| {
+        let mut state = state.borrow_mut();
+        state.clear();
+        state.extend(entries);
+    });
+}
+
 /// This thread's state, as (key, value) pairs in key order.
 pub fn state() -> Vec<(String, Vec<u8>)> {
     crate::state::backend::STATE.with(|state| {

@@ -81,7 +81,14 @@ fn main() -> Result<()> {
             fmt.args(["fmt", "--all", "--", "--check"]);
             run(fmt).context("formatting differs: run `cargo fmt --all`")?;
             let mut test = cargo(&root);
-            test.args(["test", "--workspace", "--all-targets"]);
+            // The pipeline benchmark (native-plugins) runs as a smoke test.
+            test.args([
+                "test",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "flowgate/native-plugins",
+            ]);
             test.args(&args);
             run(test)?;
             // Doc tests are not part of --all-targets; the SDK's examples are
@@ -96,7 +103,13 @@ fn main() -> Result<()> {
         Task::Bench { args } => {
             guests::build(&root, &[])?;
             let mut bench = cargo(&root);
-            bench.args(["bench", "--package", "flowgate"]);
+            bench.args([
+                "bench",
+                "--package",
+                "flowgate",
+                "--features",
+                "native-plugins",
+            ]);
             bench.args(&args);
             run(bench)?;
         }

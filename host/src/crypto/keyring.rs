@@ -108,6 +108,8 @@ pub struct KeyRing {
     contacts: sled::Tree,
     master: RwLock<SecretKey>,
     cache: RwLock<HashMap<TenantId, Arc<TenantKeys>>>,
+    /// Contact keys created since the last flush.
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl KeyRing {
@@ -123,6 +125,7 @@ impl KeyRing {
             db,
             master: RwLock::new(master),
             cache: RwLock::new(HashMap::new()),
+            dirty: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -203,6 +206,7 @@ impl KeyRing {
         let wrapped = keys.wrapping.wrap(&contact_context(tenant, contact), &key);
         self.contacts
             .insert(contact_entry(tenant, contact), wrapped)?;
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
         Ok(key)
     }
 
@@ -284,9 +288,15 @@ impl KeyRing {
         Ok(rewrapped.len())
     }
 
-    /// Make created keys durable.
+    /// Make created keys durable (an fsync only when keys were created
+    /// since the last flush: this runs before every commit group).
     pub fn flush(&self) -> Result<(), KeyRingError> {
-        self.db.flush()?;
+        if self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel)
+            && let Err(error) = self.db.flush()
+        {
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+            return Err(error.into());
+        }
         Ok(())
     }
 

@@ -84,6 +84,10 @@ pub struct LoadedPlugin {
     /// Fuel `describe()` used.
     pub describe_fuel: u64,
     pub(super) pre: PluginPre<HostState>,
+    /// The same plugin compiled natively, run instead of the component
+    /// (benchmarks only: no sandbox).
+    #[cfg(feature = "native-plugins")]
+    pub(super) native: Option<std::sync::Arc<dyn super::NativePlugin>>,
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -182,6 +186,8 @@ pub(super) fn prepare(
         uses_wasi,
         describe_fuel: fuel,
         pre,
+        #[cfg(feature = "native-plugins")]
+        native: None,
     })
 }
 

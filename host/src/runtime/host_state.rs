@@ -36,6 +36,31 @@ impl PluginState {
         }
     }
 
+    /// The state after a call that produced `after` from these entries
+    /// (for calls that do not go through the `state` import).
+    pub fn with_result(self, after: BTreeMap<String, Vec<u8>>) -> PluginState {
+        let mut changes = BTreeMap::new();
+        for (key, value) in &after {
+            if self.entries.get(key) != Some(value) {
+                changes.insert(key.clone(), Some(value.clone()));
+            }
+        }
+        for key in self.entries.keys() {
+            if !after.contains_key(key) {
+                changes.insert(key.clone(), None);
+            }
+        }
+        PluginState {
+            entries: self.entries,
+            changes,
+        }
+    }
+
+    /// The entries before the call.
+    pub fn entries(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.entries
+    }
+
     /// The value a read sees: the call's own writes first.
     pub fn get(&self, key: &str) -> Option<&[u8]> {
         match self.changes.get(key) {

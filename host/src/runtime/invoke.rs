@@ -302,6 +302,38 @@ impl Runtime {
             return Err(fail(open.into(), 0, Duration::ZERO, Vec::new(), None));
         }
 
+        #[cfg(feature = "native-plugins")]
+        if let Some(native) = &plugin.native {
+            let started = Instant::now();
+            let mut entries = state.entries().clone();
+            let result = native.handle(event, &mut entries);
+            let elapsed = started.elapsed();
+            return match result {
+                Ok(actions) => {
+                    let (actions, refused) = check_actions(plugin, actions);
+                    Ok(Invocation {
+                        plugin: plugin.manifest.id.clone(),
+                        actions,
+                        refused,
+                        state: state.with_result(entries),
+                        logs: Vec::new(),
+                        dropped_log_lines: 0,
+                        fuel: 0,
+                        elapsed,
+                        breaker: None,
+                    })
+                }
+                Err(error) => Err(fail(
+                    CallError::Failed {
+                        message: format!("{error:?}"),
+                    },
+                    0,
+                    elapsed,
+                    Vec::new(),
+                    None,
+                )),
+            };
+        }
         let host = HostState::new(&self.limits, state, plugin.uses_wasi);
         let run = run_in_sandbox(self, &plugin.pre, host, |instance, store| {
             instance.call_handle(store, &event)
@@ -326,14 +358,7 @@ impl Runtime {
         let host = run.host;
         match outcome {
             Ok(wit_actions) => {
-                let mut actions = Vec::with_capacity(wit_actions.len());
-                let mut refused = Vec::new();
-                for action in wit_actions.into_iter().map(Action::from) {
-                    match action.check(&plugin.manifest) {
-                        Ok(()) => actions.push(action),
-                        Err(refusal) => refused.push((action, refusal)),
-                    }
-                }
+                let (actions, refused) = check_actions(plugin, wit_actions);
                 Ok(Invocation {
                     plugin: plugin.manifest.id.clone(),
                     actions,
@@ -349,6 +374,23 @@ impl Runtime {
             Err(error) => Err(fail(error, run.fuel, run.elapsed, host.logs, breaker)),
         }
     }
+}
+
+/// Split a call's actions into those that pass the runtime's checks and
+/// those refused, with the reason.
+fn check_actions(
+    plugin: &LoadedPlugin,
+    wit_actions: Vec<wit::Action>,
+) -> (Vec<Action>, Vec<(Action, Refusal)>) {
+    let mut actions = Vec::with_capacity(wit_actions.len());
+    let mut refused = Vec::new();
+    for action in wit_actions.into_iter().map(Action::from) {
+        match action.check(&plugin.manifest) {
+            Ok(()) => actions.push(action),
+            Err(refusal) => refused.push((action, refusal)),
+        }
+    }
+    (actions, refused)
 }
 
 /// An instance kept across calls. The service never does this (guest memory

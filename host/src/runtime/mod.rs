@@ -142,6 +142,44 @@ impl Runtime {
     }
 }
 
+/// A plugin compiled into the host, run without the sandbox. Only with the
+/// `native-plugins` feature, which exists so benchmarks can measure what the
+/// sandbox costs inside the whole pipeline; the service never enables it.
+#[cfg(feature = "native-plugins")]
+pub trait NativePlugin: Send + Sync {
+    /// Handle an event; `state` holds the (installation, contact) entries
+    /// and is updated in place.
+    fn handle(
+        &self,
+        event: bindings::types::Event,
+        state: &mut std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Result<Vec<bindings::types::Action>, bindings::types::PluginError>;
+}
+
+#[cfg(feature = "native-plugins")]
+impl Runtime {
+    /// Run `native` instead of the component with this hash (which must be
+    /// loaded). Returns whether it was.
+    pub fn use_native(&self, hash: &ContentHash, native: Arc<dyn NativePlugin>) -> bool {
+        let mut plugins = self.plugins.lock().expect("plugin cache lock poisoned");
+        let Some(existing) = plugins.get(hash) else {
+            return false;
+        };
+        let replaced = LoadedPlugin {
+            hash: existing.hash,
+            manifest: existing.manifest.clone(),
+            size: existing.size,
+            imports: existing.imports.clone(),
+            uses_wasi: existing.uses_wasi,
+            describe_fuel: existing.describe_fuel,
+            pre: existing.pre.clone(),
+            native: Some(native),
+        };
+        plugins.insert(*hash, Arc::new(replaced));
+        true
+    }
+}
+
 fn engine_config(config: &RuntimeConfig) -> anyhow::Result<Config> {
     let limits = &config.limits;
     let mut pool = PoolingAllocationConfig::default();

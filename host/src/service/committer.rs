@@ -85,9 +85,15 @@ impl From<DataError> for CommitError {
     }
 }
 
+/// Called once the group holding a commit is durable (or failed to flush).
+pub type OnDurable = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
+
 struct Request {
     commit: Commit,
     reply: oneshot::Sender<Result<Committed, CommitError>>,
+    /// Answer as soon as the group is applied (readable), before the flush;
+    /// `on_durable` then reports durability.
+    early: Option<OnDurable>,
 }
 
 /// Handle to the committer thread. Cloning is cheap.
@@ -103,6 +109,8 @@ pub struct CommitStats {
     pub groups: std::sync::atomic::AtomicU64,
     pub requests: std::sync::atomic::AtomicU64,
     pub flush_micros: std::sync::atomic::AtomicU64,
+    pub apply_micros: std::sync::atomic::AtomicU64,
+    pub flushes: std::sync::atomic::AtomicU64,
 }
 
 impl Committer {
@@ -123,7 +131,11 @@ impl Committer {
     pub async fn commit(&self, commit: Commit) -> Result<Committed, CommitError> {
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(Request { commit, reply })
+            .send(Request {
+                commit,
+                reply,
+                early: None,
+            })
             .map_err(|_| CommitError("the committer has stopped".into()))?;
         answer
             .await
@@ -132,9 +144,34 @@ impl Committer {
 
     /// Commit and wait (from a plain thread).
     pub fn commit_blocking(&self, commit: Commit) -> Result<Committed, CommitError> {
+        self.send_blocking(commit, None)
+    }
+
+    /// Commit and wait until the commit is applied — visible to every later
+    /// read — but not until it is flushed; `on_durable` runs after the flush.
+    /// Workers use this: the next event of a contact needs the previous
+    /// event's effects, not their fsync, and whatever must wait for
+    /// durability (sending a reply) waits in `on_durable`.
+    pub fn commit_applied_blocking(
+        &self,
+        commit: Commit,
+        on_durable: OnDurable,
+    ) -> Result<Committed, CommitError> {
+        self.send_blocking(commit, Some(on_durable))
+    }
+
+    fn send_blocking(
+        &self,
+        commit: Commit,
+        early: Option<OnDurable>,
+    ) -> Result<Committed, CommitError> {
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(Request { commit, reply })
+            .send(Request {
+                commit,
+                reply,
+                early,
+            })
             .map_err(|_| CommitError("the committer has stopped".into()))?;
         answer
             .blocking_recv()
@@ -148,6 +185,13 @@ impl Committer {
 }
 
 fn run(vault: Vault, receiver: mpsc::Receiver<Request>, stats: Arc<CommitStats>) {
+    let (flusher, flush_queue) = mpsc::channel::<Durability>();
+    let flush_vault = vault.clone();
+    let flush_stats = stats.clone();
+    let flush_thread = std::thread::Builder::new()
+        .name("flowgate-flusher".into())
+        .spawn(move || flush_loop(flush_vault, flush_queue, flush_stats))
+        .expect("spawning the flusher thread");
     let mut heads: HashMap<TenantId, (u64, [u8; 32])> = HashMap::new();
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
@@ -157,34 +201,95 @@ fn run(vault: Vault, receiver: mpsc::Receiver<Request>, stats: Arc<CommitStats>)
                 Err(_) => break,
             }
         }
-        let outcome = commit_group(&vault, &mut heads, &group, &stats);
         stats
             .groups
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         stats
             .requests
             .fetch_add(group.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        match outcome {
-            Ok(results) => {
-                for (request, result) in group.into_iter().zip(results) {
-                    let _ = request.reply.send(Ok(result));
-                }
-            }
+        let applying = Instant::now();
+        let applied = apply_group(&vault, &mut heads, &group);
+        stats.apply_micros.fetch_add(
+            applying.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let results = match applied {
+            Ok(results) => results,
             Err(error) => {
                 tracing::error!(%error, requests = group.len(), "commit group failed");
                 for request in group {
+                    if let Some(on_durable) = request.early {
+                        on_durable(Err(error.clone()));
+                    }
                     let _ = request.reply.send(Err(error.clone()));
                 }
+                continue;
+            }
+        };
+        // Early requests learn now that their writes are visible; the rest
+        // wait for the flusher, which makes this group durable while the
+        // next group is being applied.
+        let mut durability = Durability::default();
+        for (request, result) in group.into_iter().zip(results) {
+            match request.early {
+                Some(on_durable) => {
+                    let _ = request.reply.send(Ok(result));
+                    durability.callbacks.push(on_durable);
+                }
+                None => durability.waiting.push((request.reply, result)),
+            }
+        }
+        if flusher.send(durability).is_err() {
+            tracing::error!("the flusher has stopped");
+        }
+    }
+    // Every handle is gone: let the flusher answer what it holds, then stop.
+    drop(flusher);
+    let _ = flush_thread.join();
+}
+
+/// Requests of applied groups waiting for a flush.
+#[derive(Default)]
+struct Durability {
+    waiting: Vec<(oneshot::Sender<Result<Committed, CommitError>>, Committed)>,
+    callbacks: Vec<OnDurable>,
+}
+
+/// Flush whatever groups were applied since the last flush, with one fsync,
+/// then answer them all.
+fn flush_loop(vault: Vault, receiver: mpsc::Receiver<Durability>, stats: Arc<CommitStats>) {
+    while let Ok(first) = receiver.recv() {
+        let mut pending = vec![first];
+        pending.extend(receiver.try_iter());
+        let started = Instant::now();
+        let flushed = vault.flush().map_err(CommitError::from);
+        stats
+            .flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats.flush_micros.fetch_add(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let Err(error) = &flushed {
+            tracing::error!(%error, "flushing commit groups failed");
+        }
+        for durability in pending {
+            for (reply, result) in durability.waiting {
+                let _ = reply.send(flushed.clone().map(|()| result));
+            }
+            for on_durable in durability.callbacks {
+                on_durable(flushed.clone());
             }
         }
     }
 }
 
-fn commit_group(
+/// Apply a group's writes as one atomic batch; the chain heads advance only
+/// if it applies.
+fn apply_group(
     vault: &Vault,
     heads: &mut HashMap<TenantId, (u64, [u8; 32])>,
     group: &[Request],
-    stats: &CommitStats,
 ) -> Result<Vec<Committed>, CommitError> {
     let mut combined = Batch::new();
     let mut guards_taken: HashSet<(TenantId, Kind, Vec<u8>)> = HashSet::new();
@@ -235,16 +340,13 @@ fn commit_group(
             audit: entries,
         });
     }
+    // New contact keys must be durable before records sealed with them can
+    // be: flush the key ring first (cheap when nothing changed).
+    vault.keys.flush()?;
     vault
         .store
         .commit(&combined)
         .map_err(|e| CommitError(e.to_string()))?;
-    let started = Instant::now();
-    vault.flush()?;
-    stats.flush_micros.fetch_add(
-        started.elapsed().as_micros() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
     heads.extend(new_heads);
     Ok(results)
 }

@@ -58,7 +58,8 @@ impl From<crate::crypto::KeyRingError> for ProcessError {
 /// queued (so the sender is woken after the commit).
 pub struct Processed {
     pub commit: Commit,
-    pub queued_replies: usize,
+    /// Outbox keys of the replies this event queued.
+    pub replies: Vec<Vec<u8>>,
 }
 
 struct Event<'a> {
@@ -69,7 +70,7 @@ struct Event<'a> {
     now: u64,
     batch: Batch,
     audit: Vec<AuditDraft>,
-    queued_replies: usize,
+    replies: Vec<Vec<u8>>,
 }
 
 impl Event<'_> {
@@ -104,7 +105,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
             // The tenant was deleted after the delivery was acknowledged.
             return Ok(Processed {
                 commit: Commit::new(batch, Vec::new()),
-                queued_replies: 0,
+                replies: Vec::new(),
             });
         }
         Err(error) => return Err(error.into()),
@@ -117,7 +118,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
         now: service.clock.now(),
         batch,
         audit: Vec::new(),
-        queued_replies: 0,
+        replies: Vec::new(),
     };
     let channel = job.item.channel;
     match &job.item.item {
@@ -125,7 +126,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
         DeliveryItem::Status(status) => on_status(&mut event, channel, status)?,
     }
     Ok(Processed {
-        queued_replies: event.queued_replies,
+        replies: event.replies,
         commit: Commit::new(event.batch, event.audit),
     })
 }
@@ -286,7 +287,7 @@ fn on_keyword(
         serde_json::json!({"subject": "messaging", "source": "keyword"}),
     );
     let retention = event.retention_secs();
-    outbox::stage_reply(
+    let key = outbox::stage_reply(
         vault,
         &mut event.batch,
         Reply {
@@ -302,7 +303,7 @@ fn on_keyword(
             retention_secs: retention,
         },
     )?;
-    event.queued_replies += 1;
+    event.replies.push(key);
     Ok(())
 }
 
@@ -559,7 +560,7 @@ fn apply_action(
                 return Ok(());
             }
             let retention = event.retention_secs();
-            outbox::stage_reply(
+            let key = outbox::stage_reply(
                 &event.service.vault,
                 &mut event.batch,
                 Reply {
@@ -575,7 +576,7 @@ fn apply_action(
                     retention_secs: retention,
                 },
             )?;
-            event.queued_replies += 1;
+            event.replies.push(key);
         }
         Action::AddLabel { label } => {
             if !contact.labels.contains(label) {

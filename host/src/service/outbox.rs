@@ -87,7 +87,12 @@ pub struct Reply<'a> {
 }
 
 /// Stage a reply: its outbound message record and its outbox entry.
-pub fn stage_reply(vault: &Vault, batch: &mut Batch, reply: Reply<'_>) -> Result<u64, DataError> {
+/// Returns the entry's key.
+pub fn stage_reply(
+    vault: &Vault,
+    batch: &mut Batch,
+    reply: Reply<'_>,
+) -> Result<Vec<u8>, DataError> {
     let seq = vault.store.next_id()?;
     let record = MessageRecord {
         seq,
@@ -126,17 +131,41 @@ pub fn stage_reply(vault: &Vault, batch: &mut Batch, reply: Reply<'_>) -> Result
         key.clone(),
         seal(reply.contact_key, reply.tenant, &key, &entry),
     );
-    Ok(seq)
+    Ok(key)
 }
 
-/// Wakes the sender and tracks replies in flight.
+/// Wakes the sender and tracks replies in flight and replies not yet
+/// durable.
 #[derive(Clone, Default)]
 pub struct OutboxSignal {
     notify: Arc<Notify>,
     in_flight: Arc<Mutex<HashSet<Vec<u8>>>>,
+    /// Entries committed but not yet flushed. A reply is sent only once the
+    /// event that queued it is durable: otherwise a crash could undo the
+    /// event after its reply went out, and the retried event would send it
+    /// again.
+    not_durable: Arc<Mutex<HashSet<Vec<u8>>>>,
 }
 
 impl OutboxSignal {
+    /// Entries about to be committed: hold them back until durable.
+    pub fn hold(&self, keys: &[Vec<u8>]) {
+        self.not_durable
+            .lock()
+            .expect("outbox lock")
+            .extend(keys.iter().cloned());
+    }
+
+    /// The entries are durable: release them to the sender.
+    pub fn release(&self, keys: &[Vec<u8>]) {
+        let mut held = self.not_durable.lock().expect("outbox lock");
+        for key in keys {
+            held.remove(key);
+        }
+        drop(held);
+        self.wake();
+    }
+
     /// Tell the sender there is something new.
     pub fn wake(&self) {
         self.notify.notify_one();

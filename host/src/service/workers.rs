@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ServiceInner;
+use super::committer::CommitError;
 use super::flow;
 use super::inbox::InboxJob;
 use super::metrics::label;
@@ -51,19 +52,8 @@ fn run(service: Arc<ServiceInner>, receiver: mpsc::Receiver<(InboxJob, Instant)>
     while let Ok((job, received)) = receiver.recv() {
         let mut attempt = 0u32;
         loop {
-            match process_and_commit(&service, &job) {
-                Ok(()) => {
-                    service
-                        .metrics
-                        .event_seconds
-                        .observe(received.elapsed().as_secs_f64());
-                    service
-                        .metrics
-                        .events
-                        .get_or_create(&label("outcome", "processed"))
-                        .inc();
-                    break;
-                }
+            match process_and_commit(&service, &job, received) {
+                Ok(()) => break,
                 Err(error) => {
                     attempt += 1;
                     service
@@ -87,18 +77,47 @@ fn run(service: Arc<ServiceInner>, receiver: mpsc::Receiver<(InboxJob, Instant)>
     }
 }
 
-fn process_and_commit(service: &ServiceInner, job: &InboxJob) -> Result<(), String> {
+/// Process an item and commit its effects. The worker waits until the
+/// effects are applied (the contact's next event must see them), not until
+/// they are flushed: the group's fsync overlaps with the next event's
+/// plugin calls. Replies are released to the sender, and the event counted
+/// as processed, once the flush has made them durable.
+fn process_and_commit(
+    service: &Arc<ServiceInner>,
+    job: &InboxJob,
+    received: Instant,
+) -> Result<(), String> {
     let processed = flow::process(service, job).map_err(|e| e.to_string())?;
-    service
+    let replies = processed.replies;
+    service.outbox.hold(&replies);
+    let durable_service = service.clone();
+    let durable_replies = replies.clone();
+    let on_durable = Box::new(move |flushed: Result<(), CommitError>| {
+        if flushed.is_err() {
+            // Not durable: the event stays in the inbox (its removal was in
+            // the same write) and its replies stay held in this process.
+            return;
+        }
+        let service = durable_service;
+        let metrics = &service.metrics;
+        metrics
+            .event_seconds
+            .observe(received.elapsed().as_secs_f64());
+        metrics
+            .events
+            .get_or_create(&label("outcome", "processed"))
+            .inc();
+        if !durable_replies.is_empty() {
+            metrics.replies_queued.inc_by(durable_replies.len() as u64);
+            service.outbox.release(&durable_replies);
+        }
+    });
+    let result = service
         .committer
-        .commit_blocking(processed.commit)
-        .map_err(|e| e.to_string())?;
-    if processed.queued_replies > 0 {
-        service
-            .metrics
-            .replies_queued
-            .inc_by(processed.queued_replies as u64);
-        service.outbox.wake();
+        .commit_applied_blocking(processed.commit, on_durable);
+    if let Err(error) = result {
+        service.outbox.release(&replies);
+        return Err(error.to_string());
     }
     Ok(())
 }
