@@ -5,7 +5,7 @@
 //!    and commit — in groups of `--group` contacts (default 64), as the
 //!    service's committer groups concurrent events into one atomic write.
 //!    The baseline writes the same number of plaintext records and index
-//!    entries to sled in the same groups.
+//!    entries to sled with plain inserts.
 //! 2. Lookups by WhatsApp id in a tenant of `--contacts` contacts (default
 //!    1,000,000): index hash, index read, contact key unwrap, record open.
 //!    The baseline reads the same sled trees without any crypto.
@@ -25,7 +25,6 @@ use flowgate::ids::TenantId;
 use flowgate::plugin::{Capability, DataField, Manifest, Purpose};
 use flowgate::store::{Batch, Kind, SledStore};
 use flowgate::view::{self, EventContext, MessageFacts};
-use sled::Transactional;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -160,18 +159,10 @@ fn main() {
     );
     let record = vec![b'x'; 420];
     let started = Instant::now();
-    for chunk in (0..upserts).collect::<Vec<_>>().chunks(group) {
-        // The same grouping, as one atomic write across the two trees.
-        (&plain_records, &plain_index)
-            .transaction(|(records, index)| {
-                for &i in chunk {
-                    let id = (i as u128).to_be_bytes();
-                    index.insert(phone(i).as_bytes(), &id[..])?;
-                    records.insert(&id[..], record.as_slice())?;
-                }
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .unwrap();
+    for i in 0..upserts {
+        let id = (i as u128).to_be_bytes();
+        plain_index.insert(phone(i).as_bytes(), &id[..]).unwrap();
+        plain_records.insert(&id[..], record.as_slice()).unwrap();
     }
     plain.flush().unwrap();
     let baseline_rate = upserts as f64 / started.elapsed().as_secs_f64();

@@ -126,9 +126,54 @@ pub fn seal_entry(prev: &[u8; 32], seq: u64, draft: &AuditDraft) -> (AuditEntry,
     (entry, hash)
 }
 
+/// Entries live under `e` ‖ sequence; the subject index under `s`.
+const ENTRY_PREFIX: &[u8] = b"e";
+const SUBJECT_PREFIX: &[u8] = b"s";
+
 /// The store key of an entry.
-pub fn entry_key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
+pub fn entry_key(seq: u64) -> Vec<u8> {
+    [ENTRY_PREFIX, &seq.to_be_bytes()].concat()
+}
+
+/// The index key naming an entry about a contact: `s` ‖ pseudonym ‖ 0 ‖
+/// sequence. Lets a contact's export read its entries without scanning the
+/// tenant's whole trail.
+pub fn subject_key(subject: &str, seq: u64) -> Vec<u8> {
+    [SUBJECT_PREFIX, subject.as_bytes(), &[0], &seq.to_be_bytes()].concat()
+}
+
+/// Entries about one contact pseudonym, oldest first (via the subject index).
+pub fn about(
+    vault: &Vault,
+    tenant: &TenantId,
+    subject: &str,
+) -> Result<Vec<AuditEntry>, DataError> {
+    let keys = vault.keys.tenant(tenant)?;
+    let prefix = [SUBJECT_PREFIX, subject.as_bytes(), &[0]].concat();
+    let mut entries = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = vault
+            .store
+            .scan(tenant, Kind::Audit, &prefix, after.as_deref(), 512)?;
+        if page.is_empty() {
+            return Ok(entries);
+        }
+        for (key, _) in &page {
+            let seq = u64::from_be_bytes(key[key.len() - 8..].try_into().expect("8 bytes"));
+            let entry_key = entry_key(seq);
+            if let Some(sealed) = vault.store.get(tenant, Kind::Audit, &entry_key)? {
+                entries.push(vault.open(
+                    &keys.records,
+                    tenant,
+                    Kind::Audit,
+                    &entry_key,
+                    &sealed,
+                )?);
+            }
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
 }
 
 /// A contact's pseudonym in the audit trail: stable per tenant, distinct
@@ -140,7 +185,7 @@ pub fn contact_pseudonym(keys: &TenantKeys, contact: &ContactId) -> String {
 /// The last entry of a tenant's chain: (seq, hash).
 pub fn head(vault: &Vault, tenant: &TenantId) -> Result<(u64, [u8; 32]), DataError> {
     let keys = vault.keys.tenant(tenant)?;
-    match vault.store.last(tenant, Kind::Audit, b"")? {
+    match vault.store.last(tenant, Kind::Audit, ENTRY_PREFIX)? {
         Some((key, sealed)) => {
             let entry: AuditEntry =
                 vault.open(&keys.records, tenant, Kind::Audit, &key, &sealed)?;
@@ -211,7 +256,7 @@ pub fn query(
     loop {
         let page = vault
             .store
-            .scan(tenant, Kind::Audit, b"", after.as_deref(), 512)?;
+            .scan(tenant, Kind::Audit, ENTRY_PREFIX, after.as_deref(), 512)?;
         if page.is_empty() {
             return Ok(found);
         }
@@ -259,7 +304,7 @@ pub fn verify(vault: &Vault, tenant: &TenantId) -> Result<Verification, DataErro
     loop {
         let page = vault
             .store
-            .scan(tenant, Kind::Audit, b"", after.as_deref(), 512)?;
+            .scan(tenant, Kind::Audit, ENTRY_PREFIX, after.as_deref(), 512)?;
         if page.is_empty() {
             return Ok(Verification {
                 entries: expected_seq - 1,
@@ -279,7 +324,7 @@ pub fn verify(vault: &Vault, tenant: &TenantId) -> Result<Verification, DataErro
                     checked,
                 ));
             };
-            if entry.seq != expected_seq || key.as_slice() != entry_key(entry.seq) {
+            if entry.seq != expected_seq || key.as_slice() != entry_key(entry.seq).as_slice() {
                 return Ok(broken(
                     expected_seq,
                     format!(

@@ -89,6 +89,12 @@ pub struct ServiceConfig {
     pub store_cache_mb: u64,
     /// Seconds to let in-flight work finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Seconds between retention sweeps (and checks for offboarded tenants
+    /// due for deletion).
+    pub retention_interval_secs: u64,
+    /// Where `POST /v1/operator/backups` writes backups. Keep it off the
+    /// data directory's disk.
+    pub backup_dir: PathBuf,
     pub whatsapp: CloudApiConfig,
     pub http: HttpConfig,
     pub limits: Limits,
@@ -106,6 +112,8 @@ impl Default for ServiceConfig {
             max_instances: 256,
             store_cache_mb: 1024,
             shutdown_grace_secs: 20,
+            retention_interval_secs: 3600,
+            backup_dir: PathBuf::from("flowgate-backups"),
             whatsapp: CloudApiConfig::default(),
             http: HttpConfig::default(),
             limits: Limits::default(),

@@ -27,6 +27,18 @@ enum Command {
     /// Master-key tools: generate a key, rotate the master key.
     #[command(subcommand)]
     Keys(cli::serve::KeysCommand),
+    /// Retention: sweep expired data now.
+    #[command(subcommand)]
+    Retention(cli::ops::RetentionCommand),
+    /// Backups of the records: create (service running), restore (stopped).
+    #[command(subcommand)]
+    Backup(cli::ops::BackupCommand),
+    /// The audit trail: verify a tenant's hash chain.
+    #[command(subcommand)]
+    Audit(cli::ops::AuditCommand),
+    /// Tenant offboarding: export, schedule deletion, delete.
+    #[command(subcommand)]
+    Tenant(cli::ops::TenantCommand),
     /// Run the demo: the service on a temporary data directory with a fake
     /// WhatsApp Cloud API, driven through its APIs and signed webhooks.
     Demo(cli::demo::DemoArgs),
@@ -41,6 +53,10 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => cli::serve::run(args),
         Command::Keys(command) => cli::serve::keys(command),
+        Command::Retention(command) => cli::ops::retention(command),
+        Command::Backup(command) => cli::ops::backup(command),
+        Command::Audit(command) => cli::ops::audit(command),
+        Command::Tenant(command) => cli::ops::tenant(command),
         Command::Demo(args) => {
             cli::init_tracing();
             cli::demo::run(args)

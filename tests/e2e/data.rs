@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use flowgate::audit::Actor;
+use flowgate::compliance::dsr::{self, Dsr};
 use flowgate::crypto::SecretKey;
 use flowgate::data::consent::{ConsentLedger, ConsentRecord, Decision, Source, Subject};
 use flowgate::data::contacts::Contacts;
@@ -111,11 +113,14 @@ fn workload(vault: &Vault, tenant: TenantId, contacts: usize) -> Vec<ContactId> 
         plugin_state::stage(
             vault,
             &mut batch,
-            &tenant,
-            &installation,
-            &loaded.contact.id,
-            &loaded.key,
+            plugin_state::Slot {
+                tenant: &tenant,
+                installation: &installation,
+                contact: &loaded.contact.id,
+                contact_key: &loaded.key,
+            },
             entries,
+            NOW,
         );
         directory.stage(&mut batch, &loaded);
         vault.store.commit(&batch).unwrap();
@@ -123,6 +128,26 @@ fn workload(vault: &Vault, tenant: TenantId, contacts: usize) -> Vec<ContactId> 
     }
     vault.flush().unwrap();
     ids
+}
+
+/// Erase a contact as the data-subject API does: every record in one
+/// commit, then the key.
+fn erase(vault: &Vault, tenant: TenantId, id: ContactId) {
+    let dsr = Dsr {
+        vault,
+        tenant,
+        actor: Actor::System,
+        now: NOW,
+    };
+    let outcome = dsr
+        .erase(&dsr::Subject {
+            contact_id: Some(id),
+            ..dsr::Subject::default()
+        })
+        .unwrap();
+    vault.store.commit(&outcome.batch).unwrap();
+    assert_eq!(outcome.shred, Some(id));
+    vault.keys.shred_contact(&tenant, &id).unwrap();
 }
 
 fn all_files(dir: &Path) -> Vec<PathBuf> {
@@ -289,7 +314,7 @@ fn after_erasure_an_older_copy_of_the_records_reveals_nothing_of_the_contact() {
     {
         let vault = vault(dir.path());
         let contacts = Contacts::of(&vault, tenant).unwrap();
-        assert!(contacts.erase(&ids[0]).unwrap());
+        erase(&vault, tenant, ids[0]);
         assert!(contacts.load(&ids[0]).unwrap().is_none());
         assert!(contacts.find(Some(&person(0).0), None).unwrap().is_none());
     }
@@ -398,20 +423,26 @@ fn plugin_state_round_trips_through_the_store_per_installation() {
     plugin_state::stage(
         &vault,
         &mut batch,
-        &tenant,
-        &one,
-        &id,
-        &loaded.key,
+        plugin_state::Slot {
+            tenant: &tenant,
+            installation: &one,
+            contact: &id,
+            contact_key: &loaded.key,
+        },
         BTreeMap::from([("n".into(), vec![1])]),
+        NOW,
     );
     plugin_state::stage(
         &vault,
         &mut batch,
-        &tenant,
-        &two,
-        &id,
-        &loaded.key,
+        plugin_state::Slot {
+            tenant: &tenant,
+            installation: &two,
+            contact: &id,
+            contact_key: &loaded.key,
+        },
         BTreeMap::from([("n".into(), vec![2])]),
+        NOW,
     );
     vault.store.commit(&batch).unwrap();
     assert_eq!(
@@ -425,7 +456,7 @@ fn plugin_state_round_trips_through_the_store_per_installation() {
     let all = plugin_state::all_for_contact(&vault, &tenant, &id, &loaded.key).unwrap();
     assert_eq!(all.len(), 2);
     // Erasure takes the state with it.
-    contacts.erase(&id).unwrap();
+    erase(&vault, tenant, id);
     assert_eq!(vault.store.count(Kind::PluginState), 0);
 }
 

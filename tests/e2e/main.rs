@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod compliance;
 mod crash;
 mod data;
 mod plugins;

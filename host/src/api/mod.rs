@@ -11,6 +11,7 @@
 //! bodies, no query strings), timeout, security headers on every response.
 
 pub mod auth;
+pub mod dsr;
 pub mod error;
 pub mod operator;
 pub mod tenant;
@@ -59,6 +60,9 @@ pub struct ApiState {
         operator::create_tenant, operator::list_tenants, operator::get_tenant,
         operator::create_channel, operator::list_channels, operator::delete_channel,
         operator::upload_plugin, operator::list_plugins, operator::get_plugin,
+        operator::run_retention, operator::offboard, operator::export_tenant, operator::delete_tenant,
+        operator::verify_tenant_audit, operator::create_backup,
+        dsr::access, dsr::rectification, dsr::erasure, dsr::restriction, dsr::objection, dsr::list, dsr::get,
         healthz, readyz, metrics, openapi_json,
     ),
     modifiers(&SecuritySchemes),
@@ -70,6 +74,7 @@ pub struct ApiState {
         (name = "consent", description = "The consent ledger"),
         (name = "api-keys", description = "Tenant API keys"),
         (name = "audit", description = "The tamper-evident audit trail"),
+        (name = "data-subject requests", description = "Access, rectification, erasure, restriction, objection"),
         (name = "operator", description = "Host operator: tenants, channels, plugin registry"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
@@ -220,7 +225,9 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
         )
         .route("/v1/operator/plugins/{hash}", get(operator::get_plugin))
         .layer(DefaultBodyLimit::max(http.body_limit_bytes));
-    let api = api.merge(uploads).merge(compliance_routes());
+    let api = api
+        .merge(uploads)
+        .merge(compliance_routes().layer(DefaultBodyLimit::max(http.body_limit_bytes)));
     api.route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -267,7 +274,28 @@ fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<Hea
     )
 }
 
-/// Routes added by the compliance engine (data-subject rights, offboarding).
+/// Data-subject rights, retention, offboarding, backups.
 fn compliance_routes() -> Router<ApiState> {
     Router::new()
+        .route("/v1/dsr", get(dsr::list))
+        .route("/v1/dsr/access", post(dsr::access))
+        .route("/v1/dsr/rectification", post(dsr::rectification))
+        .route("/v1/dsr/erasure", post(dsr::erasure))
+        .route("/v1/dsr/restriction", post(dsr::restriction))
+        .route("/v1/dsr/objection", post(dsr::objection))
+        .route("/v1/dsr/{request_id}", get(dsr::get))
+        .route("/v1/operator/retention", post(operator::run_retention))
+        .route(
+            "/v1/operator/tenants/{tenant_id}/offboard",
+            post(operator::offboard),
+        )
+        .route(
+            "/v1/operator/tenants/{tenant_id}/export",
+            get(operator::export_tenant),
+        )
+        .route(
+            "/v1/operator/tenants/{tenant_id}/audit/verify",
+            get(operator::verify_tenant_audit),
+        )
+        .route("/v1/operator/backups", post(operator::create_backup))
 }

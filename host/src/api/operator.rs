@@ -384,3 +384,231 @@ pub async fn get_plugin(
         .map(ApiJson)
         .ok_or_else(|| AppError::not_found("plugin"))
 }
+
+// ------------------------------------------------------------- compliance
+
+/// Run the maintenance duties now (they also run periodically): the
+/// retention sweep of every tenant, then the deletion of offboarded tenants
+/// whose deletion is due.
+#[utoipa::path(post, path = "/v1/operator/retention", tag = "operator", security(("operator" = [])),
+    responses((status = 200, body = crate::service::maintenance::Duties)))]
+pub async fn run_retention(
+    _: Operator,
+    State(state): State<ApiState>,
+) -> ApiResult<ApiJson<crate::service::maintenance::Duties>> {
+    let service = state.service.clone();
+    let duties =
+        tokio::task::spawn_blocking(move || crate::service::maintenance::run_duties(&service))
+            .await
+            .map_err(AppError::internal)??;
+    Ok(ApiJson(duties))
+}
+
+/// Offboarding: when the tenant's data will be deleted.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Offboard {
+    /// Days until deletion, 0 to 30 (default 30).
+    pub days: Option<u64>,
+}
+
+/// Schedule a tenant's deletion (at most 30 days ahead). Export its data
+/// meanwhile with `GET …/export`; `DELETE` deletes at once.
+#[utoipa::path(post, path = "/v1/operator/tenants/{tenant_id}/offboard", tag = "operator", security(("operator" = [])),
+    params(("tenant_id" = String, Path)), request_body = Offboard,
+    responses((status = 200, body = Tenant), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn offboard(
+    _: Operator,
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+    ApiJson(request): ApiJson<Offboard>,
+) -> ApiResult<ApiJson<Tenant>> {
+    let service = &state.service;
+    let id = parse_tenant(&raw)?;
+    let days = request
+        .days
+        .unwrap_or(crate::compliance::offboarding::DELETION_DAYS);
+    if days > crate::compliance::offboarding::DELETION_DAYS {
+        return Err(AppError::bad_request("deletion is promised within 30 days"));
+    }
+    let mut tenant =
+        Tenant::load(&service.vault, &id)?.ok_or_else(|| AppError::not_found("tenant"))?;
+    tenant.deletion_due = Some(service.clock.now() + days * 86_400);
+    let mut batch = Batch::new();
+    tenant.stage(&service.vault, &mut batch)?;
+    service
+        .committer
+        .commit(Commit::new(
+            batch,
+            vec![
+                operator_audit(
+                    &state,
+                    id,
+                    "tenant.offboarding",
+                    serde_json::json!({"deletion_due": tenant.deletion_due}),
+                ),
+                operator_audit(
+                    &state,
+                    TenantId::SYSTEM,
+                    "tenant.offboarding",
+                    serde_json::json!({"tenant": id, "deletion_due": tenant.deletion_due}),
+                ),
+            ],
+        ))
+        .await?;
+    service.contexts.invalidate(&id);
+    Ok(ApiJson(tenant))
+}
+
+/// Everything a tenant has, as NDJSON (one JSON object per line with a
+/// `type`: tenant, installation, channel, api-key, contact, audit).
+#[utoipa::path(get, path = "/v1/operator/tenants/{tenant_id}/export", tag = "operator", security(("operator" = [])),
+    params(("tenant_id" = String, Path)),
+    responses((status = 200, description = "NDJSON", body = String, content_type = "application/x-ndjson"),
+        (status = 404, body = super::error::ErrorBody)))]
+pub async fn export_tenant(
+    _: Operator,
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let id = parse_tenant(&raw)?;
+    let service = state.service.clone();
+    // Written to a temporary file and streamed, so a large tenant does not
+    // sit in memory.
+    let file = tempfile::tempfile().map_err(AppError::internal)?;
+    let reader = file.try_clone().map_err(AppError::internal)?;
+    let summary = tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::new(file);
+        crate::compliance::offboarding::export(&service.vault, &id, service.clock.now(), &mut out)
+    })
+    .await
+    .map_err(AppError::internal)?
+    .map_err(|e| match e {
+        crate::compliance::offboarding::ExportError::UnknownTenant(_) => {
+            AppError::not_found("tenant")
+        }
+        other => AppError::internal(other),
+    })?;
+    state
+        .service
+        .committer
+        .commit(Commit::new(
+            Batch::new(),
+            vec![operator_audit(
+                &state,
+                id,
+                "tenant.exported",
+                serde_json::to_value(&summary).unwrap_or_default(),
+            )],
+        ))
+        .await?;
+    let mut reader = tokio::fs::File::from_std(reader);
+    use tokio::io::AsyncSeekExt;
+    reader
+        .seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(AppError::internal)?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    Ok(([("content-type", "application/x-ndjson")], body).into_response())
+}
+
+/// Delete a tenant now: its keys are shredded, its records purged.
+#[utoipa::path(delete, path = "/v1/operator/tenants/{tenant_id}", tag = "operator", security(("operator" = [])),
+    params(("tenant_id" = String, Path)),
+    responses((status = 200, body = crate::compliance::offboarding::DeletionSummary), (status = 404, body = super::error::ErrorBody)))]
+pub async fn delete_tenant(
+    _: Operator,
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> ApiResult<ApiJson<crate::compliance::offboarding::DeletionSummary>> {
+    let id = parse_tenant(&raw)?;
+    if id == TenantId::SYSTEM || Tenant::load(&state.service.vault, &id)?.is_none() {
+        return Err(AppError::not_found("tenant"));
+    }
+    let service = state.service.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        crate::service::maintenance::delete_tenant(&service, &id, Actor::Operator)
+    })
+    .await
+    .map_err(AppError::internal)??;
+    Ok(ApiJson(summary))
+}
+
+/// Check a tenant's audit chain.
+#[utoipa::path(get, path = "/v1/operator/tenants/{tenant_id}/audit/verify", tag = "operator", security(("operator" = [])),
+    params(("tenant_id" = String, Path)),
+    responses((status = 200, body = crate::audit::Verification), (status = 404, body = super::error::ErrorBody)))]
+pub async fn verify_tenant_audit(
+    _: Operator,
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> ApiResult<ApiJson<crate::audit::Verification>> {
+    let id = if raw == "system" {
+        TenantId::SYSTEM
+    } else {
+        parse_tenant(&raw)?
+    };
+    if !state.service.vault.keys.has_tenant(&id)? {
+        return Err(AppError::not_found("tenant"));
+    }
+    Ok(ApiJson(crate::audit::verify(&state.service.vault, &id)?))
+}
+
+/// A backup written by the service.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BackupCreated {
+    /// Path of the file on the service's machine.
+    pub path: String,
+    pub summary: crate::compliance::backup::BackupSummary,
+}
+
+/// Write a consistent backup of the records (sealed, without keys) to the
+/// configured backup directory.
+#[utoipa::path(post, path = "/v1/operator/backups", tag = "operator", security(("operator" = [])),
+    responses((status = 201, body = BackupCreated), (status = 500, body = super::error::ErrorBody)))]
+pub async fn create_backup(
+    _: Operator,
+    State(state): State<ApiState>,
+) -> ApiResult<(StatusCode, ApiJson<BackupCreated>)> {
+    let service = state.service.clone();
+    let dir = service.config.backup_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(AppError::internal)?;
+    let path = dir.join(format!(
+        "flowgate-{}-{}.fgb",
+        service.clock.now(),
+        crate::crypto::to_hex(&crate::crypto::random_bytes::<4>())
+    ));
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let store = service.vault.store.clone();
+    let target = path.clone();
+    service
+        .committer
+        .exclusive(Box::new(move || {
+            let _ = sender.send(crate::compliance::backup::create(store.as_ref(), &target));
+        }))
+        .await?;
+    let summary = receiver
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+    service
+        .committer
+        .commit(Commit::new(
+            Batch::new(),
+            vec![operator_audit(
+                &state,
+                TenantId::SYSTEM,
+                "backup.created",
+                serde_json::json!({"records": summary.records, "checksum": summary.checksum}),
+            )],
+        ))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(BackupCreated {
+            path: path.display().to_string(),
+            summary,
+        }),
+    ))
+}

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod events;
+pub mod ops;
 pub mod plugin;
 pub mod serve;
 

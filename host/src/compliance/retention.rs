@@ -105,3 +105,285 @@ mod tests {
         assert!(zero.validate().is_err());
     }
 }
+
+// ------------------------------------------------------------------ sweeping
+
+use crate::crypto::SecretKey;
+use crate::data::{DataError, Vault};
+use crate::ids::{ContactId, TenantId};
+use crate::store::{Batch, Kind};
+
+/// How long deduplication records are kept: WhatsApp retries a webhook for
+/// up to 7 days; a month covers that with room.
+pub const DEDUP_DAYS: u32 = 30;
+
+/// A data class in the retention index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Class {
+    /// A message record's preview and stored content.
+    Preview = 1,
+    /// A message record itself (metadata).
+    Metadata = 2,
+    /// The WhatsApp-id index entry of an outbound message (with its record).
+    WamidIndex = 3,
+    /// Plugin state: what plugins collect about a contact (the "collected
+    /// reviews" class), kept 90 days after its last write.
+    PluginState = 4,
+    /// A consent ledger record.
+    Consent = 5,
+    /// A webhook deduplication record.
+    Dedup = 6,
+}
+
+impl Class {
+    const ALL: [Class; 6] = [
+        Class::Preview,
+        Class::Metadata,
+        Class::WamidIndex,
+        Class::PluginState,
+        Class::Consent,
+        Class::Dedup,
+    ];
+
+    fn days(self, policy: &RetentionPolicy) -> u32 {
+        match self {
+            Class::Preview => policy.message_previews_days,
+            Class::Metadata | Class::WamidIndex => policy.message_metadata_days,
+            Class::PluginState => policy.reviews_days,
+            Class::Consent => policy.consent_records_days,
+            Class::Dedup => DEDUP_DAYS,
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Class::Preview | Class::Metadata | Class::WamidIndex => Kind::Messages,
+            Class::PluginState => Kind::PluginState,
+            Class::Consent => Kind::Consent,
+            Class::Dedup => Kind::Dedup,
+        }
+    }
+}
+
+/// The retention index key: class ‖ time written ‖ target key. Ordered by
+/// class, then time, so a sweep reads exactly the entries that are due —
+/// its cost follows what expires, not the size of the store — and a
+/// shortened period applies to data already written.
+fn index_key(class: Class, written_at: u64, target: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + target.len());
+    key.push(class as u8);
+    key.extend_from_slice(&written_at.to_be_bytes());
+    key.extend_from_slice(target);
+    key
+}
+
+/// Stage the retention index entry of a record written at `written_at`.
+pub fn stage_index(
+    batch: &mut Batch,
+    tenant: &TenantId,
+    class: Class,
+    written_at: u64,
+    target: &[u8],
+) {
+    batch.put(
+        *tenant,
+        Kind::Expiry,
+        index_key(class, written_at, target),
+        Vec::new(),
+    );
+}
+
+/// What one sweep of one tenant did.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+pub struct SweepReport {
+    /// Message previews (and stored contents) removed.
+    pub previews_cleared: u64,
+    /// Message records deleted.
+    pub messages_deleted: u64,
+    /// Plugin state records deleted.
+    pub plugin_states_deleted: u64,
+    /// Consent records deleted.
+    pub consent_records_deleted: u64,
+    /// Deduplication records deleted.
+    pub dedup_records_deleted: u64,
+    /// Index entries whose record was already gone (erased, rewritten).
+    pub stale_entries: u64,
+}
+
+impl SweepReport {
+    /// Whether anything was removed.
+    pub fn is_empty(&self) -> bool {
+        *self == SweepReport::default()
+    }
+
+    fn add(&mut self, other: &SweepReport) {
+        self.previews_cleared += other.previews_cleared;
+        self.messages_deleted += other.messages_deleted;
+        self.plugin_states_deleted += other.plugin_states_deleted;
+        self.consent_records_deleted += other.consent_records_deleted;
+        self.dedup_records_deleted += other.dedup_records_deleted;
+        self.stale_entries += other.stale_entries;
+    }
+}
+
+/// Entries handled per batch, so a large backlog is committed in pieces.
+const CHUNK: usize = 1000;
+
+fn contact_key_of(
+    vault: &Vault,
+    tenant: &TenantId,
+    contact: &[u8],
+) -> Result<Option<(ContactId, SecretKey)>, DataError> {
+    let Some(id) = ContactId::from_slice(contact) else {
+        return Ok(None);
+    };
+    Ok(vault.keys.contact(tenant, &id)?.map(|key| (id, key)))
+}
+
+/// Sweep one tenant as of `now`: every record past its class's period under
+/// `policy` is removed (or, for previews, cleared). `commit` applies each
+/// chunk (through the committer in the service). Returns what was done.
+pub fn sweep(
+    vault: &Vault,
+    tenant: &TenantId,
+    policy: &RetentionPolicy,
+    now: u64,
+    commit: &mut dyn FnMut(Batch) -> Result<(), DataError>,
+) -> Result<SweepReport, DataError> {
+    let mut total = SweepReport::default();
+    for class in Class::ALL {
+        let cutoff = now.saturating_sub(u64::from(class.days(policy)) * 86_400);
+        loop {
+            let page = vault
+                .store
+                .scan(tenant, Kind::Expiry, &[class as u8], None, CHUNK)?;
+            let due: Vec<&(Vec<u8>, Vec<u8>)> = page
+                .iter()
+                .take_while(|(key, _)| {
+                    key.get(1..9)
+                        .map(|t| u64::from_be_bytes(t.try_into().expect("8 bytes")))
+                        .is_some_and(|written| written <= cutoff)
+                })
+                .collect();
+            if due.is_empty() {
+                break;
+            }
+            let mut batch = Batch::new();
+            let mut report = SweepReport::default();
+            for (key, _) in &due {
+                let written_at = u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"));
+                let target = &key[9..];
+                batch.delete(*tenant, Kind::Expiry, key.clone());
+                expire(
+                    vault,
+                    tenant,
+                    class,
+                    written_at,
+                    target,
+                    &mut batch,
+                    &mut report,
+                )?;
+            }
+            commit(batch)?;
+            total.add(&report);
+            if due.len() < page.len() || page.len() < CHUNK {
+                break;
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn expire(
+    vault: &Vault,
+    tenant: &TenantId,
+    class: Class,
+    written_at: u64,
+    target: &[u8],
+    batch: &mut Batch,
+    report: &mut SweepReport,
+) -> Result<(), DataError> {
+    let kind = class.kind();
+    let exists = vault.store.get(tenant, kind, target)?.is_some();
+    if !exists {
+        report.stale_entries += 1;
+        return Ok(());
+    }
+    match class {
+        Class::Preview => {
+            // Message keys: `m` ‖ contact ‖ seq.
+            let Some((_, contact_key)) =
+                contact_key_of(vault, tenant, &target[1..17.min(target.len())])?
+            else {
+                report.stale_entries += 1;
+                return Ok(());
+            };
+            let mut record: crate::data::messages::MessageRecord =
+                match vault.read(&contact_key, tenant, kind, target)? {
+                    Some(record) => record,
+                    None => return Ok(()),
+                };
+            if record.preview.is_some() || record.content.is_some() {
+                record.preview = None;
+                record.content = None;
+                vault.stage(batch, &contact_key, tenant, kind, target, &record);
+                report.previews_cleared += 1;
+            }
+        }
+        Class::Metadata => {
+            batch.delete(*tenant, kind, target.to_vec());
+            report.messages_deleted += 1;
+        }
+        Class::WamidIndex => batch.delete(*tenant, kind, target.to_vec()),
+        Class::PluginState => {
+            // Keys: contact ‖ installation. Deleted only if not rewritten
+            // since this entry (a later write has its own entry).
+            let Some((_, contact_key)) =
+                contact_key_of(vault, tenant, &target[..16.min(target.len())])?
+            else {
+                report.stale_entries += 1;
+                return Ok(());
+            };
+            let state: Option<crate::data::plugin_state::StateMap> =
+                vault.read(&contact_key, tenant, kind, target)?;
+            if state.is_some_and(|s| s.written_at <= written_at) {
+                batch.delete(*tenant, kind, target.to_vec());
+                report.plugin_states_deleted += 1;
+            } else {
+                report.stale_entries += 1;
+            }
+        }
+        Class::Consent => {
+            batch.delete(*tenant, kind, target.to_vec());
+            report.consent_records_deleted += 1;
+        }
+        Class::Dedup => {
+            batch.delete(*tenant, kind, target.to_vec());
+            report.dedup_records_deleted += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Sweep every tenant; returns the reports of tenants where something was
+/// removed. Each tenant's run is audited by `audit`.
+pub fn sweep_all(
+    vault: &Vault,
+    now: u64,
+    commit: &mut dyn FnMut(Batch) -> Result<(), DataError>,
+) -> Result<Vec<(TenantId, SweepReport)>, DataError> {
+    let mut reports = Vec::new();
+    let mut total = SweepReport::default();
+    for tenant in crate::tenancy::tenant::Tenant::list_ids(vault)? {
+        let Some(profile) = crate::tenancy::tenant::Tenant::load(vault, &tenant)? else {
+            continue;
+        };
+        let report = sweep(vault, &tenant, &profile.retention, now, commit)?;
+        total.add(&report);
+        reports.push((tenant, report));
+    }
+    Ok(reports)
+}

@@ -278,11 +278,11 @@ impl KeyRing {
             entry.extend(new_master.wrap(&tenant_context(&tenant), &root));
             rewrapped.push((tenant_bytes, entry));
         }
-        let mut batch = sled::Batch::default();
+        // One insert per tenant (no sled batch: see the store's journal for
+        // why); an interrupted rotation is finished by running it again.
         for (tenant, entry) in &rewrapped {
-            batch.insert(tenant.clone(), entry.clone());
+            self.tenants.insert(tenant.clone(), entry.clone())?;
         }
-        self.tenants.apply_batch(batch)?;
         self.db.flush()?;
         *master = new_master;
         Ok(rewrapped.len())

@@ -151,6 +151,13 @@ impl<'v> ConsentLedger<'v> {
             &key,
             record,
         );
+        crate::compliance::retention::stage_index(
+            batch,
+            &self.tenant,
+            crate::compliance::retention::Class::Consent,
+            record.at,
+            &key,
+        );
         Ok(())
     }
 

@@ -326,37 +326,6 @@ impl<'v> Contacts<'v> {
         }
     }
 
-    /// Erase a contact: delete its record, index entries and every
-    /// installation's plugin state, then shred its key so that any copy of
-    /// those records (an older copy of the records directory, a backup) can
-    /// no longer be opened. Consent records stay, as the tenant's minimal
-    /// proof (see [`super::consent`]). Returns whether the contact existed.
-    pub fn erase(&self, id: &ContactId) -> Result<bool, DataError> {
-        let Some(loaded) = self.load(id)? else {
-            // Already erased, or only its key is left: shred what remains.
-            return Ok(self.vault.keys.shred_contact(&self.tenant, id)?);
-        };
-        let mut batch = Batch::new();
-        self.stage_removal(&mut batch, &loaded.contact);
-        for (installation, _) in
-            super::plugin_state::all_for_contact(self.vault, &self.tenant, id, &loaded.key)?
-        {
-            super::plugin_state::stage(
-                self.vault,
-                &mut batch,
-                &self.tenant,
-                &installation,
-                id,
-                &loaded.key,
-                Default::default(),
-            );
-        }
-        self.vault.store.commit(&batch)?;
-        self.vault.keys.shred_contact(&self.tenant, id)?;
-        self.vault.store.flush()?;
-        Ok(true)
-    }
-
     /// The tenant's keys (pseudonyms, hashes).
     pub fn tenant_keys(&self) -> &TenantKeys {
         &self.keys

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{DataError, Vault};
 use crate::channel::whatsapp::payload::{DeliveryState, MessageKind};
+use crate::compliance::retention::{self, Class};
 use crate::crypto::{SecretKey, TenantKeys};
 use crate::ids::{ContactId, TenantId};
 use crate::store::{Batch, Kind};
@@ -43,10 +44,6 @@ pub struct MessageRecord {
     pub content: Option<String>,
     /// What produced an outbound message: an installation id or `system`.
     pub origin: Option<String>,
-    /// Until when the preview and content are kept.
-    pub preview_expires_at: u64,
-    /// Until when the record itself is kept.
-    pub expires_at: u64,
 }
 
 /// The preview of a text: at most [`PREVIEW_CHARS`] characters.
@@ -77,7 +74,9 @@ pub struct Owner<'a> {
 }
 
 /// Stage a message record (and, for outbound messages with a WhatsApp id,
-/// its status index entry).
+/// its status index entry), with the retention index entries that expire
+/// its preview and, later, the record. Re-staging a record (a status
+/// update) writes the same index keys again.
 pub fn stage(
     vault: &Vault,
     batch: &mut Batch,
@@ -94,13 +93,14 @@ pub fn stage(
         &key,
         record,
     );
+    if record.preview.is_some() || record.content.is_some() {
+        retention::stage_index(batch, owner.tenant, Class::Preview, record.at, &key);
+    }
+    retention::stage_index(batch, owner.tenant, Class::Metadata, record.at, &key);
     if let Some(wamid) = wamid {
-        batch.put(
-            *owner.tenant,
-            Kind::Messages,
-            wamid_index_key(owner.keys, wamid),
-            key,
-        );
+        let index = wamid_index_key(owner.keys, wamid);
+        retention::stage_index(batch, owner.tenant, Class::WamidIndex, record.at, &index);
+        batch.put(*owner.tenant, Kind::Messages, index, key);
     }
 }
 

@@ -12,15 +12,22 @@ use crate::crypto::SecretKey;
 use crate::ids::{ContactId, InstallationId, TenantId};
 use crate::store::{Batch, Kind};
 
-/// The state map as stored: values base64-free as byte arrays.
+/// The state map as stored, with when it was last written (retention
+/// counts from there).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateMap(pub BTreeMap<String, Vec<u8>>);
+pub struct StateMap {
+    pub entries: BTreeMap<String, Vec<u8>>,
+    #[serde(default)]
+    pub written_at: u64,
+}
 
 /// One installation's state entries.
 pub type Entries = BTreeMap<String, Vec<u8>>;
 
+/// Contact first, so one contact's state across installations is one
+/// prefix (export and erasure read only that contact's records).
 fn state_key(installation: &InstallationId, contact: &ContactId) -> Vec<u8> {
-    [installation.as_bytes().as_slice(), contact.as_bytes()].concat()
+    [contact.as_bytes().as_slice(), installation.as_bytes()].concat()
 }
 
 /// Load the state of an installation for a contact (empty when none).
@@ -37,37 +44,48 @@ pub fn load(
         Kind::PluginState,
         &state_key(installation, contact),
     )?;
-    Ok(map.unwrap_or_default().0)
+    Ok(map.unwrap_or_default().entries)
 }
 
-/// Stage the state after a call; an empty map deletes the record.
-pub fn stage(
-    vault: &Vault,
-    batch: &mut Batch,
-    tenant: &TenantId,
-    installation: &InstallationId,
-    contact: &ContactId,
-    contact_key: &SecretKey,
-    entries: BTreeMap<String, Vec<u8>>,
-) {
-    let key = state_key(installation, contact);
+/// Whose state: tenant, installation, contact and the contact's key.
+#[derive(Clone, Copy)]
+pub struct Slot<'a> {
+    pub tenant: &'a TenantId,
+    pub installation: &'a InstallationId,
+    pub contact: &'a ContactId,
+    pub contact_key: &'a SecretKey,
+}
+
+/// Stage the state after a call at `now`; an empty map deletes the record.
+pub fn stage(vault: &Vault, batch: &mut Batch, slot: Slot<'_>, entries: Entries, now: u64) {
+    let key = state_key(slot.installation, slot.contact);
     if entries.is_empty() {
-        batch.delete(*tenant, Kind::PluginState, key);
+        batch.delete(*slot.tenant, Kind::PluginState, key);
     } else {
+        let map = StateMap {
+            entries,
+            written_at: now,
+        };
         vault.stage(
             batch,
-            contact_key,
-            tenant,
+            slot.contact_key,
+            slot.tenant,
             Kind::PluginState,
             &key,
-            &StateMap(entries),
+            &map,
+        );
+        crate::compliance::retention::stage_index(
+            batch,
+            slot.tenant,
+            crate::compliance::retention::Class::PluginState,
+            now,
+            &key,
         );
     }
 }
 
 /// Every installation's state for one contact (for export and erasure):
-/// (installation, entries). Installations are found by scanning, so state of
-/// an installation since removed is still exported and erased.
+/// (installation, entries), including installations since removed.
 pub fn all_for_contact(
     vault: &Vault,
     tenant: &TenantId,
@@ -77,19 +95,23 @@ pub fn all_for_contact(
     let mut found = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = vault
-            .store
-            .scan(tenant, Kind::PluginState, b"", after.as_deref(), 512)?;
+        let page = vault.store.scan(
+            tenant,
+            Kind::PluginState,
+            contact.as_bytes(),
+            after.as_deref(),
+            512,
+        )?;
         if page.is_empty() {
             break;
         }
         for (key, sealed) in &page {
-            if key.len() == 32 && &key[16..] == contact.as_bytes() {
-                let installation = InstallationId::from_slice(&key[..16]).expect("16 bytes");
-                let map: StateMap =
-                    vault.open(contact_key, tenant, Kind::PluginState, key, sealed)?;
-                found.push((installation, map.0));
-            }
+            let installation = InstallationId::from_slice(&key[16..]).ok_or(DataError::Decode {
+                kind: "plugin_state",
+                reason: "malformed key".into(),
+            })?;
+            let map: StateMap = vault.open(contact_key, tenant, Kind::PluginState, key, sealed)?;
+            found.push((installation, map.entries));
         }
         after = page.last().map(|(k, _)| k.clone());
     }

@@ -88,7 +88,12 @@ impl From<DataError> for CommitError {
 /// Called once the group holding a commit is durable (or failed to flush).
 pub type OnDurable = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
 
+/// Work run on the committer thread between groups, with no write in
+/// between (consistent backups).
+pub type Exclusive = Box<dyn FnOnce() + Send>;
+
 struct Request {
+    exclusive: Option<Exclusive>,
     commit: Commit,
     reply: oneshot::Sender<Result<Committed, CommitError>>,
     /// Answer as soon as the group is applied (readable), before the flush;
@@ -132,6 +137,7 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Request {
+                exclusive: None,
                 commit,
                 reply,
                 early: None,
@@ -168,6 +174,7 @@ impl Committer {
         let (reply, answer) = oneshot::channel();
         self.sender
             .send(Request {
+                exclusive: None,
                 commit,
                 reply,
                 early,
@@ -176,6 +183,25 @@ impl Committer {
         answer
             .blocking_recv()
             .map_err(|_| CommitError("the committer stopped before answering".into()))?
+    }
+
+    /// Run `work` on the committer thread after every earlier commit is
+    /// applied and flushed and before any later one: a consistent view of
+    /// the store. Writes wait while it runs.
+    pub async fn exclusive(&self, work: Exclusive) -> Result<(), CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Request {
+                exclusive: Some(work),
+                commit: Commit::default(),
+                reply,
+                early: None,
+            })
+            .map_err(|_| CommitError("the committer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| CommitError("the committer stopped before answering".into()))?
+            .map(|_| ())
     }
 
     /// Group-commit counters.
@@ -193,10 +219,43 @@ fn run(vault: Vault, receiver: mpsc::Receiver<Request>, stats: Arc<CommitStats>)
         .spawn(move || flush_loop(flush_vault, flush_queue, flush_stats))
         .expect("spawning the flusher thread");
     let mut heads: HashMap<TenantId, (u64, [u8; 32])> = HashMap::new();
-    while let Ok(first) = receiver.recv() {
+    let mut pending_exclusive: Option<Request> = None;
+    loop {
+        let first = match pending_exclusive.take() {
+            Some(request) => request,
+            None => match receiver.recv() {
+                Ok(request) => request,
+                Err(_) => break,
+            },
+        };
+        if let Some(work) = first.exclusive {
+            // Wait for the flusher to drain (a flush of nothing), then run.
+            let (done, flushed) = oneshot::channel();
+            let mut marker = Durability::default();
+            marker.waiting.push((
+                done,
+                Committed {
+                    applied: Vec::new(),
+                    audit: Vec::new(),
+                },
+            ));
+            let _ = flusher.send(marker);
+            let _ = flushed.blocking_recv();
+            work();
+            let _ = first.reply.send(Ok(Committed {
+                applied: Vec::new(),
+                audit: Vec::new(),
+            }));
+            continue;
+        }
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match receiver.try_recv() {
+                // An exclusive request ends the group; it runs next round.
+                Ok(request) if request.exclusive.is_some() => {
+                    pending_exclusive = Some(request);
+                    break;
+                }
                 Ok(request) => group.push(request),
                 Err(_) => break,
             }
@@ -332,6 +391,14 @@ fn apply_group(
                 &key,
                 &entry,
             );
+            if let Some(subject) = &draft.subject {
+                combined.put(
+                    draft.tenant,
+                    Kind::Audit,
+                    audit::subject_key(subject, seq),
+                    Vec::new(),
+                );
+            }
             new_heads.insert(draft.tenant, (seq, hash));
             entries.push(entry);
         }

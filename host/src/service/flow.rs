@@ -85,14 +85,6 @@ impl Event<'_> {
         draft.subject = subject.map(str::to_owned);
         self.audit.push(draft);
     }
-
-    fn retention_secs(&self) -> (u64, u64) {
-        let policy = self.context.tenant.retention;
-        (
-            u64::from(policy.message_previews_days) * 86_400,
-            u64::from(policy.message_metadata_days) * 86_400,
-        )
-    }
 }
 
 /// Process one inbox item into a commit.
@@ -158,7 +150,6 @@ fn on_message(
     }
 
     // The message itself: metadata, a sealed preview, content if enabled.
-    let (preview_secs, metadata_secs) = event.retention_secs();
     let record = MessageRecord {
         seq: vault.store.next_id()?,
         direction: Direction::Inbound,
@@ -172,8 +163,6 @@ fn on_message(
             .clone()
             .filter(|_| event.context.tenant.store_message_content),
         origin: None,
-        preview_expires_at: event.now + preview_secs,
-        expires_at: event.now + metadata_secs,
     };
     let owner = messages::Owner {
         tenant: &event.tenant,
@@ -286,7 +275,6 @@ fn on_keyword(
         Some(subject),
         serde_json::json!({"subject": "messaging", "source": "keyword"}),
     );
-    let retention = event.retention_secs();
     let key = outbox::stage_reply(
         vault,
         &mut event.batch,
@@ -300,7 +288,6 @@ fn on_keyword(
             origin: "system".into(),
             confirmation: true,
             now: event.now,
-            retention_secs: retention,
         },
     )?;
     event.replies.push(key);
@@ -463,14 +450,18 @@ fn run_step(
         }
         Ok(invocation) => {
             if !invocation.state.changes().is_empty() {
+                let slot = plugin_state::Slot {
+                    tenant: &event.tenant,
+                    installation: &installation.id,
+                    contact: &loaded.contact.id,
+                    contact_key: &loaded.key,
+                };
                 plugin_state::stage(
                     vault,
                     &mut event.batch,
-                    &event.tenant,
-                    &installation.id,
-                    &loaded.contact.id,
-                    &loaded.key,
+                    slot,
                     invocation.state.merged(),
+                    event.now,
                 );
             }
             event.note(
@@ -559,7 +550,6 @@ fn apply_action(
                 drop_action(event, actor, subject, &action, &refusal);
                 return Ok(());
             }
-            let retention = event.retention_secs();
             let key = outbox::stage_reply(
                 &event.service.vault,
                 &mut event.batch,
@@ -573,7 +563,6 @@ fn apply_action(
                     origin: step.installation.id.to_string(),
                     confirmation: false,
                     now: event.now,
-                    retention_secs: retention,
                 },
             )?;
             event.replies.push(key);

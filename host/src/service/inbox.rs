@@ -102,6 +102,13 @@ pub fn prepare(
             dedup.clone(),
             now.to_be_bytes().to_vec(),
         );
+        crate::compliance::retention::stage_index(
+            &mut batch,
+            tenant,
+            crate::compliance::retention::Class::Dedup,
+            now,
+            &dedup,
+        );
         batch.put(
             TenantId::SYSTEM,
             Kind::Inbox,

@@ -11,6 +11,7 @@ pub mod committer;
 pub mod context;
 pub mod flow;
 pub mod inbox;
+pub mod maintenance;
 pub mod metrics;
 pub mod optout;
 pub mod outbox;
@@ -72,6 +73,7 @@ pub struct Service {
     pub inner: Arc<ServiceInner>,
     worker_threads: Vec<JoinHandle<()>>,
     sender: tokio::task::JoinHandle<()>,
+    maintenance: tokio::task::JoinHandle<()>,
     shutdown: CancellationToken,
 }
 
@@ -116,11 +118,17 @@ impl Service {
         }
         let shutdown = CancellationToken::new();
         let sender = tokio::spawn(outbox::run_sender(inner.clone(), shutdown.clone()));
+        let maintenance = tokio::spawn(maintenance::run_periodically(
+            inner.clone(),
+            std::time::Duration::from_secs(inner.config.retention_interval_secs.max(1)),
+            shutdown.clone(),
+        ));
         inner.outbox.wake();
         Ok(Service {
             inner,
             worker_threads,
             sender,
+            maintenance,
             shutdown,
         })
     }
@@ -132,6 +140,7 @@ impl Service {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.sender.await;
+        let _ = self.maintenance.await;
         // Dropping the queues' senders lets each worker drain and exit.
         self.inner.workers.write().expect("workers lock").take();
         let workers = self.worker_threads;

@@ -83,7 +83,6 @@ pub struct Reply<'a> {
     pub origin: String,
     pub confirmation: bool,
     pub now: u64,
-    pub retention_secs: (u64, u64),
 }
 
 /// Stage a reply: its outbound message record and its outbox entry.
@@ -104,8 +103,6 @@ pub fn stage_reply(
         preview: Some(messages::preview(&reply.text)),
         content: None,
         origin: Some(reply.origin.clone()),
-        preview_expires_at: reply.now + reply.retention_secs.0,
-        expires_at: reply.now + reply.retention_secs.1,
     };
     let owner = messages::Owner {
         tenant: reply.tenant,

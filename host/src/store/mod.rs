@@ -52,6 +52,11 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind with this tree name.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// Every kind, for tenant-wide operations (purge, export).
     pub const ALL: [Kind; 16] = [
         Kind::Tenants,
@@ -101,7 +106,7 @@ impl Kind {
 pub enum StoreError {
     #[error("storage: {0}")]
     Backend(String),
-    #[error("storage transaction aborted: {0}")]
+    #[error("storage write aborted: {0}")]
     Aborted(String),
 }
 
@@ -175,6 +180,9 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 /// A page of a prefix scan.
 pub type Entries = Vec<Entry>;
 
+/// Receives records of an export: kind, raw key, value.
+pub type RecordSink<'a> = dyn FnMut(Kind, &[u8], &[u8]) -> std::io::Result<()> + 'a;
+
 /// The storage interface every backend implements.
 pub trait Store: Send + Sync + 'static {
     /// Read one record.
@@ -214,4 +222,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of records of a kind across all tenants (for metrics).
     fn count(&self, kind: Kind) -> usize;
+
+    /// Every record as stored (tenant-prefixed key, sealed value), kind by
+    /// kind, for backups. Call it where no write can interleave (the
+    /// committer's exclusive section) to get a consistent snapshot.
+    fn export_raw(&self, sink: &mut RecordSink<'_>) -> Result<u64, StoreError>;
+
+    /// Delete every record of every tenant (before a restore).
+    fn clear_all(&self) -> Result<(), StoreError>;
+
+    /// Write one record as exported by [`Store::export_raw`].
+    fn import_raw(&self, kind: Kind, raw_key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// Every raw key of a kind, across tenants (for restore's clean-up).
+    fn raw_keys(&self, kind: Kind) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// Delete one record by its raw key.
+    fn delete_raw(&self, kind: Kind, raw_key: &[u8]) -> Result<(), StoreError>;
 }

@@ -4,16 +4,126 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-
 use super::{Batch, Entries, Entry, Kind, Store, StoreError};
 use crate::ids::TenantId;
 
 /// sled-backed [`Store`].
+///
+/// Atomic batches use a journal of our own rather than sled's batches and
+/// transactions: those take sled's process-wide write lock, and with two
+/// databases in one process (records and keys) or a flush in progress that
+/// lock deadlocked (observed in the tests: a transaction waiting for
+/// readers, the log flusher waiting behind it, a flush waiting for the log
+/// flusher). A batch is written first as one journal record (a single
+/// insert, atomic), then applied key by key, then its journal record is
+/// removed. sled recovers its log in order, so after a crash either the
+/// journal record is there and the batch is replayed on open, or it was
+/// removed and every write of the batch came before the removal.
 pub struct SledStore {
     db: sled::Db,
     trees: HashMap<Kind, sled::Tree>,
+    ids: IdBlocks,
+    journal: sled::Tree,
+    journal_lock: std::sync::Mutex<()>,
+}
+
+/// A batch as a journal record: per op, kind index (u8), flags (u8: 1 =
+/// put), key length (u32 LE), key, value length (u32 LE), value.
+fn encode_journal(ops: &[super::Op]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for op in ops {
+        let kind = Kind::ALL
+            .iter()
+            .position(|k| *k == op.kind)
+            .expect("every kind is listed") as u8;
+        let key = scoped(&op.tenant, &op.key);
+        out.push(kind);
+        out.push(u8::from(op.value.is_some()));
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(&key);
+        let value = op.value.as_deref().unwrap_or_default();
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+type JournalOp = (Kind, Vec<u8>, Option<Vec<u8>>);
+
+fn decode_journal(mut bytes: &[u8]) -> Option<Vec<JournalOp>> {
+    let mut ops = Vec::new();
+    let take = |n: usize, bytes: &mut &[u8]| -> Option<Vec<u8>> {
+        if bytes.len() < n {
+            return None;
+        }
+        let (head, tail) = bytes.split_at(n);
+        *bytes = tail;
+        Some(head.to_vec())
+    };
+    while !bytes.is_empty() {
+        let header = take(2, &mut bytes)?;
+        let kind = *Kind::ALL.get(header[0] as usize)?;
+        let key_len = u32::from_le_bytes(take(4, &mut bytes)?.try_into().ok()?) as usize;
+        let key = take(key_len, &mut bytes)?;
+        let value_len = u32::from_le_bytes(take(4, &mut bytes)?.try_into().ok()?) as usize;
+        let value = take(value_len, &mut bytes)?;
+        ops.push((kind, key, (header[1] == 1).then_some(value)));
+    }
+    Some(ops)
+}
+
+/// Ids handed out from blocks reserved durably in advance.
+///
+/// sled's own `generate_id` holds sled's global read lock while it may do a
+/// blocking flush; with a concurrent batch waiting for the write lock and
+/// the flusher waiting for a read lock, that deadlocked the service under
+/// test. Reserving a block of 2^32 ids at a time (one durable write per
+/// block) keeps ids unique across restarts without taking that lock.
+struct IdBlocks {
+    meta: sled::Tree,
+    next: std::sync::atomic::AtomicU64,
+    reserved: std::sync::Mutex<u64>,
+}
+
+const ID_BLOCK: u64 = 1 << 32;
+const ID_KEY: &[u8] = b"id-reserved-until";
+
+impl IdBlocks {
+    fn open(db: &sled::Db) -> Result<IdBlocks, StoreError> {
+        let meta = db.open_tree("meta")?;
+        let start = meta
+            .get(ID_KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(1);
+        let blocks = IdBlocks {
+            meta,
+            next: std::sync::atomic::AtomicU64::new(start),
+            reserved: std::sync::Mutex::new(start),
+        };
+        blocks.reserve(start + ID_BLOCK, db)?;
+        Ok(blocks)
+    }
+
+    fn reserve(&self, until: u64, db: &sled::Db) -> Result<(), StoreError> {
+        let mut reserved = self.reserved.lock().expect("id lock");
+        if *reserved >= until {
+            return Ok(());
+        }
+        self.meta.insert(ID_KEY, &until.to_be_bytes())?;
+        db.flush()?;
+        *reserved = until;
+        Ok(())
+    }
+
+    fn next(&self, db: &sled::Db) -> Result<u64, StoreError> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reserved = *self.reserved.lock().expect("id lock");
+        if id >= reserved {
+            self.reserve(id + ID_BLOCK, db)?;
+        }
+        Ok(id)
+    }
 }
 
 fn scoped(tenant: &TenantId, key: &[u8]) -> Vec<u8> {
@@ -53,11 +163,45 @@ impl SledStore {
         for kind in Kind::ALL {
             trees.insert(kind, db.open_tree(kind.name())?);
         }
-        Ok(SledStore { db, trees })
+        let ids = IdBlocks::open(&db)?;
+        let journal = db.open_tree("journal")?;
+        let store = SledStore {
+            db,
+            trees,
+            ids,
+            journal,
+            journal_lock: std::sync::Mutex::new(()),
+        };
+        store.replay_journal()?;
+        Ok(store)
     }
 
     fn tree(&self, kind: Kind) -> &sled::Tree {
         &self.trees[&kind]
+    }
+
+    fn apply_op(&self, kind: Kind, raw_key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        let tree = self.tree(kind);
+        match value {
+            Some(value) => tree.insert(raw_key, value)?,
+            None => tree.remove(raw_key)?,
+        };
+        Ok(())
+    }
+
+    /// Finish batches a crash interrupted (their writes are idempotent).
+    fn replay_journal(&self) -> Result<(), StoreError> {
+        for entry in self.journal.iter() {
+            let (id, record) = entry?;
+            let ops = decode_journal(&record)
+                .ok_or_else(|| StoreError::Backend("a journal record does not decode".into()))?;
+            for (kind, key, value) in ops {
+                self.apply_op(kind, &key, value.as_deref())?;
+            }
+            self.journal.remove(id)?;
+        }
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Size on disk, in bytes.
@@ -125,57 +269,20 @@ impl Store for SledStore {
 
     fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let ops = batch.ops();
-        if ops.is_empty() {
-            return Ok(());
-        }
-        // One write is atomic by itself. A sled batch or transaction seals
-        // the log buffer (one write system call each), so single writes
-        // skip it; callers group many events into one batch.
-        if let [op] = ops {
-            let tree = self.tree(op.kind);
-            let key = scoped(&op.tenant, &op.key);
-            match &op.value {
-                Some(value) => tree.insert(key, value.as_slice())?,
-                None => tree.remove(key)?,
-            };
-            return Ok(());
-        }
-        // Writes to a single tree need no transaction: a sled batch is atomic.
-        let first = ops[0].kind;
-        if ops.iter().all(|op| op.kind == first) {
-            let mut writes = sled::Batch::default();
-            for op in ops {
-                let key = scoped(&op.tenant, &op.key);
-                match &op.value {
-                    Some(value) => writes.insert(key, value.as_slice()),
-                    None => writes.remove(key),
+        match ops {
+            [] => Ok(()),
+            // One write is atomic by itself.
+            [op] => self.apply_op(op.kind, &scoped(&op.tenant, &op.key), op.value.as_deref()),
+            _ => {
+                let _serial = self.journal_lock.lock().expect("journal lock");
+                let id = self.ids.next(&self.db)?.to_be_bytes();
+                self.journal.insert(id, encode_journal(ops))?;
+                for op in ops {
+                    self.apply_op(op.kind, &scoped(&op.tenant, &op.key), op.value.as_deref())?;
                 }
+                self.journal.remove(id)?;
+                Ok(())
             }
-            return Ok(self.tree(first).apply_batch(writes)?);
-        }
-        let mut kinds: Vec<Kind> = ops.iter().map(|op| op.kind).collect();
-        kinds.sort();
-        kinds.dedup();
-        let trees: Vec<&sled::Tree> = kinds.iter().map(|k| self.tree(*k)).collect();
-        let result = trees.as_slice().transaction(|views| {
-            for op in ops {
-                let index = kinds.binary_search(&op.kind).expect("kind listed");
-                let key = scoped(&op.tenant, &op.key);
-                match &op.value {
-                    Some(value) => {
-                        views[index].insert(key, value.as_slice())?;
-                    }
-                    None => {
-                        views[index].remove(key)?;
-                    }
-                }
-            }
-            Ok::<(), ConflictableTransactionError<()>>(())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Storage(error)) => Err(error.into()),
-            Err(TransactionError::Abort(())) => Err(StoreError::Aborted("batch".into())),
         }
     }
 
@@ -185,7 +292,7 @@ impl Store for SledStore {
     }
 
     fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
+        self.ids.next(&self.db)
     }
 
     fn purge_tenant(&self, tenant: &TenantId) -> Result<u64, StoreError> {
@@ -203,11 +310,9 @@ impl Store for SledStore {
                 if keys.is_empty() {
                     break;
                 }
-                let mut batch = sled::Batch::default();
                 for key in &keys {
-                    batch.remove(key.clone());
+                    tree.remove(key)?;
                 }
-                tree.apply_batch(batch)?;
                 removed += keys.len() as u64;
             }
         }
@@ -217,6 +322,45 @@ impl Store for SledStore {
 
     fn count(&self, kind: Kind) -> usize {
         self.tree(kind).len()
+    }
+
+    fn export_raw(&self, sink: &mut super::RecordSink<'_>) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for kind in Kind::ALL {
+            for item in self.tree(kind).iter() {
+                let (key, value) = item?;
+                sink(kind, &key, &value)
+                    .map_err(|e| StoreError::Backend(format!("writing: {e}")))?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    fn clear_all(&self) -> Result<(), StoreError> {
+        for kind in Kind::ALL {
+            self.tree(kind).clear()?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn import_raw(&self, kind: Kind, raw_key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.tree(kind).insert(raw_key, value)?;
+        Ok(())
+    }
+
+    fn raw_keys(&self, kind: Kind) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tree(kind)
+            .iter()
+            .keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(StoreError::from))
+            .collect()
+    }
+
+    fn delete_raw(&self, kind: Kind, raw_key: &[u8]) -> Result<(), StoreError> {
+        self.tree(kind).remove(raw_key)?;
+        Ok(())
     }
 }
 
@@ -288,5 +432,50 @@ mod tests {
             Some(b"reply".to_vec())
         );
         assert!(store.next_id().unwrap() < store.next_id().unwrap());
+    }
+
+    #[test]
+    fn an_interrupted_batch_is_completed_on_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TenantId::generate();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let mut batch = Batch::new();
+            batch.put(t, Kind::Inbox, b"a".to_vec(), b"1".to_vec());
+            batch.delete(t, Kind::Outbox, b"gone".to_vec());
+            batch.put(t, Kind::Contacts, b"c".to_vec(), b"2".to_vec());
+            // As if the process died right after journaling the batch.
+            store
+                .journal
+                .insert(7u64.to_be_bytes(), encode_journal(batch.ops()))
+                .unwrap();
+            store
+                .tree(Kind::Outbox)
+                .insert(scoped(&t, b"gone"), b"x".as_slice())
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.get(&t, Kind::Inbox, b"a").unwrap(),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(
+            store.get(&t, Kind::Contacts, b"c").unwrap(),
+            Some(b"2".to_vec())
+        );
+        assert_eq!(store.get(&t, Kind::Outbox, b"gone").unwrap(), None);
+        assert_eq!(store.journal.len(), 0);
+    }
+
+    #[test]
+    fn ids_stay_unique_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let store = SledStore::open(dir.path()).unwrap();
+            (0..10).map(|_| store.next_id().unwrap()).max().unwrap()
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(store.next_id().unwrap() > first);
     }
 }

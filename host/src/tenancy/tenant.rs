@@ -26,6 +26,10 @@ pub struct Tenant {
     #[serde(default)]
     pub retention: RetentionPolicy,
     pub created_at: u64,
+    /// When offboarding was requested: the tenant's data is deleted at this
+    /// time (at most 30 days later) unless the operator deletes it sooner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_due: Option<u64>,
 }
 
 /// Why a tenant setting is refused.
@@ -60,6 +64,7 @@ impl Tenant {
             store_message_content: false,
             retention: RetentionPolicy::default(),
             created_at: now,
+            deletion_due: None,
         })
     }
 

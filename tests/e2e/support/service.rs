@@ -81,14 +81,18 @@ impl TestService {
         }
     }
 
-    /// Stop gracefully and wait.
-    pub async fn stop(mut self) {
+    /// Stop gracefully and wait. Returns the data directory, which is
+    /// deleted when the returned value is dropped.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
+        tempfile::TempDir::new()
+            .map(|placeholder| std::mem::replace(&mut self._data, placeholder))
+            .unwrap()
     }
 
     pub async fn request(
