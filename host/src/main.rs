@@ -7,6 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: profiles under the load
+/// generator showed glibc malloc (with `malloc_consolidate` and
+/// `unlink_chunk`) taking over a third of the committer thread, mostly
+/// sled's copy-on-write node updates. See BENCHMARKS.md for the effect.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// flowgate runs tenants' WhatsApp automation plugins as sandboxed
 /// WebAssembly components, showing each plugin only the consent-checked
 /// contact data it declared and was granted.

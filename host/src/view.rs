@@ -102,7 +102,11 @@ pub fn disclose(
         if let Some(objection) = processing
             .objections
             .iter()
-            .find(|objection| purpose.is_within(objection))
+            // Either way round: an objection to `marketing` covers a
+            // `marketing.communications` plugin, and a plugin declaring all
+            // of `marketing` cannot promise to leave out the
+            // `marketing.communications` the contact objected to.
+            .find(|objection| purpose.is_within(objection) || objection.is_within(purpose))
         {
             return Err(NotProcessed::Objected {
                 purpose: purpose.clone(),
@@ -137,6 +141,97 @@ pub fn disclose(
         disclosed,
         withheld,
     })
+}
+
+/// Why a field is absent from a view, including when the plugin is not run
+/// at all: the answer to "why can't my plugin see this?".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Absence {
+    /// The manifest does not ask for it.
+    NotDeclared,
+    /// The tenant did not grant it to the installation.
+    NotGranted,
+    /// The plugin's purpose needs consent the contact has not given.
+    NoConsent { purpose: Purpose },
+    /// The contact restricted processing: the plugin is not run.
+    Restricted,
+    /// The contact objected to a purpose covering the plugin's: the plugin
+    /// is not run.
+    Objected {
+        purpose: Purpose,
+        objection: Purpose,
+    },
+}
+
+impl std::fmt::Display for Absence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Absence::NotDeclared => write!(f, "not declared in the manifest"),
+            Absence::NotGranted => write!(f, "not granted by the tenant"),
+            Absence::NoConsent { purpose } => write!(
+                f,
+                "not consented: purpose `{purpose}` needs the contact's consent"
+            ),
+            Absence::Restricted => write!(
+                f,
+                "restricted: the contact restricted processing, the plugin is not run"
+            ),
+            Absence::Objected { purpose, objection } => write!(
+                f,
+                "objected: the contact objected to `{objection}`, covering `{purpose}`; the plugin is not run"
+            ),
+        }
+    }
+}
+
+/// One field's fate in a view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldTrace {
+    pub field: DataField,
+    pub disclosed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub absent: Option<Absence>,
+}
+
+/// For every field the host knows, whether the installation would see it
+/// and, if not, the first reason in the order the host checks them:
+/// declaration, grant, then the contact's restriction, objections and
+/// consent. Built from [`disclose`], so it cannot disagree with it.
+pub fn trace(
+    manifest: &Manifest,
+    grants: &BTreeSet<DataField>,
+    processing: &ProcessingState,
+) -> Vec<FieldTrace> {
+    let decision = disclose(manifest, grants, processing);
+    DataField::ALL
+        .into_iter()
+        .map(|field| {
+            let absent = match &decision {
+                Ok(disclosure) => disclosure.withheld.iter().find(|(f, _)| *f == field).map(
+                    |(_, why)| match why {
+                        Withheld::NotDeclared => Absence::NotDeclared,
+                        Withheld::NotGranted => Absence::NotGranted,
+                        Withheld::NoConsent { purpose } => Absence::NoConsent {
+                            purpose: purpose.clone(),
+                        },
+                    },
+                ),
+                Err(_) if !manifest.declares(field) => Some(Absence::NotDeclared),
+                Err(_) if !grants.contains(&field) => Some(Absence::NotGranted),
+                Err(NotProcessed::Restricted) => Some(Absence::Restricted),
+                Err(NotProcessed::Objected { purpose, objection }) => Some(Absence::Objected {
+                    purpose: purpose.clone(),
+                    objection: objection.clone(),
+                }),
+            };
+            FieldTrace {
+                field,
+                disclosed: absent.is_none(),
+                absent,
+            }
+        })
+        .collect()
 }
 
 /// A contact's data in the clear, as held in memory while an event is
@@ -413,6 +508,99 @@ mod tests {
                 purpose: purpose("personalize.profiling")
             })
         );
+    }
+
+    #[test]
+    fn trace_names_the_first_reason_for_every_absent_field() {
+        let m = manifest(
+            &["personalize.profiling"],
+            &[
+                DataField::ProfileName,
+                DataField::MessageText,
+                DataField::Labels,
+            ],
+        );
+        let grants: BTreeSet<DataField> = [DataField::ProfileName, DataField::MessageText]
+            .into_iter()
+            .collect();
+        let of = |processing: &ProcessingState, field: DataField| {
+            trace(&m, &grants, processing)
+                .into_iter()
+                .find(|t| t.field == field)
+                .unwrap()
+        };
+        let consenting = ProcessingState::consenting_to(&m);
+        assert!(of(&consenting, DataField::ProfileName).disclosed);
+        assert_eq!(
+            of(&consenting, DataField::PhoneNumber).absent,
+            Some(Absence::NotDeclared)
+        );
+        assert_eq!(
+            of(&consenting, DataField::Labels).absent,
+            Some(Absence::NotGranted)
+        );
+        assert_eq!(
+            of(&ProcessingState::default(), DataField::MessageText).absent,
+            Some(Absence::NoConsent {
+                purpose: purpose("personalize.profiling")
+            })
+        );
+        let restricted = ProcessingState {
+            restricted: true,
+            ..consenting.clone()
+        };
+        assert_eq!(
+            of(&restricted, DataField::MessageText).absent,
+            Some(Absence::Restricted)
+        );
+        // A field never declared stays "not declared" even when restricted:
+        // the first reason, as the host checks them.
+        assert_eq!(
+            of(&restricted, DataField::PhoneNumber).absent,
+            Some(Absence::NotDeclared)
+        );
+        let objecting = ProcessingState {
+            objections: vec![purpose("personalize")],
+            ..consenting
+        };
+        assert_eq!(
+            of(&objecting, DataField::ProfileName).absent,
+            Some(Absence::Objected {
+                purpose: purpose("personalize.profiling"),
+                objection: purpose("personalize"),
+            })
+        );
+        // The trace and the disclosure agree on every field.
+        let disclosure = disclose(&m, &grants, &ProcessingState::consenting_to(&m)).unwrap();
+        for t in trace(&m, &grants, &ProcessingState::consenting_to(&m)) {
+            assert_eq!(t.disclosed, disclosure.shows(t.field));
+        }
+    }
+
+    #[test]
+    fn an_objection_stops_plugins_with_a_broader_or_narrower_purpose() {
+        let objecting = ProcessingState {
+            objections: vec![purpose("marketing.communications")],
+            consents: vec![purpose("marketing")],
+            ..Default::default()
+        };
+        let grants: BTreeSet<DataField> = [DataField::MessageText].into_iter().collect();
+        for declared in [
+            "marketing",
+            "marketing.communications",
+            "marketing.communications.email",
+        ] {
+            let m = manifest(&[declared], &[DataField::MessageText]);
+            assert!(
+                matches!(
+                    disclose(&m, &grants, &objecting),
+                    Err(NotProcessed::Objected { .. })
+                ),
+                "{declared}"
+            );
+        }
+        let unrelated = manifest(&["marketing.advertising"], &[DataField::MessageText]);
+        assert!(disclose(&unrelated, &grants, &objecting).is_ok());
     }
 
     #[test]

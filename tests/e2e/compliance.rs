@@ -131,10 +131,14 @@ async fn access_exports_everything_held_about_one_contact() {
     assert_eq!(export["consent_ledger"][0]["decision"], "granted");
     let states = export["plugin_state"].as_array().unwrap();
     assert_eq!(states.len(), 2, "lead-score's and auto-reply's state");
+    let lead_score = states
+        .iter()
+        .find(|s| s["plugin"] == "lead-score")
+        .expect("lead-score's state, named by plugin");
+    assert!(lead_score["entries"]["messages"]["hex"].is_string());
     assert!(
-        states
-            .iter()
-            .any(|s| s["entries"]["messages"]["hex"].is_string())
+        lead_score["entries"]["messages"]["text"].is_null(),
+        "a binary counter is not passed off as text"
     );
     assert!(
         states
@@ -752,5 +756,19 @@ async fn offboarding_exports_then_deletes_the_tenant() {
         )
         .await;
     assert_eq!(system["intact"], true);
+    // Deletion on demand, without the wait.
+    let deleted = service
+        .ok(
+            Method::DELETE,
+            &format!("/v1/operator/tenants/{}", other.id),
+            OPERATOR,
+            None,
+        )
+        .await;
+    assert!(deleted["records"].as_u64().unwrap() > 0, "{deleted}");
+    let (status, _) = service
+        .request(Method::GET, "/v1/tenant", &other.admin, None)
+        .await;
+    assert_eq!(status, 401);
     service.stop().await;
 }

@@ -4,10 +4,12 @@
 
 mod support;
 
+mod authoring;
 mod cli;
 mod compliance;
 mod crash;
 mod data;
 mod plugins;
+mod polyglot;
 mod sandbox;
 mod service;

@@ -630,6 +630,18 @@ async fn every_response_carries_the_security_headers_and_the_openapi_covers_ever
         "/v1/operator/tenants/{tenant_id}/channels/{channel_id}",
         "/v1/operator/plugins",
         "/v1/operator/plugins/{hash}",
+        "/v1/dsr",
+        "/v1/dsr/access",
+        "/v1/dsr/rectification",
+        "/v1/dsr/erasure",
+        "/v1/dsr/restriction",
+        "/v1/dsr/objection",
+        "/v1/dsr/{request_id}",
+        "/v1/operator/retention",
+        "/v1/operator/tenants/{tenant_id}/offboard",
+        "/v1/operator/tenants/{tenant_id}/export",
+        "/v1/operator/tenants/{tenant_id}/audit/verify",
+        "/v1/operator/backups",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -764,5 +776,137 @@ async fn metrics_count_events_plugin_calls_and_fuel() {
     );
     assert!(metric(&metrics, "flowgate_plugin_fuel_total", "labeller") > 0);
     assert!(metrics.contains("flowgate_webhook_ack_seconds_bucket"));
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_is_confirmed_then_the_bots_fall_silent() {
+    let service = TestService::start().await;
+    service.upload("auto-reply").await;
+    let tenant = service.tenant("Shop", "5301").await;
+    service
+        .enable(&tenant, "auto-reply", json!({"faq": r#"[{"keywords": ["price"], "reply": "Prices: example.com"}]"#, "cooldown-minutes": "0"}))
+        .await;
+    service
+        .deliver(
+            &tenant,
+            &text_message(
+                "5301",
+                "wamid.H1",
+                "111",
+                "Ana",
+                "can I talk to a human?",
+                now(),
+            ),
+        )
+        .await;
+    service.settle().await;
+    let sent = service.fake.sent();
+    assert_eq!(
+        sent.len(),
+        1,
+        "the confirmation reaches the contact: {sent:?}"
+    );
+    assert!(
+        sent[0].text.contains("member of our team"),
+        "{}",
+        sent[0].text
+    );
+    service
+        .deliver(
+            &tenant,
+            &text_message(
+                "5301",
+                "wamid.H2",
+                "111",
+                "Ana",
+                "what is the price?",
+                now(),
+            ),
+        )
+        .await;
+    service.settle().await;
+    assert_eq!(
+        service.fake.sent().len(),
+        1,
+        "a human has the conversation now; no more automatic replies"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_plugin_trips_its_breaker_while_the_rest_of_the_flow_runs() {
+    let service = TestService::start_with(|c| c.limits.breaker_failures = 3).await;
+    service.upload("fixture-hostile").await;
+    service.upload("auto-reply").await;
+    let tenant = service.tenant("Shop", "5401").await;
+    service
+        .enable(&tenant, "fixture-hostile", json!({"attack": "panic"}))
+        .await;
+    service
+        .enable(&tenant, "auto-reply", json!({"faq": r#"[{"keywords": ["price"], "reply": "Prices: example.com"}]"#, "cooldown-minutes": "0"}))
+        .await;
+    for i in 0..5 {
+        service
+            .deliver(
+                &tenant,
+                &text_message(
+                    "5401",
+                    &format!("wamid.B{i}"),
+                    "111",
+                    "Ana",
+                    "price?",
+                    now(),
+                ),
+            )
+            .await;
+    }
+    service.settle().await;
+    assert_eq!(
+        service.fake.sent().len(),
+        5,
+        "the honest plugin answered every time"
+    );
+    let trail = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=breaker.changed",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    let changes = trail.as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{trail}");
+    assert_eq!(changes[0]["details"]["transition"], "opened");
+    assert_eq!(changes[0]["details"]["consecutive_failures"], 3);
+    let failed = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=plugin.failed",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        failed.as_array().unwrap().len(),
+        5,
+        "3 traps, then 2 refused by the open breaker"
+    );
+    let invoked = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=plugin.invoked",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert!(
+        invoked
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["details"]["logs"].is_object()),
+        "log summaries (levels and sizes, no text): {invoked}"
+    );
     service.stop().await;
 }

@@ -5,6 +5,8 @@
 //! built in one cargo invocation (so the standard library is built once when
 //! it is built from source), then each core module is turned into a
 //! component with `wit-component`. Components land in `target/guests/`.
+//! Guests written in Python and JavaScript are built after them (see
+//! [`crate::polyglot`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,9 +15,10 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::polyglot::{self, PolyglotGuest};
 use crate::toolchain::{WASM_TARGET, WasmToolchain};
 
-const GUEST_DIRS: [&str; 3] = ["plugins", "examples", "tests/guests"];
+pub const GUEST_DIRS: [&str; 3] = ["plugins", "examples", "tests/guests"];
 const PROFILE: &str = "guest";
 
 #[derive(Debug, Clone)]
@@ -27,6 +30,8 @@ pub struct Guest {
 #[derive(Deserialize)]
 struct CargoToml {
     package: Option<PackageSection>,
+    /// A `[workspace]` table: the crate is a workspace of its own.
+    workspace: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +72,17 @@ pub fn discover(root: &Path) -> Result<Vec<Guest>> {
             let Some(package) = parsed.package else {
                 continue;
             };
+            // The guest build is one `cargo build` over the workspace: a
+            // crate outside it (a standalone `flowgate plugin new` crate
+            // dropped here, say) would fail the build of every guest.
+            if parsed.workspace.is_some() || !is_member(root, dir, &crate_dir) {
+                eprintln!(
+                    "xtask: skipping {}: not a member of this workspace (add it to \
+                     [workspace] members in Cargo.toml, without a [workspace] of its own)",
+                    crate_dir.display()
+                );
+                continue;
+            }
             let is_guest = package
                 .metadata
                 .and_then(|m| m.flowgate)
@@ -83,6 +99,35 @@ pub fn discover(root: &Path) -> Result<Vec<Guest>> {
     Ok(guests)
 }
 
+/// Whether the root manifest's workspace members include `crate_dir`
+/// (found under `dir`): an exact path or a `dir/*` glob.
+fn is_member(root: &Path, dir: &str, crate_dir: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(root.join("Cargo.toml")) else {
+        return false;
+    };
+    let Ok(manifest) = text.parse::<toml::Table>() else {
+        return false;
+    };
+    let Some(name) = crate_dir.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let path = format!("{dir}/{name}");
+    let listed = |key: &str| -> Vec<String> {
+        manifest
+            .get("workspace")
+            .and_then(|w| w.get(key))
+            .and_then(|m| m.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let matches = |pattern: &String| *pattern == path || *pattern == format!("{dir}/*");
+    listed("members").iter().any(matches) && !listed("exclude").contains(&path)
+}
+
 /// Where the components are written.
 pub fn output_dir(root: &Path) -> PathBuf {
     root.join("target/guests")
@@ -92,21 +137,39 @@ pub fn output_dir(root: &Path) -> PathBuf {
 /// Returns the component paths.
 pub fn build(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
     let all = discover(root)?;
-    let selected: Vec<Guest> = if only.is_empty() {
-        all
-    } else {
-        for name in only {
-            if !all.iter().any(|g| &g.package == name) {
-                let known: Vec<&str> = all.iter().map(|g| g.package.as_str()).collect();
-                bail!("no guest named `{name}`; guests are: {}", known.join(", "));
-            }
+    let polyglot = polyglot::discover(root)?;
+    for name in only {
+        let known =
+            all.iter().any(|g| &g.package == name) || polyglot.iter().any(|g| &g.name == name);
+        if !known {
+            let known: Vec<&str> = all
+                .iter()
+                .map(|g| g.package.as_str())
+                .chain(polyglot.iter().map(|g| g.name.as_str()))
+                .collect();
+            bail!("no guest named `{name}`; guests are: {}", known.join(", "));
         }
-        all.into_iter()
-            .filter(|g| only.contains(&g.package))
-            .collect()
-    };
-    if selected.is_empty() {
+    }
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
+    let selected: Vec<Guest> = all.into_iter().filter(|g| wanted(&g.package)).collect();
+    let polyglot: Vec<PolyglotGuest> = polyglot.into_iter().filter(|g| wanted(&g.name)).collect();
+    if only.is_empty() && selected.is_empty() {
         bail!("no guest crates found under {}", GUEST_DIRS.join(", "));
+    }
+    let mut components = build_rust(root, &selected)?;
+    polyglot::build(root, &polyglot)?;
+    components.extend(
+        polyglot
+            .iter()
+            .map(|g| output_dir(root).join(format!("{}.wasm", g.name)))
+            .filter(|path| path.is_file()),
+    );
+    Ok(components)
+}
+
+fn build_rust(root: &Path, selected: &[Guest]) -> Result<Vec<PathBuf>> {
+    if selected.is_empty() {
+        return Ok(Vec::new());
     }
 
     let toolchain = WasmToolchain::find_or_install()?;
@@ -123,7 +186,7 @@ pub fn build(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
         .current_dir(root)
         .env("CARGO_TARGET_DIR", &target_dir)
         .args(["--profile", PROFILE]);
-    for guest in &selected {
+    for guest in selected {
         command.args(["--package", &guest.package]);
     }
     let status = command
@@ -136,7 +199,7 @@ pub fn build(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
     let out_dir = output_dir(root);
     fs::create_dir_all(&out_dir)?;
     let mut components = Vec::new();
-    for guest in &selected {
+    for guest in selected {
         let core = target_dir
             .join(WASM_TARGET)
             .join(PROFILE)

@@ -2,10 +2,12 @@
 //!
 //! - `cargo xtask demo`: build the guests and the host, then run the demo.
 //! - `cargo xtask test`: build the guests, then run every test.
-//! - `cargo xtask build-guests [NAME…]`: build wasm guests into components.
+//! - `cargo xtask build-guests [NAME…]`: build wasm guests into components
+//!   (Rust crates, and plugins in Python and JavaScript).
 //! - `cargo xtask bench [NAME]`: run the benchmarks.
 
 mod guests;
+mod polyglot;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +30,9 @@ struct Cli {
 enum Task {
     /// Build every wasm guest (plugins, examples, test fixtures) into a
     /// component under target/guests/. Installs Debian's wasm-capable rustc
-    /// when rustup has no wasm32 target and apt is usable.
+    /// when rustup has no wasm32 target and apt is usable, and
+    /// componentize-py / componentize-js (pip, npm) under target/polyglot/
+    /// for the Python and JavaScript guests.
     BuildGuests {
         /// Only these guests (package names); all when omitted.
         names: Vec<String>,
@@ -66,6 +70,14 @@ fn main() -> Result<()> {
             for guest in guests::discover(&root)? {
                 println!("{:<24} {}", guest.package, guest.dir.display());
             }
+            for guest in polyglot::discover(&root)? {
+                println!(
+                    "{:<24} {} ({:?})",
+                    guest.name,
+                    guest.dir.display(),
+                    guest.language
+                );
+            }
         }
         Task::Demo { args } => {
             guests::build(&root, &[])?;
@@ -99,6 +111,11 @@ fn main() -> Result<()> {
             let mut doc = cargo(&root);
             doc.args(["test", "--workspace", "--doc"]);
             run(doc)?;
+            // Said again after the tests' output, where it cannot scroll by
+            // unnoticed: these guests' tests ran nothing.
+            for (name, reason) in polyglot::skipped(&root) {
+                polyglot::warn(&format!("the tests of `{name}` were skipped: {reason}"));
+            }
         }
         Task::Bench { args } => {
             guests::build(&root, &[])?;

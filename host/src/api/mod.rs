@@ -213,7 +213,7 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
         )
         .route(
             "/v1/operator/tenants/{tenant_id}",
-            get(operator::get_tenant),
+            get(operator::get_tenant).delete(operator::delete_tenant),
         )
         .route(
             "/v1/operator/tenants/{tenant_id}/channels",

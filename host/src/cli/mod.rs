@@ -4,6 +4,7 @@ pub mod demo;
 pub mod events;
 pub mod ops;
 pub mod plugin;
+pub mod scaffold;
 pub mod serve;
 
 use tracing_subscriber::EnvFilter;

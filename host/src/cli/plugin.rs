@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use flowgate::plugin::{Action, DataField, Manifest, Refusal};
+use flowgate::plugin::{Action, DataField, Manifest, Purpose, Refusal};
 use flowgate::runtime::{
     Call, CallError, Limits, LoadedPlugin, LogLine, PluginState, Runtime, RuntimeConfig,
 };
@@ -31,6 +31,23 @@ pub enum PluginCommand {
     /// carried between them) or a simple JSON event such as
     /// {"text": "how much?", "name": "Ana", "labels": ["vip"]}.
     Run(RunArgs),
+    /// Create a plugin crate: a working example plugin with native unit
+    /// tests and a sample event, ready for `cargo test`, the guest build and
+    /// `flowgate plugin run`.
+    New(super::scaffold::NewArgs),
+    /// Turn a core WebAssembly module built with plain cargo
+    /// (`--target wasm32-unknown-unknown`) into the component the service
+    /// accepts. `run` and `inspect` do this by themselves.
+    Componentize(ComponentizeArgs),
+}
+
+#[derive(Args)]
+pub struct ComponentizeArgs {
+    /// The core module (.wasm) cargo built.
+    pub module: PathBuf,
+    /// Where to write the component.
+    #[arg(long, short)]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]
@@ -70,6 +87,27 @@ pub struct RunArgs {
     /// own time, so the service window is open).
     #[arg(long)]
     pub now: Option<u64>,
+    /// Run as for a contact who consented to this purpose only (instead of
+    /// every purpose of the manifest). Repeatable.
+    #[arg(
+        long = "consent",
+        value_name = "PURPOSE",
+        conflicts_with = "no_consent"
+    )]
+    pub consents: Vec<String>,
+    /// Run as for a contact who restricted processing (the plugin is not
+    /// run).
+    #[arg(long)]
+    pub restricted: bool,
+    /// Run as for a contact who objected to this purpose (plugins with it,
+    /// or a narrower one, are not run). Repeatable.
+    #[arg(long = "object", value_name = "PURPOSE")]
+    pub objections: Vec<String>,
+    /// Explain the view: for every data field, whether it was disclosed (and
+    /// its value) or why it is absent — not declared, not granted, not
+    /// consented, restricted, objected.
+    #[arg(long)]
+    pub trace: bool,
     /// Fuel budget per call (default: the service's).
     #[arg(long)]
     pub fuel: Option<u64>,
@@ -82,11 +120,45 @@ pub fn run(command: PluginCommand) -> Result<ExitCode> {
     match command {
         PluginCommand::Inspect(args) => inspect(args),
         PluginCommand::Run(args) => run_events(args),
+        PluginCommand::New(args) => super::scaffold::run(args),
+        PluginCommand::Componentize(args) => {
+            let bytes = read_component(&args.module)?;
+            std::fs::write(&args.out, &bytes)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            println!(
+                "{} ({} bytes, content hash {})",
+                args.out.display(),
+                bytes.len(),
+                blake3::hash(&bytes)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-fn load(runtime: &Runtime, path: &Path) -> Result<(std::sync::Arc<LoadedPlugin>, f64)> {
+/// Read a component; a core module (what `cargo build --target
+/// wasm32-unknown-unknown` makes, with the component type wit-bindgen
+/// embeds) is componentized on the way, as `cargo xtask build-guests` does.
+fn read_component(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    // Both start with `\0asm`; the version field tells a core module (1)
+    // from a component.
+    if bytes.get(..8) != Some(b"\0asm\x01\0\0\0".as_slice()) {
+        return Ok(bytes);
+    }
+    wit_component::ComponentEncoder::default()
+        .module(&bytes)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .with_context(|| {
+            format!(
+                "{} is a core module that does not componentize; was it built from a crate using flowgate-sdk?",
+                path.display()
+            )
+        })
+}
+
+fn load(runtime: &Runtime, path: &Path) -> Result<(std::sync::Arc<LoadedPlugin>, f64)> {
+    let bytes = read_component(path)?;
     let started = Instant::now();
     let plugin = runtime
         .load(&bytes)
@@ -303,6 +375,36 @@ struct EventReport {
     logs: Vec<LogLine>,
     fuel: u64,
     elapsed_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace: Option<Vec<TracedField>>,
+}
+
+/// One field in `--trace`: the decision, and the value the plugin was shown.
+#[derive(Serialize)]
+struct TracedField {
+    #[serde(flatten)]
+    field: view::FieldTrace,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
+}
+
+/// The value of a disclosed field, as the plugin saw it (`None` when the
+/// event has no value for it).
+fn field_value(
+    field: DataField,
+    contact: &view::ContactData,
+    text: Option<&str>,
+) -> Option<String> {
+    match field {
+        DataField::ProfileName => contact.profile_name.as_deref().map(|v| preview(v, 60)),
+        DataField::PhoneNumber => contact.wa_id.as_deref().map(|v| preview(v, 60)),
+        DataField::UserId => contact.user_id.as_deref().map(|v| preview(v, 60)),
+        DataField::MessageText => text.map(|v| preview(v, 60)),
+        DataField::Labels => Some(format!("{:?}", contact.labels)),
+        DataField::LeadScore => contact.lead_score.map(|s| s.to_string()),
+    }
 }
 
 fn run_events(args: RunArgs) -> Result<ExitCode> {
@@ -322,11 +424,27 @@ fn run_events(args: RunArgs) -> Result<ExitCode> {
         .with_context(|| format!("reading events from {}", args.event.display()))?;
     let grants = parse_grants(&args.grants, manifest)?;
     let config = view::resolve_config(manifest, &parse_config(&args.config)?)?;
-    let processing = if args.no_consent {
+    let purposes = |entries: &[String], flag: &str| -> Result<Vec<Purpose>> {
+        entries
+            .iter()
+            .map(|p| {
+                Purpose::parse(p)
+                    .map_err(|e| anyhow::anyhow!("--{flag} `{p}` is not a purpose: {e}"))
+            })
+            .collect()
+    };
+    let mut processing = if args.no_consent {
         ProcessingState::default()
+    } else if !args.consents.is_empty() {
+        ProcessingState {
+            consents: purposes(&args.consents, "consent")?,
+            ..ProcessingState::default()
+        }
     } else {
         ProcessingState::consenting_to(manifest)
     };
+    processing.restricted = args.restricted;
+    processing.objections = purposes(&args.objections, "object")?;
     let mut state = read_state(args.state.as_deref())?;
     // Pseudonyms in the CLI use a fixed key: stable across runs, unrelated
     // to any service's.
@@ -353,6 +471,7 @@ fn run_events(args: RunArgs) -> Result<ExitCode> {
             &config,
             &pseudonym_key,
             &mut state,
+            args.trace,
         );
         failed |= report.error.is_some();
         if !args.json {
@@ -384,6 +503,7 @@ fn run_one(
     config: &[(String, String)],
     pseudonym_key: &[u8; 32],
     states: &mut StateByContact,
+    trace: bool,
 ) -> EventReport {
     let contact_key = spec
         .contact
@@ -405,7 +525,24 @@ fn run_one(
         logs: Vec::new(),
         fuel: 0,
         elapsed_ms: 0.0,
+        trace: None,
     };
+    if trace {
+        let text = spec.message.as_ref().and_then(|m| m.text.as_deref());
+        report.trace = Some(
+            view::trace(&plugin.manifest, grants, processing)
+                .into_iter()
+                .map(|field| TracedField {
+                    value: field
+                        .disclosed
+                        .then(|| field_value(field.field, &spec.contact, text))
+                        .flatten(),
+                    why: field.absent.as_ref().map(|a| a.to_string()),
+                    field,
+                })
+                .collect(),
+        );
+    }
     let disclosure: Disclosure = match view::disclose(&plugin.manifest, grants, processing) {
         Ok(disclosure) => disclosure,
         Err(reason) => {
@@ -457,6 +594,17 @@ fn run_one(
 
 fn print_report(report: &EventReport) {
     println!("\nevent {}  contact {}", report.event, report.pseudonym);
+    if let Some(trace) = &report.trace {
+        println!("  trace");
+        for field in trace {
+            let name = field.field.field.as_str();
+            match (&field.why, &field.value) {
+                (Some(why), _) => println!("    {name:<26} absent     {why}"),
+                (None, Some(value)) => println!("    {name:<26} disclosed  {value}"),
+                (None, None) => println!("    {name:<26} disclosed  (no value in this event)"),
+            }
+        }
+    }
     if let Some(reason) = &report.not_processed {
         println!("  not run: {reason}");
         return;
@@ -474,7 +622,7 @@ fn print_report(report: &EventReport) {
             format!("{field} ({why})")
         })
         .collect();
-    if !withheld.is_empty() {
+    if !withheld.is_empty() && report.trace.is_none() {
         println!("  withheld   {}", withheld.join(", "));
     }
     if let Some(error) = &report.error {

@@ -79,6 +79,8 @@ pub struct StateValue {
 pub struct PluginStateExport {
     #[schema(value_type = String)]
     pub installation: InstallationId,
+    /// The plugin of the installation (`null` once it was removed).
+    pub plugin: Option<String>,
     pub entries: BTreeMap<String, StateValue>,
 }
 
@@ -264,15 +266,27 @@ impl<'v> Dsr<'v> {
     pub fn export(&self, loaded: &LoadedContact) -> Result<ContactExport, DsrError> {
         let c = &loaded.contact;
         let ledger = ConsentLedger::of(self.vault, self.tenant)?;
+        let installations =
+            crate::tenancy::installations::Installation::list(self.vault, &self.tenant)?;
         let states = plugin_state::all_for_contact(self.vault, &self.tenant, &c.id, &loaded.key)?
             .into_iter()
             .map(|(installation, entries)| PluginStateExport {
+                plugin: installations
+                    .iter()
+                    .find(|i| i.id == installation)
+                    .map(|i| i.plugin_id.clone()),
                 installation,
                 entries: entries
                     .into_iter()
                     .map(|(k, v)| {
+                        // Text only when it reads as text: plugins often
+                        // keep binary counters, which are valid UTF-8 but
+                        // meaningless as characters.
+                        let text = String::from_utf8(v.clone())
+                            .ok()
+                            .filter(|t| !t.chars().any(|c| c.is_control() && !c.is_whitespace()));
                         let value = StateValue {
-                            text: String::from_utf8(v.clone()).ok(),
+                            text,
                             hex: crate::crypto::to_hex(&v),
                         };
                         (k, value)

@@ -257,22 +257,27 @@ pub fn sweep(
     for class in Class::ALL {
         let cutoff = now.saturating_sub(u64::from(class.days(policy)) * 86_400);
         loop {
+            // Peek at the oldest entry first: when nothing is due (the
+            // common case between sweeps) one key is read, not a chunk.
+            let oldest = vault
+                .store
+                .scan(tenant, Kind::Expiry, &[class as u8], None, 1)?;
+            if !oldest.first().is_some_and(|(key, _)| due_by(key, cutoff)) {
+                break;
+            }
             let page = vault
                 .store
                 .scan(tenant, Kind::Expiry, &[class as u8], None, CHUNK)?;
             let due: Vec<&(Vec<u8>, Vec<u8>)> = page
                 .iter()
-                .take_while(|(key, _)| {
-                    key.get(1..9)
-                        .map(|t| u64::from_be_bytes(t.try_into().expect("8 bytes")))
-                        .is_some_and(|written| written <= cutoff)
-                })
+                .take_while(|(key, _)| due_by(key, cutoff))
                 .collect();
             if due.is_empty() {
                 break;
             }
             let mut batch = Batch::new();
             let mut report = SweepReport::default();
+            let mut keys = ContactKeys::default();
             for (key, _) in &due {
                 let written_at = u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"));
                 let target = &key[9..];
@@ -283,6 +288,7 @@ pub fn sweep(
                     class,
                     written_at,
                     target,
+                    &mut keys,
                     &mut batch,
                     &mut report,
                 )?;
@@ -297,26 +303,57 @@ pub fn sweep(
     Ok(total)
 }
 
+/// Whether an index entry was written at or before `cutoff`.
+fn due_by(index_key: &[u8], cutoff: u64) -> bool {
+    index_key
+        .get(1..9)
+        .map(|t| u64::from_be_bytes(t.try_into().expect("8 bytes")))
+        .is_some_and(|written| written <= cutoff)
+}
+
+/// Contact keys unwrapped during one chunk: a contact's messages expire
+/// together, so each key is unwrapped once per chunk, not once per record.
+#[derive(Default)]
+struct ContactKeys(std::collections::HashMap<Vec<u8>, Option<SecretKey>>);
+
+impl ContactKeys {
+    fn get(
+        &mut self,
+        vault: &Vault,
+        tenant: &TenantId,
+        contact: &[u8],
+    ) -> Result<Option<SecretKey>, DataError> {
+        if let Some(key) = self.0.get(contact) {
+            return Ok(key.clone());
+        }
+        let key = contact_key_of(vault, tenant, contact)?.map(|(_, key)| key);
+        self.0.insert(contact.to_vec(), key.clone());
+        Ok(key)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn expire(
     vault: &Vault,
     tenant: &TenantId,
     class: Class,
     written_at: u64,
     target: &[u8],
+    keys: &mut ContactKeys,
     batch: &mut Batch,
     report: &mut SweepReport,
 ) -> Result<(), DataError> {
     let kind = class.kind();
-    let exists = vault.store.get(tenant, kind, target)?.is_some();
-    if !exists {
+    // Records read and resealed below are looked up once, by the read.
+    let sealed = matches!(class, Class::Preview | Class::PluginState);
+    if !sealed && vault.store.get(tenant, kind, target)?.is_none() {
         report.stale_entries += 1;
         return Ok(());
     }
     match class {
         Class::Preview => {
             // Message keys: `m` ‖ contact ‖ seq.
-            let Some((_, contact_key)) =
-                contact_key_of(vault, tenant, &target[1..17.min(target.len())])?
+            let Some(contact_key) = keys.get(vault, tenant, &target[1..17.min(target.len())])?
             else {
                 report.stale_entries += 1;
                 return Ok(());
@@ -324,7 +361,10 @@ fn expire(
             let mut record: crate::data::messages::MessageRecord =
                 match vault.read(&contact_key, tenant, kind, target)? {
                     Some(record) => record,
-                    None => return Ok(()),
+                    None => {
+                        report.stale_entries += 1;
+                        return Ok(());
+                    }
                 };
             if record.preview.is_some() || record.content.is_some() {
                 record.preview = None;
@@ -341,8 +381,7 @@ fn expire(
         Class::PluginState => {
             // Keys: contact ‖ installation. Deleted only if not rewritten
             // since this entry (a later write has its own entry).
-            let Some((_, contact_key)) =
-                contact_key_of(vault, tenant, &target[..16.min(target.len())])?
+            let Some(contact_key) = keys.get(vault, tenant, &target[..16.min(target.len())])?
             else {
                 report.stale_entries += 1;
                 return Ok(());

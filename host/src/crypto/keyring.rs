@@ -115,10 +115,9 @@ pub struct KeyRing {
 impl KeyRing {
     /// Open (or create) the key store in `dir` with the operator's master key.
     pub fn open(dir: &Path, master: SecretKey) -> Result<KeyRing, KeyRingError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(256 << 20)
-            .open()?;
+        let db = crate::store::sled_store::open_db(
+            &sled::Config::new().path(dir).cache_capacity(256 << 20),
+        )?;
         Ok(KeyRing {
             tenants: db.open_tree(TENANT_KEYS)?,
             contacts: db.open_tree(CONTACT_KEYS)?,

@@ -31,6 +31,10 @@ pub enum DataError {
     Sealed { kind: &'static str },
     #[error("a {kind} record does not decode: {reason}")]
     Decode { kind: &'static str, reason: String },
+    /// The committer could not apply a write (the service is stopping, or
+    /// the store failed).
+    #[error("the write was not committed: {0}")]
+    Commit(String),
 }
 
 impl DataError {

@@ -120,6 +120,9 @@ pub struct HostState {
     log_bytes: usize,
     pub(super) dropped_log_lines: usize,
     pub(super) memory_limit_hit: bool,
+    /// Linear memory the instance holds, all its memories together: what it
+    /// was created with plus every growth (memories never shrink).
+    pub(super) memory_bytes: usize,
     wasi: Option<DenyAllWasi>,
 }
 
@@ -162,6 +165,7 @@ impl HostState {
             log_bytes: 0,
             dropped_log_lines: 0,
             memory_limit_hit: false,
+            memory_bytes: 0,
             wasi: uses_wasi.then(DenyAllWasi::new),
         }
     }
@@ -268,7 +272,7 @@ impl WasiView for HostState {
 impl ResourceLimiter for HostState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -276,6 +280,9 @@ impl ResourceLimiter for HostState {
             self.memory_limit_hit = true;
             return Ok(false);
         }
+        // Also called when a memory is created (from 0 to its initial size),
+        // so this counts the memory image an interpreter starts from.
+        self.memory_bytes += desired.saturating_sub(current);
         Ok(true)
     }
 

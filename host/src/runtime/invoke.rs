@@ -64,6 +64,10 @@ pub struct Invocation {
     pub dropped_log_lines: usize,
     /// Fuel (instructions) used.
     pub fuel: u64,
+    /// Linear memory the instance held at the end of the call, in bytes
+    /// (all its memories; what to compare with [`Limits::memory_bytes`](super::Limits)
+    /// when sizing it). 0 for native plugins.
+    pub memory_bytes: usize,
     /// Wall-clock time, instantiation included.
     pub elapsed: Duration,
     /// A breaker transition this call caused (a trial call that closed it).
@@ -319,6 +323,7 @@ impl Runtime {
                         logs: Vec::new(),
                         dropped_log_lines: 0,
                         fuel: 0,
+                        memory_bytes: 0,
                         elapsed,
                         breaker: None,
                     })
@@ -367,6 +372,7 @@ impl Runtime {
                     logs: host.logs,
                     dropped_log_lines: host.dropped_log_lines,
                     fuel: run.fuel,
+                    memory_bytes: host.memory_bytes,
                     elapsed: run.elapsed,
                     breaker,
                 })

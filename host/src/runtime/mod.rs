@@ -186,8 +186,11 @@ fn engine_config(config: &RuntimeConfig) -> anyhow::Result<Config> {
     let instances = config.max_instances.max(1);
     pool.total_component_instances(instances)
         // wit-component wraps a guest in a few core instances (the module,
-        // shims, fix-ups); interpreters (componentize-py) use more.
-        .total_core_instances(instances * 8)
+        // shims, fix-ups): 3 for our Rust guests, 4 for componentize-js.
+        // componentize-py links CPython from 14 (libc, libpython and
+        // extension modules, each its own core module), so 16 per instance
+        // keeps `max_instances` a count of plugin instances of any kind.
+        .total_core_instances(instances * 16)
         .total_memories(instances * 2)
         .total_tables(instances * 4)
         .total_stacks(instances)

@@ -442,10 +442,16 @@ fn run_step(
                     "disclosed": disclosed,
                     "error": failure.error.kind(),
                     "fuel": failure.fuel,
+                    "logs": log_summary(&failure.logs),
                 }),
             );
             if let Some(transition) = failure.breaker {
-                event.note(Actor::System, "breaker.changed", None, serde_json::json!({"installation": installation.id, "transition": format!("{transition:?}")}));
+                event.note(
+                    Actor::System,
+                    "breaker.changed",
+                    None,
+                    breaker_details(&installation.id, transition),
+                );
             }
         }
         Ok(invocation) => {
@@ -475,10 +481,16 @@ fn run_step(
                     "actions": invocation.actions.len() + invocation.refused.len(),
                     "fuel": invocation.fuel,
                     "micros": invocation.elapsed.as_micros() as u64,
+                    "logs": log_summary(&invocation.logs),
                 }),
             );
             if let Some(transition) = invocation.breaker {
-                event.note(Actor::System, "breaker.changed", None, serde_json::json!({"installation": installation.id, "transition": format!("{transition:?}")}));
+                event.note(
+                    Actor::System,
+                    "breaker.changed",
+                    None,
+                    breaker_details(&installation.id, transition),
+                );
             }
             for (action, refusal) in invocation.refused {
                 drop_action(event, &actor, subject, &action, &refusal);
@@ -489,6 +501,46 @@ fn run_step(
         }
     }
     Ok(())
+}
+
+/// What the audit trail keeps of a call's log: lines per level and their
+/// size, never the text (a plugin may log what it was shown).
+fn log_summary(logs: &[crate::runtime::LogLine]) -> serde_json::Value {
+    let mut levels = std::collections::BTreeMap::<&str, (u64, u64)>::new();
+    for line in logs {
+        let entry = levels.entry(line.level).or_default();
+        entry.0 += 1;
+        entry.1 += line.message.len() as u64;
+    }
+    levels
+        .into_iter()
+        .map(|(level, (lines, bytes))| {
+            (
+                level.to_owned(),
+                serde_json::json!({"lines": lines, "bytes": bytes}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// A breaker's change as structured audit details.
+fn breaker_details(
+    installation: &crate::ids::InstallationId,
+    transition: crate::runtime::BreakerTransition,
+) -> serde_json::Value {
+    match transition {
+        crate::runtime::BreakerTransition::Opened {
+            consecutive_failures,
+        } => serde_json::json!({
+            "installation": installation,
+            "transition": "opened",
+            "consecutive_failures": consecutive_failures,
+        }),
+        crate::runtime::BreakerTransition::Closed => {
+            serde_json::json!({"installation": installation, "transition": "closed"})
+        }
+    }
 }
 
 fn drop_action(

@@ -24,10 +24,7 @@ pub fn run_retention(service: &ServiceInner) -> Result<Vec<(TenantId, SweepRepor
             .committer
             .commit_blocking(Commit::new(batch, Vec::new()))
             .map(|_| ())
-            .map_err(|e| DataError::Decode {
-                kind: "retention",
-                reason: e.to_string(),
-            })
+            .map_err(|e| DataError::Commit(e.0))
     };
     let reports = retention::sweep_all(&service.vault, now, &mut commit)?;
     let mut audit = Vec::new();
@@ -86,10 +83,7 @@ fn commit_audit(service: &ServiceInner, audit: Vec<AuditDraft>) -> Result<(), Da
         .committer
         .commit_blocking(Commit::new(crate::store::Batch::new(), audit))
         .map(|_| ())
-        .map_err(|e| DataError::Decode {
-            kind: "audit",
-            reason: e.to_string(),
-        })
+        .map_err(|e| DataError::Commit(e.0))
 }
 
 /// Everything one maintenance run did.

@@ -8,7 +8,7 @@
 //! [`SledStore`] is the embedded implementation; a distributed backend can
 //! implement [`Store`] without callers changing.
 
-mod sled_store;
+pub(crate) mod sled_store;
 
 pub use sled_store::SledStore;
 

@@ -7,6 +7,28 @@ use std::path::Path;
 use super::{Batch, Entries, Entry, Kind, Store, StoreError};
 use crate::ids::TenantId;
 
+/// Open a sled database, waiting up to two seconds for its file lock.
+///
+/// sled's background threads let go of a dropped database a moment after
+/// the last handle is dropped; reopening in that window (a restore, a
+/// restart within the process, the tests) would fail with "could not
+/// acquire lock". Another live process holding the directory still fails,
+/// after the wait.
+pub fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// sled-backed [`Store`].
 ///
 /// Atomic batches use a journal of our own rather than sled's batches and
@@ -143,13 +165,14 @@ impl SledStore {
     /// pages in memory. Lookups that miss the cache read and decode a page:
     /// size it to the working set (measured: ~1 KiB per contact).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            // The write-ahead log is flushed by `flush()` (group commit by
-            // the callers) and at least this often.
-            .flush_every_ms(Some(200))
-            .cache_capacity(cache_bytes)
-            .open()?;
+        let db = open_db(
+            &sled::Config::new()
+                .path(dir)
+                // The write-ahead log is flushed by `flush()` (group commit
+                // by the callers) and at least this often.
+                .flush_every_ms(Some(200))
+                .cache_capacity(cache_bytes),
+        )?;
         SledStore::from_db(db)
     }
 

@@ -206,8 +206,8 @@ impl Plugin for AutoReply {
             .is_some_and(|last| event.now.saturating_sub(last) < cooldown_minutes * 60);
 
         let mut actions = Vec::new();
-        let reply = if find_keyword(&folded, &hand_off_words).is_some() {
-            actions.push(Action::hand_off("The contact asked to talk to a person"));
+        let hand_off = find_keyword(&folded, &hand_off_words).is_some();
+        let reply = if hand_off {
             Some(
                 event
                     .config("hand-off-message")
@@ -235,6 +235,12 @@ impl Plugin for AutoReply {
                     .map_err(|e| PluginError::failed(format!("state: {e}")))?;
                 actions.push(Action::reply(personalise(template, &event)));
             }
+        }
+        // After the reply: the host applies actions in order, and once the
+        // conversation is handed off it sends nothing more — the
+        // confirmation included.
+        if hand_off {
+            actions.push(Action::hand_off("The contact asked to talk to a person"));
         }
         Ok(actions)
     }
@@ -351,8 +357,8 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::hand_off("The contact asked to talk to a person"),
                 Action::reply("Sure, Ana, a member of our team will reply here shortly."),
+                Action::hand_off("The contact asked to talk to a person"),
             ]
         );
     }

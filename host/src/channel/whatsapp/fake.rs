@@ -34,6 +34,7 @@ struct Inner {
     sent: Vec<SentMessage>,
     rejected: usize,
     fail_next: Vec<u16>,
+    watchers: Vec<tokio::sync::mpsc::UnboundedSender<(SentMessage, std::time::Instant)>>,
 }
 
 /// A running fake. Dropping it does not stop the server; it lives as long
@@ -79,6 +80,14 @@ impl FakeCloudApi {
     /// Everything accepted so far, in order.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.lock().sent.clone()
+    }
+
+    /// Every message accepted from now on, with the time it arrived (for
+    /// end-to-end latency in the load generator).
+    pub fn watch(&self) -> tokio::sync::mpsc::UnboundedReceiver<(SentMessage, std::time::Instant)> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        self.lock().watchers.push(sender);
+        receiver
     }
 
     /// Requests refused (bad token, bad body or injected failure).
@@ -141,12 +150,17 @@ async fn send(
         return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter");
     }
     let wamid = format!("wamid.FAKE{:012}", inner.sent.len() + 1);
-    inner.sent.push(SentMessage {
+    let message = SentMessage {
         phone_number_id,
         to: to.to_owned(),
         text: text.to_owned(),
         wamid: wamid.clone(),
-    });
+    };
+    let arrived = std::time::Instant::now();
+    inner
+        .watchers
+        .retain(|watcher| watcher.send((message.clone(), arrived)).is_ok());
+    inner.sent.push(message);
     Json(serde_json::json!({
         "messaging_product": "whatsapp",
         "contacts": [{"input": to, "wa_id": to}],
