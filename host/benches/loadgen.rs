@@ -23,6 +23,7 @@
 //! `cargo xtask bench -- --bench loadgen [--rates 1000,2000,4000] [--step-secs 5]
 //!  [--tenants 4] [--contacts 1000] [--in-flight 256] [--workers N]`
 //! `cargo xtask bench -- --bench loadgen --soak 120 --hostile 2 --rate 500`
+//! (`--server-bin PATH` measures another build of `flowgate`.)
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -86,6 +87,17 @@ impl Server {
     }
 }
 
+/// The `flowgate` binary to measure: this build's, or `--server-bin PATH`
+/// (to compare two builds under the same generator).
+fn server_binary() -> PathBuf {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--server-bin")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flowgate")))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -108,7 +120,7 @@ async fn start_server(data: &Path, cloud_api: &str, workers: usize) -> Server {
     )
     .unwrap();
     let server = Server {
-        child: Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        child: Command::new(server_binary())
             .args(["serve", "--dev", "--config"])
             .arg(&config)
             .env("FLOWGATE_OPERATOR_TOKEN", OPERATOR)

@@ -82,7 +82,9 @@ pub struct AuditEntry {
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    #[schema(value_type = Object)]
+    /// What happened, without personal data; `null` when the action says
+    /// it all (`contact.read`).
+    #[schema(value_type = Option<Object>)]
     pub details: serde_json::Value,
     /// Hash of the previous entry (hex); all zeros for the first.
     pub prev: String,
@@ -201,6 +203,9 @@ pub fn head(vault: &Vault, tenant: &TenantId) -> Result<(u64, [u8; 32]), DataErr
 
 /// Filters for reading the trail.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::IntoParams)]
+// Named explicitly: utoipa infers "query" only from axum's own `Query`, not
+// from the `ApiQuery` wrapper the handler uses.
+#[into_params(parameter_in = Query)]
 pub struct AuditFilter {
     /// Only entries by this actor type (`operator`, `api-key`, `installation`,
     /// `contact`, `webhook`, `system`).

@@ -132,6 +132,11 @@ mod tests {
         assert_eq!(text.parse::<ContactId>().unwrap(), id);
         assert!(text.parse::<TenantId>().is_err());
         assert!("ctc_zz".parse::<ContactId>().is_err());
+        // A sign is not a hex digit (`+f` once read as `0f`).
+        let signed = ContactId::from_bytes([0x0f; 16])
+            .to_string()
+            .replacen("_0", "_+", 1);
+        assert!(signed.parse::<ContactId>().is_err());
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<ContactId>(&json).unwrap(), id);
     }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod api_fuzz;
 mod authoring;
 mod cli;
 mod compliance;

@@ -2,16 +2,16 @@
 //! request is recorded with its status and times and audited, in the same
 //! commit as its effects.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::TenantKey;
-use super::error::{ApiJson, ApiResult, AppError};
+use super::error::{ApiJson, ApiPath, ApiResult, AppError};
 use crate::compliance::dsr::{
     ContactExport, Dsr, DsrError, Outcome, ProfileExport, Rectification, RequestRecord, Subject,
 };
-use crate::ids::RequestId;
+use crate::ids::{ContactId, RequestId};
 use crate::plugin::Purpose;
 use crate::service::committer::Commit;
 use crate::tenancy::api_keys::Scope;
@@ -82,12 +82,34 @@ pub async fn access(
     Ok(ApiJson(AccessAnswer { request, export }))
 }
 
+// The requests below that name a contact and say more carry the fields of
+// `Subject` themselves instead of `#[serde(flatten)]`ing it: `Subject`
+// refuses unknown fields, so the flattened schema was an `allOf` of two
+// closed objects that no body could satisfy, and serde does not support
+// `deny_unknown_fields` together with `flatten` anyway.
+
+/// Build the [`Subject`] of a request from its inlined fields.
+macro_rules! subject_of {
+    ($body:expr) => {
+        Subject {
+            contact_id: $body.contact_id,
+            wa_id: $body.wa_id.clone(),
+            user_id: $body.user_id.clone(),
+        }
+    };
+}
+
 /// A rectification request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RectificationRequest {
-    #[serde(flatten)]
-    pub subject: Subject,
+    /// The contact's id.
+    #[schema(value_type = Option<String>)]
+    pub contact_id: Option<ContactId>,
+    /// The WhatsApp id (phone number).
+    pub wa_id: Option<String>,
+    /// The business-scoped user id.
+    pub user_id: Option<String>,
     pub changes: Rectification,
 }
 
@@ -108,7 +130,7 @@ pub async fn rectification(
     ApiJson(body): ApiJson<RectificationRequest>,
 ) -> ApiResult<ApiJson<ProfileAnswer>> {
     let (request, profile) = carry_out(&state, &key, move |dsr| {
-        dsr.rectify(&body.subject, &body.changes)
+        dsr.rectify(&subject_of!(body), &body.changes)
     })
     .await?;
     Ok(ApiJson(ProfileAnswer { request, profile }))
@@ -131,8 +153,13 @@ pub async fn erasure(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestrictionRequest {
-    #[serde(flatten)]
-    pub subject: Subject,
+    /// The contact's id.
+    #[schema(value_type = Option<String>)]
+    pub contact_id: Option<ContactId>,
+    /// The WhatsApp id (phone number).
+    pub wa_id: Option<String>,
+    /// The business-scoped user id.
+    pub user_id: Option<String>,
     /// `true` restricts processing; `false` lifts the restriction.
     pub restricted: bool,
 }
@@ -148,7 +175,7 @@ pub async fn restriction(
     ApiJson(body): ApiJson<RestrictionRequest>,
 ) -> ApiResult<ApiJson<ProfileAnswer>> {
     let (request, profile) = carry_out(&state, &key, move |dsr| {
-        dsr.restrict(&body.subject, body.restricted)
+        dsr.restrict(&subject_of!(body), body.restricted)
     })
     .await?;
     Ok(ApiJson(ProfileAnswer { request, profile }))
@@ -158,8 +185,13 @@ pub async fn restriction(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectionRequest {
-    #[serde(flatten)]
-    pub subject: Subject,
+    /// The contact's id.
+    #[schema(value_type = Option<String>)]
+    pub contact_id: Option<ContactId>,
+    /// The WhatsApp id (phone number).
+    pub wa_id: Option<String>,
+    /// The business-scoped user id.
+    pub user_id: Option<String>,
     /// The purpose objected to (fideslang data use); narrower purposes are
     /// covered too.
     #[schema(value_type = String)]
@@ -179,7 +211,7 @@ pub async fn objection(
     ApiJson(body): ApiJson<ObjectionRequest>,
 ) -> ApiResult<ApiJson<ProfileAnswer>> {
     let (request, profile) = carry_out(&state, &key, move |dsr| {
-        dsr.object(&body.subject, &body.purpose, body.objecting)
+        dsr.object(&subject_of!(body), &body.purpose, body.objecting)
     })
     .await?;
     Ok(ApiJson(ProfileAnswer { request, profile }))
@@ -208,7 +240,7 @@ pub async fn list(
 pub async fn get(
     key: TenantKey,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<ApiJson<RequestRecord>> {
     if !key.key.allows(Scope::Dsr) {
         key.require(Scope::Read)?;

@@ -3,7 +3,7 @@
 //! and answered with a generic message.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -129,6 +129,37 @@ impl From<JsonRejection> for AppError {
     }
 }
 
+impl From<QueryRejection> for AppError {
+    fn from(rejection: QueryRejection) -> Self {
+        AppError::bad_request(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(rejection: PathRejection) -> Self {
+        if rejection.status().is_server_error() {
+            // A route whose parameters do not fit its extractor: our bug.
+            return AppError::internal(rejection.body_text());
+        }
+        // Every path parameter is a string the handler parses into an id
+        // and answers 404 when it does not parse; a segment that is not even
+        // UTF-8 names no resource either, so it gets the same answer.
+        AppError::new(StatusCode::NOT_FOUND, "not_found", rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for AppError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "invalid_request"
+        };
+        AppError::new(status, code, rejection.body_text())
+    }
+}
+
 impl From<crate::data::DataError> for AppError {
     fn from(error: crate::data::DataError) -> Self {
         AppError::internal(error)
@@ -161,6 +192,32 @@ pub struct ApiJson<T>(pub T);
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         Json(self.0).into_response()
+    }
+}
+
+/// `Path<T>` whose rejections use the API's error shape.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct ApiPath<T>(pub T);
+
+/// `Query<T>` whose rejections use the API's error shape.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The raw request body, whose rejections (too large, a broken stream) use
+/// the API's error shape.
+#[derive(Debug, Clone, Default)]
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBytes {
+    type Rejection = AppError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, AppError> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(ApiBytes)
+            .map_err(AppError::from)
     }
 }
 

@@ -42,6 +42,12 @@ pub struct ApiState {
     pub limiter: Arc<KeyedLimiter>,
     /// Per webhook channel.
     pub webhook_limiter: Arc<KeyedLimiter>,
+    /// Operator requests about existing tenants hold it shared; the
+    /// operator's deletions (DELETE, and the due ones of the retention run)
+    /// hold it exclusively. A deletion shreds contact keys, then the tenant
+    /// key, then purges records: a request interleaved with it fails on
+    /// whatever it reads first, and answered 500.
+    pub tenant_deletions: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// The OpenAPI document of every route.
@@ -65,7 +71,7 @@ pub struct ApiState {
         dsr::access, dsr::rectification, dsr::erasure, dsr::restriction, dsr::objection, dsr::list, dsr::get,
         healthz, readyz, metrics, openapi_json,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &SharedResponses),
     tags(
         (name = "webhook", description = "WhatsApp Cloud API webhooks"),
         (name = "tenant", description = "The tenant's settings"),
@@ -100,6 +106,146 @@ impl utoipa::Modify for SecuritySchemes {
             "operator",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Documents the answers that come from what routes share — the
+/// authentication extractors, the rate limiter, the JSON, path and query
+/// extractors and the body limit — on every operation they apply to, so
+/// that each handler's annotation lists only its own outcomes and a new
+/// route cannot forget them. A response an annotation already documents
+/// is left as it is.
+struct SharedResponses;
+
+impl SharedResponses {
+    fn error(description: &str) -> utoipa::openapi::Response {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    }
+
+    fn rate_limited() -> utoipa::openapi::Response {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut response =
+            SharedResponses::error("Rate limited; retry after `Retry-After` seconds");
+        response.headers.insert(
+            "Retry-After".into(),
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds to wait"))
+                .build(),
+        );
+        response
+    }
+
+    fn document(operation: &mut utoipa::openapi::path::Operation) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::security::SecurityRequirement;
+        let requires = |scheme: &str| {
+            let wanted = SecurityRequirement::new(scheme, Vec::<String>::new());
+            operation
+                .security
+                .as_ref()
+                .is_some_and(|all| all.contains(&wanted))
+        };
+        let tenant_key = requires("api_key");
+        let authenticated = tenant_key || requires("operator");
+        // Only the authenticated routes parse JSON (through `ApiJson`): the
+        // webhook reads its body as raw bytes, which it must, to check the
+        // signature, so the JSON extractor's answers are not its answers.
+        let json_body = authenticated
+            && operation
+                .request_body
+                .as_ref()
+                .is_some_and(|body| body.content.contains_key("application/json"));
+        let any_body = operation.request_body.is_some();
+        let has = |place: ParameterIn| {
+            operation
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.parameter_in == place)
+        };
+        let path_params = has(ParameterIn::Path);
+        let query_params = has(ParameterIn::Query);
+
+        let mut shared = Vec::new();
+        if authenticated {
+            shared.push((
+                "401",
+                SharedResponses::error("Missing or wrong bearer token"),
+            ));
+            shared.push(("429", SharedResponses::rate_limited()));
+        }
+        if tenant_key {
+            shared.push((
+                "403",
+                SharedResponses::error("The API key lacks the scope this route needs"),
+            ));
+        }
+        if path_params {
+            shared.push((
+                "404",
+                SharedResponses::error("No such resource (or an id that names none)"),
+            ));
+        }
+        if query_params {
+            shared.push((
+                "400",
+                SharedResponses::error("A query parameter of the wrong type"),
+            ));
+        }
+        if any_body {
+            shared.push((
+                "413",
+                SharedResponses::error("The body exceeds the size limit"),
+            ));
+        }
+        if json_body {
+            shared.push(("400", SharedResponses::error("The body is not JSON")));
+            shared.push((
+                "415",
+                SharedResponses::error("The body is not sent as `application/json`"),
+            ));
+            shared.push((
+                "422",
+                SharedResponses::error("The JSON does not match the request schema"),
+            ));
+        }
+        for (status, response) in shared {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| response.into());
+        }
+    }
+}
+
+impl utoipa::Modify for SharedResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                SharedResponses::document(operation);
+            }
+        }
     }
 }
 
@@ -158,6 +304,7 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
             http.webhook_requests_per_second,
             http.webhook_requests_per_second.saturating_mul(2),
         )),
+        tenant_deletions: Arc::default(),
         service,
     };
     let uploads = Router::new()

@@ -4,15 +4,14 @@
 
 use std::collections::BTreeSet;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::Operator;
-use super::error::{ApiJson, ApiResult, AppError};
+use super::error::{ApiBytes, ApiJson, ApiPath, ApiResult, AppError};
 use crate::audit::{Actor, AuditDraft};
 use crate::ids::{ChannelId, TenantId};
 use crate::registry::{PluginRecord, RegistryError};
@@ -43,6 +42,19 @@ pub struct CreatedTenant {
 
 pub(super) fn parse_tenant(raw: &str) -> Result<TenantId, AppError> {
     raw.parse().map_err(|_| AppError::not_found("tenant"))
+}
+
+/// The failure of a request about `tenant`, as 404 when the tenant is gone
+/// by now. The operator's own deletions wait for such requests
+/// (`ApiState::tenant_deletions`), but the service's periodic duties delete
+/// offboarded tenants when due without asking the API; a request caught by
+/// one fails on a shredded key. That is the tenant not existing, not a
+/// fault of the service to answer 500 for and log.
+fn unless_deleted(state: &ApiState, tenant: &TenantId, error: impl std::fmt::Display) -> AppError {
+    match state.service.vault.keys.has_tenant(tenant) {
+        Ok(false) => AppError::not_found("tenant"),
+        _ => AppError::internal(error),
+    }
 }
 
 fn operator_audit(
@@ -125,6 +137,7 @@ pub async fn list_tenants(
     _: Operator,
     State(state): State<ApiState>,
 ) -> ApiResult<ApiJson<Vec<Tenant>>> {
+    let _no_deletion = state.tenant_deletions.read().await;
     let vault = &state.service.vault;
     let mut tenants = Vec::new();
     for id in Tenant::list_ids(vault)? {
@@ -142,8 +155,9 @@ pub async fn list_tenants(
 pub async fn get_tenant(
     _: Operator,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<ApiJson<Tenant>> {
+    let _no_deletion = state.tenant_deletions.read().await;
     let id = parse_tenant(&raw)?;
     Tenant::load(&state.service.vault, &id)?
         .map(ApiJson)
@@ -172,9 +186,10 @@ pub struct NewChannel {
 pub async fn create_channel(
     _: Operator,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     ApiJson(request): ApiJson<NewChannel>,
 ) -> ApiResult<(StatusCode, ApiJson<ChannelSummary>)> {
+    let _no_deletion = state.tenant_deletions.read().await;
     let service = &state.service;
     let tenant = parse_tenant(&raw)?;
     if Tenant::load(&service.vault, &tenant)?.is_none() {
@@ -227,7 +242,8 @@ pub async fn create_channel(
                 serde_json::json!({"channel": channel.id}),
             )],
         ))
-        .await?;
+        .await
+        .map_err(|e| unless_deleted(&state, &tenant, e))?;
     service.contexts.invalidate(&tenant);
     Ok((StatusCode::CREATED, ApiJson(channel.summary())))
 }
@@ -239,8 +255,9 @@ pub async fn create_channel(
 pub async fn list_channels(
     _: Operator,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<ApiJson<Vec<ChannelSummary>>> {
+    let _no_deletion = state.tenant_deletions.read().await;
     let tenant = parse_tenant(&raw)?;
     let vault = &state.service.vault;
     if Tenant::load(vault, &tenant)?.is_none() {
@@ -261,8 +278,9 @@ pub async fn list_channels(
 pub async fn delete_channel(
     _: Operator,
     State(state): State<ApiState>,
-    Path((raw_tenant, raw_channel)): Path<(String, String)>,
+    ApiPath((raw_tenant, raw_channel)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    let _no_deletion = state.tenant_deletions.read().await;
     let service = &state.service;
     let tenant = parse_tenant(&raw_tenant)?;
     let id: ChannelId = raw_channel
@@ -283,14 +301,22 @@ pub async fn delete_channel(
                 serde_json::json!({"channel": id}),
             )],
         ))
-        .await?;
+        .await
+        .map_err(|e| unless_deleted(&state, &tenant, e))?;
     service.contexts.invalidate(&tenant);
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A WebAssembly component, as raw bytes (documented as a binary string:
+/// `Vec<u8>` would document a JSON array of numbers).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ComponentBytes(pub Vec<u8>);
+
 /// Admit a plugin component to the registry.
 #[utoipa::path(post, path = "/v1/operator/plugins", tag = "operator", security(("operator" = [])),
-    request_body(content = Vec<u8>, description = "The component bytes", content_type = "application/wasm"),
+    request_body(description = "The component bytes (either media type)",
+        content((ComponentBytes = "application/wasm"), (ComponentBytes = "application/octet-stream"))),
     responses((status = 201, description = "Admitted", body = PluginRecord),
         (status = 200, description = "Already registered with the same bytes", body = PluginRecord),
         (status = 409, description = "Same id and version, different bytes", body = super::error::ErrorBody),
@@ -300,7 +326,7 @@ pub async fn upload_plugin(
     _: Operator,
     State(state): State<ApiState>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<(StatusCode, ApiJson<PluginRecord>)> {
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -374,7 +400,7 @@ pub async fn list_plugins(
 pub async fn get_plugin(
     _: Operator,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<ApiJson<PluginRecord>> {
     let hash: ContentHash = raw.parse().map_err(|_| AppError::not_found("plugin"))?;
     state
@@ -396,6 +422,7 @@ pub async fn run_retention(
     _: Operator,
     State(state): State<ApiState>,
 ) -> ApiResult<ApiJson<crate::service::maintenance::Duties>> {
+    let _deleting = state.tenant_deletions.write().await;
     let service = state.service.clone();
     let duties =
         tokio::task::spawn_blocking(move || crate::service::maintenance::run_duties(&service))
@@ -420,9 +447,10 @@ pub struct Offboard {
 pub async fn offboard(
     _: Operator,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     ApiJson(request): ApiJson<Offboard>,
 ) -> ApiResult<ApiJson<Tenant>> {
+    let _no_deletion = state.tenant_deletions.read().await;
     let service = &state.service;
     let id = parse_tenant(&raw)?;
     let days = request
@@ -455,7 +483,8 @@ pub async fn offboard(
                 ),
             ],
         ))
-        .await?;
+        .await
+        .map_err(|e| unless_deleted(&state, &id, e))?;
     service.contexts.invalidate(&id);
     Ok(ApiJson(tenant))
 }
@@ -469,8 +498,9 @@ pub async fn offboard(
 pub async fn export_tenant(
     _: Operator,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<axum::response::Response> {
+    let _no_deletion = state.tenant_deletions.read().await;
     use axum::response::IntoResponse;
     let id = parse_tenant(&raw)?;
     let service = state.service.clone();
@@ -488,7 +518,7 @@ pub async fn export_tenant(
         crate::compliance::offboarding::ExportError::UnknownTenant(_) => {
             AppError::not_found("tenant")
         }
-        other => AppError::internal(other),
+        other => unless_deleted(&state, &id, other),
     })?;
     state
         .service
@@ -502,7 +532,8 @@ pub async fn export_tenant(
                 serde_json::to_value(&summary).unwrap_or_default(),
             )],
         ))
-        .await?;
+        .await
+        .map_err(|e| unless_deleted(&state, &id, e))?;
     let mut reader = tokio::fs::File::from_std(reader);
     use tokio::io::AsyncSeekExt;
     reader
@@ -520,8 +551,9 @@ pub async fn export_tenant(
 pub async fn delete_tenant(
     _: Operator,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<ApiJson<crate::compliance::offboarding::DeletionSummary>> {
+    let _deleting = state.tenant_deletions.write().await;
     let id = parse_tenant(&raw)?;
     if id == TenantId::SYSTEM || Tenant::load(&state.service.vault, &id)?.is_none() {
         return Err(AppError::not_found("tenant"));
@@ -531,7 +563,8 @@ pub async fn delete_tenant(
         crate::service::maintenance::delete_tenant(&service, &id, Actor::Operator)
     })
     .await
-    .map_err(AppError::internal)??;
+    .map_err(AppError::internal)?
+    .map_err(|e| unless_deleted(&state, &id, e))?;
     Ok(ApiJson(summary))
 }
 
@@ -542,8 +575,9 @@ pub async fn delete_tenant(
 pub async fn verify_tenant_audit(
     _: Operator,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<ApiJson<crate::audit::Verification>> {
+    let _no_deletion = state.tenant_deletions.read().await;
     let id = if raw == "system" {
         TenantId::SYSTEM
     } else {
@@ -552,7 +586,9 @@ pub async fn verify_tenant_audit(
     if !state.service.vault.keys.has_tenant(&id)? {
         return Err(AppError::not_found("tenant"));
     }
-    Ok(ApiJson(crate::audit::verify(&state.service.vault, &id)?))
+    crate::audit::verify(&state.service.vault, &id)
+        .map(ApiJson)
+        .map_err(|e| unless_deleted(&state, &id, e))
 }
 
 /// A backup written by the service.

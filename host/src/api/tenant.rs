@@ -5,13 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::TenantKey;
-use super::error::{ApiJson, ApiResult, AppError};
+use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult, AppError};
 use crate::audit::{self, AuditDraft, AuditEntry, AuditFilter, Verification, contact_pseudonym};
 use crate::compliance::retention::RetentionPolicy;
 use crate::data::consent::{ConsentLedger, ConsentRecord, Decision, Source, Subject};
@@ -283,7 +283,7 @@ pub async fn create_installation(
 pub async fn get_installation(
     key: TenantKey,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<ApiJson<Installation>> {
     key.require(Scope::Read)?;
     let id = parse_installation(&raw)?;
@@ -299,7 +299,7 @@ pub async fn get_installation(
 pub async fn update_installation(
     key: TenantKey,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     ApiJson(update): ApiJson<InstallationUpdate>,
 ) -> ApiResult<ApiJson<Installation>> {
     key.require(Scope::Admin)?;
@@ -361,7 +361,7 @@ pub async fn update_installation(
 pub async fn delete_installation(
     key: TenantKey,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     key.require(Scope::Admin)?;
     let id = parse_installation(&raw)?;
@@ -478,6 +478,9 @@ impl From<Contact> for ContactOut {
 
 /// Paging of a contact list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+// Named explicitly: utoipa infers "query" only from axum's own `Query`, not
+// from the `ApiQuery` wrapper the handler uses.
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// Contacts after this id.
     pub after: Option<String>,
@@ -504,7 +507,7 @@ pub(super) fn parse_contact(raw: &str) -> Result<ContactId, AppError> {
 pub async fn list_contacts(
     key: TenantKey,
     State(state): State<ApiState>,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<ApiJson<ContactPage>> {
     key.require(Scope::Read)?;
     let vault = &state.service.vault;
@@ -563,7 +566,7 @@ pub async fn list_contacts(
 pub async fn get_contact(
     key: TenantKey,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<ApiJson<ContactOut>> {
     key.require(Scope::Read)?;
     let id = parse_contact(&raw)?;
@@ -642,7 +645,7 @@ pub struct ConsentChange {
 pub async fn record_consent(
     key: TenantKey,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     ApiJson(change): ApiJson<ConsentChange>,
 ) -> ApiResult<(StatusCode, ApiJson<ContactOut>)> {
     if !key.key.allows(Scope::Dsr) {
@@ -708,7 +711,7 @@ pub async fn record_consent(
 pub async fn consent_history(
     key: TenantKey,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<ApiJson<Vec<ConsentRecord>>> {
     key.require(Scope::Read)?;
     let id = parse_contact(&raw)?;
@@ -807,7 +810,7 @@ pub async fn list_api_keys(
 pub async fn revoke_api_key(
     key: TenantKey,
     State(state): State<ApiState>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     key.require(Scope::Admin)?;
     let id: ApiKeyId = raw.parse().map_err(|_| AppError::not_found("API key"))?;
@@ -842,7 +845,7 @@ pub async fn revoke_api_key(
 pub async fn query_audit(
     key: TenantKey,
     State(state): State<ApiState>,
-    Query(filter): Query<AuditFilter>,
+    ApiQuery(filter): ApiQuery<AuditFilter>,
 ) -> ApiResult<ApiJson<Vec<AuditEntry>>> {
     key.require(Scope::Read)?;
     Ok(ApiJson(audit::query(

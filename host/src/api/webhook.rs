@@ -10,8 +10,7 @@
 
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -19,7 +18,7 @@ use subtle::ConstantTimeEq;
 
 use super::ApiState;
 use super::auth::check_rate;
-use super::error::{ApiJson, ApiResult, AppError};
+use super::error::{ApiBytes, ApiJson, ApiPath, ApiQuery, ApiResult, AppError};
 use crate::channel::whatsapp::{payload, signature};
 use crate::ids::ChannelId;
 use crate::service::committer::Commit;
@@ -29,6 +28,9 @@ use crate::tenancy::channels::Channel;
 
 /// Meta's verification query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+// Named explicitly: utoipa infers "query" only from axum's own `Query`, not
+// from the `ApiQuery` wrapper the handler uses.
+#[into_params(parameter_in = Query)]
 pub struct VerifyQuery {
     /// Always `subscribe`.
     #[serde(rename = "hub.mode")]
@@ -74,8 +76,8 @@ fn load_channel(state: &ApiState, id: &ChannelId) -> Result<Channel, AppError> {
 )]
 pub async fn verify(
     State(state): State<ApiState>,
-    Path(raw_id): Path<String>,
-    Query(query): Query<VerifyQuery>,
+    ApiPath(raw_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<VerifyQuery>,
 ) -> ApiResult<Response> {
     let channel = load_channel(&state, &channel_id(&raw_id)?)?;
     let token_ok = query
@@ -113,9 +115,9 @@ pub async fn verify(
 )]
 pub async fn receive(
     State(state): State<ApiState>,
-    Path(raw_id): Path<String>,
+    ApiPath(raw_id): ApiPath<String>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<ApiJson<Accepted>> {
     let received = Instant::now();
     let service = &state.service;

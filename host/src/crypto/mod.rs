@@ -163,15 +163,20 @@ pub fn to_hex(bytes: &[u8]) -> String {
         })
 }
 
-/// Bytes from hex; `None` when not hex of the right length.
+/// Bytes from hex; `None` when not hex of the right length. Surrounding
+/// whitespace is ignored (key files end with a newline).
 pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.trim();
+    let text = text.trim().as_bytes();
     if text.len() != N * 2 {
         return None;
     }
+    // Digit by digit: `u8::from_str_radix` also takes a sign, so `+f` would
+    // read as `0f` and a signature, id or token would verify in a second
+    // spelling (found by fuzzing, `fuzz/fuzz_targets/webhook.rs`).
+    let digit = |c: u8| char::from(c).to_digit(16);
     let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).ok()?;
     }
     Some(out)
 }
@@ -233,6 +238,17 @@ mod tests {
         assert_eq!(from_hex::<4>(&to_hex(&bytes)), Some(bytes));
         assert_eq!(from_hex::<4>("00ab10"), None);
         assert_eq!(from_hex::<2>("zzzz"), None);
+        assert_eq!(from_hex::<2>(" 0aFf\n"), Some([0x0a, 0xff]));
+    }
+
+    #[test]
+    fn hex_takes_digits_only_not_signs() {
+        // `u8::from_str_radix` reads `+f` as 15; hex must not.
+        assert_eq!(from_hex::<1>("+f"), None);
+        assert_eq!(from_hex::<2>("0f+f"), None);
+        assert_eq!(from_hex::<1>("-0"), None);
+        assert_eq!(from_hex::<1>("é"), None);
+        assert_eq!(from_hex::<1>("0f"), Some([0x0f]));
     }
 
     #[test]

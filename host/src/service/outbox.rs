@@ -275,9 +275,15 @@ fn due_entries(service: &ServiceInner) -> Result<Vec<Pending>, DataError> {
     }
 }
 
-type OpenedEntry = (TenantId, ContactId, SecretKey, OutboxEntry);
+pub type OpenedEntry = (TenantId, ContactId, SecretKey, OutboxEntry);
 
-fn open_entry(vault: &Vault, key: &[u8], sealed: &[u8]) -> Result<Option<OpenedEntry>, DataError> {
+/// Open an entry found by a scan; `None` when its tenant or contact key is
+/// gone. Public for the fuzz targets (`fuzz/`).
+pub fn open_entry(
+    vault: &Vault,
+    key: &[u8],
+    sealed: &[u8],
+) -> Result<Option<OpenedEntry>, DataError> {
     let Some((tenant, contact)) = parse_key(key) else {
         return Ok(None);
     };

@@ -11,6 +11,9 @@
 pub(crate) mod sled_store;
 
 pub use sled_store::SledStore;
+/// The journal's record format, public for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub use sled_store::{JournalOp, decode_journal, encode_journal};
 
 use crate::ids::TenantId;
 

@@ -51,7 +51,7 @@ pub struct SledStore {
 
 /// A batch as a journal record: per op, kind index (u8), flags (u8: 1 =
 /// put), key length (u32 LE), key, value length (u32 LE), value.
-fn encode_journal(ops: &[super::Op]) -> Vec<u8> {
+pub fn encode_journal(ops: &[super::Op]) -> Vec<u8> {
     let mut out = Vec::new();
     for op in ops {
         let kind = Kind::ALL
@@ -70,9 +70,12 @@ fn encode_journal(ops: &[super::Op]) -> Vec<u8> {
     out
 }
 
-type JournalOp = (Kind, Vec<u8>, Option<Vec<u8>>);
+/// A decoded journal write: kind, tenant-prefixed key, value (`None`
+/// deletes).
+pub type JournalOp = (Kind, Vec<u8>, Option<Vec<u8>>);
 
-fn decode_journal(mut bytes: &[u8]) -> Option<Vec<JournalOp>> {
+/// Decode a journal record; `None` when it is damaged.
+pub fn decode_journal(mut bytes: &[u8]) -> Option<Vec<JournalOp>> {
     let mut ops = Vec::new();
     let take = |n: usize, bytes: &mut &[u8]| -> Option<Vec<u8>> {
         if bytes.len() < n {

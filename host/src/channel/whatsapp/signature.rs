@@ -76,6 +76,25 @@ mod tests {
     }
 
     #[test]
+    fn a_sign_in_the_hex_is_refused() {
+        // Found by `fuzz/fuzz_targets/webhook.rs` (artifact
+        // crash-23324e5ea4a1fea67495eb52b5648ec367d58fe3): the header's
+        // digit `0` at byte 47 replaced by `+` still verified, because the
+        // hex decoder took `+c` for `0c`.
+        let body = [43, 114, 9, 45, 40];
+        let header = sign(b"fuzz-app-secret", &body);
+        assert_eq!(&header[47..49], "0c");
+        let mut tampered = header.clone().into_bytes();
+        tampered[47] = b'+';
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert_eq!(
+            verify(b"fuzz-app-secret", &body, Some(&tampered)),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(verify(b"fuzz-app-secret", &body, Some(&header)), Ok(()));
+    }
+
+    #[test]
     fn matches_a_known_hmac_sha256_vector() {
         // RFC 4231 test case 2.
         let header = sign(b"Jefe", b"what do ya want for nothing?");
