@@ -245,7 +245,7 @@ async fn setup(
                     0,
                     (
                         "fixture-hostile",
-                        json!(["user.content.private"]),
+                        json!([]),
                         json!({"attack": attack}),
                     ),
                 );
