@@ -241,14 +241,7 @@ async fn setup(
             // Hostile plugins first: an honest plugin after them must still
             // run on time.
             for attack in ["loop", "alloc", "panic"] {
-                flow.insert(
-                    0,
-                    (
-                        "fixture-hostile",
-                        json!([]),
-                        json!({"attack": attack}),
-                    ),
-                );
+                flow.insert(0, ("fixture-hostile", json!([]), json!({"attack": attack})));
             }
         }
         for (plugin, grants, config) in flow {
