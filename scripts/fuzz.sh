@@ -13,8 +13,9 @@
 # Each target runs for FUZZ_SECONDS (default 60) with one libFuzzer worker,
 # starting from the committed corpus in fuzz/corpus/<target>/. New inputs go
 # to a scratch corpus (fuzz/target/corpus/<target>/, not committed); with
-# --merge, those that add coverage are merged into the committed corpus
-# afterwards (libFuzzer's -merge=1, so it stays minimal).
+# --merge, those that reach new code are merged into the committed corpus
+# afterwards (libFuzzer's -merge=1 on edges only, -use_counters=0, which
+# keeps the committed corpus small).
 #
 # Exits non-zero when a target crashes (panic, failed property, timeout,
 # out of memory) and prints the crash artifact (fuzz/artifacts/<target>/)
@@ -112,7 +113,7 @@ for target in "${targets[@]}"; do
     fi
     if $merge; then
         echo "==> merging new coverage of $target into $corpus"
-        cargo +nightly fuzz run "${fuzz_flags[@]}" "$target" "$corpus" "$scratch" -- -merge=1
+        cargo +nightly fuzz run "${fuzz_flags[@]}" "$target" "$corpus" "$scratch" -- -merge=1 -use_counters=0
     fi
 done
 

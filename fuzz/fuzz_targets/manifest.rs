@@ -46,11 +46,38 @@ enum Piece {
 }
 
 const WORDS: &[&str] = &[
-    "lead", "score", "essential", "service", "marketing", "communications", "personalize",
-    "profiling", "analytics", "reporting", "collect", "functional", "third_party_sharing",
-    "train_ai_system", "user", "name", "contact", "phone_number", "unique_id", "content",
-    "private", "behavior", "labels", "lead_score", "rules", "business-hours", "a", "0", "",
-    " ", "é", "\u{1F44D}",
+    "lead",
+    "score",
+    "essential",
+    "service",
+    "marketing",
+    "communications",
+    "personalize",
+    "profiling",
+    "analytics",
+    "reporting",
+    "collect",
+    "functional",
+    "third_party_sharing",
+    "train_ai_system",
+    "user",
+    "name",
+    "contact",
+    "phone_number",
+    "unique_id",
+    "content",
+    "private",
+    "behavior",
+    "labels",
+    "lead_score",
+    "rules",
+    "business-hours",
+    "a",
+    "0",
+    "",
+    " ",
+    "é",
+    "\u{1F44D}",
 ];
 
 impl Text {
@@ -427,7 +454,11 @@ fn check_manifest(raw: &wit::Manifest, manifest: &Manifest) {
             "config key {:?}",
             key.name
         );
-        assert!(names.insert(key.name.as_str()), "config key {:?} twice", key.name);
+        assert!(
+            names.insert(key.name.as_str()),
+            "config key {:?} twice",
+            key.name
+        );
     }
     assert_eq!(manifest.config.len(), raw.config.len());
 

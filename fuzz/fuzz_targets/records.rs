@@ -89,13 +89,16 @@ fn scratch() -> PathBuf {
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let dir = scratch();
-        let vault = Vault::open_dir(&dir.join("main"), SecretKey::from_bytes([7; 64]))
-            .expect("fuzz vault");
+        let vault =
+            Vault::open_dir(&dir.join("main"), SecretKey::from_bytes([7; 64])).expect("fuzz vault");
         let tenants = [TenantId::from_bytes([1; 16]), TenantId::from_bytes([2; 16])];
         for tenant in &tenants {
             vault.keys.create_tenant(tenant).expect("tenant key");
         }
-        let contacts = [ContactId::from_bytes([3; 16]), ContactId::from_bytes([4; 16])];
+        let contacts = [
+            ContactId::from_bytes([3; 16]),
+            ContactId::from_bytes([4; 16]),
+        ];
         for contact in &contacts {
             vault
                 .keys
@@ -357,7 +360,10 @@ fn tamper(context: &[u8], plain: &[u8], position: u16, flip: u8, cut: u16) {
     );
     let mut extended = sealed.clone();
     extended.push(flip);
-    assert!(key.open(context, &extended).is_err(), "extended and it opens");
+    assert!(
+        key.open(context, &extended).is_err(),
+        "extended and it opens"
+    );
     let mut other_context = context.to_vec();
     other_context.push(flip);
     assert!(
@@ -429,7 +435,10 @@ fn open_as<T: Serialize + DeserializeOwned + PartialEq>(
             assert!(!properly_sealed, "a properly sealed record did not open");
         }
         Err(DataError::Decode { .. }) => {
-            assert!(properly_sealed, "arbitrary bytes opened, then did not decode");
+            assert!(
+                properly_sealed,
+                "arbitrary bytes opened, then did not decode"
+            );
         }
         Err(other) => panic!("unexpected error opening a record: {other}"),
     }
@@ -485,8 +494,8 @@ fn check_record(
                 .is_err_and(|e| matches!(e, DataError::Sealed { .. })),
             "a record opened under another key"
         );
-        let other_kind = Kind::ALL[(Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0) + 1)
-            % Kind::ALL.len()];
+        let other_kind = Kind::ALL
+            [(Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0) + 1) % Kind::ALL.len()];
         assert!(
             vault
                 .open::<serde_json::Value>(&sealing_key, tenant, other_kind, key, &sealed)
