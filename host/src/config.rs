@@ -11,6 +11,8 @@
 //! [whatsapp]
 //! base_url = "https://graph.facebook.com"
 //! version = "v21.0"
+//! timeout_ms = 10000
+//! confirm_timeout_secs = 300   # a send in doubt waits this long for its status webhook
 //!
 //! [http]
 //! body_limit_bytes = 262144

@@ -3,6 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use flowgate::channel::whatsapp::fake::Stall;
 use flowgate::store::Kind;
 
 use crate::support::service::{OPERATOR, TestService, TestTenant, metric, now, text_message};
@@ -417,6 +418,139 @@ async fn replies_are_retried_when_the_cloud_api_fails() {
         )
         .await;
     assert_eq!(sent[0]["details"]["attempts"], 3);
+    service.stop().await;
+}
+
+/// A service whose Cloud API calls give up after 300 ms (so a stalled
+/// send ends in doubt) and whose fake posts status webhooks back.
+async fn doubtful_service(phone: &str) -> (TestService, TestTenant) {
+    let service = TestService::start_with(|config| {
+        config.whatsapp.timeout_ms = 300;
+        config.whatsapp.confirm_timeout_secs = 60;
+    })
+    .await;
+    service.upload("labeller").await;
+    service.upload("auto-reply").await;
+    let tenant = shop(&service, "Shop", phone).await;
+    service.fake.post_statuses(
+        phone,
+        &format!("{}{}", service.base, tenant.webhook),
+        &tenant.app_secret,
+    );
+    (service, tenant)
+}
+
+async fn audit_of(service: &TestService, tenant: &TestTenant, action: &str) -> Vec<Value> {
+    service
+        .ok(
+            Method::GET,
+            &format!("/v1/audit?action={action}"),
+            &tenant.admin,
+            None,
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_in_doubt_is_settled_by_its_status_webhook_and_not_sent_again() {
+    let (service, tenant) = doubtful_service("1011").await;
+    // WhatsApp accepts the reply but the answer never reaches the sender.
+    service.fake.stall_next(&[Stall::Accepted]);
+    service
+        .deliver(
+            &tenant,
+            &text_message("1011", "wamid.D1", "777", "Dee", "price?", now()),
+        )
+        .await;
+    service.settle().await;
+    let sent = service.fake.sent();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0]
+            .callback
+            .as_deref()
+            .is_some_and(|c| c.starts_with("flowgate:"))
+    );
+    // The status webhook came while the send was still waiting for its
+    // answer; the send, ending in doubt, found it. (After a restart the
+    // status is written down instead: the crash loop test covers that.)
+    let settled = audit_of(&service, &tenant, "message.sent").await;
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0]["details"]["confirmed_by"], "status");
+    // Long past the confirmation window, another message wakes the sender:
+    // the settled reply is not sent again.
+    service.clock.advance(600);
+    service
+        .deliver(
+            &tenant,
+            &text_message("1011", "wamid.D2", "777", "Dee", "red?", now()),
+        )
+        .await;
+    service.settle().await;
+    assert_eq!(service.fake.sent().len(), 2);
+    // The settled send learned its wamid: its later statuses find it.
+    let delivered = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "1011"},
+        "statuses": [{"id": sent[0].wamid, "status": "delivered", "timestamp": now().to_string(), "recipient_id": "777"}]}}]}]});
+    service.deliver(&tenant, &delivered.to_string()).await;
+    service.settle().await;
+    let statuses = audit_of(&service, &tenant, "message.status").await;
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s["details"]["status"] == "delivered"),
+        "{statuses:?}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_lost_in_doubt_is_sent_again_after_the_confirmation_window() {
+    let (service, tenant) = doubtful_service("1012").await;
+    // The request never reaches WhatsApp, and the sender cannot know.
+    service.fake.stall_next(&[Stall::Lost]);
+    service
+        .deliver(
+            &tenant,
+            &text_message("1012", "wamid.L1", "888", "Lou", "price?", now()),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while metric(
+        &service.metrics().await,
+        "flowgate_messages_sent_total",
+        "outcome=\"in-doubt\"",
+    ) < 1
+    {
+        assert!(std::time::Instant::now() < deadline, "no send in doubt");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Within the window nothing is sent again, whatever wakes the sender.
+    service.clock.advance(30);
+    service
+        .deliver(
+            &tenant,
+            &text_message("1012", "wamid.L2", "999", "Max", "price?", now()),
+        )
+        .await;
+    while service.fake.sent().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the second reply");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(service.fake.sent().len(), 1);
+    assert_eq!(service.fake.sent()[0].to, "999");
+    // After it, the reply that left no trace is sent again, once.
+    service.clock.advance(60);
+    service.settle().await;
+    let sent = service.fake.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1].to, "888");
+    let unconfirmed = audit_of(&service, &tenant, "message.unconfirmed").await;
+    assert_eq!(unconfirmed.len(), 1);
     service.stop().await;
 }
 

@@ -410,6 +410,9 @@ impl<'v> Dsr<'v> {
             if key.get(8..24) == Some(self.tenant.as_bytes().as_slice())
                 && key.get(24..40) == Some(id.as_bytes().as_slice())
             {
+                // And a status webhook's confirmation of it, if any
+                // (keyed by the reply's sequence, see `service::outbox`).
+                batch.delete(self.tenant, Kind::Outbox, key[..8].to_vec());
                 batch.delete(TenantId::SYSTEM, Kind::Outbox, key);
                 removed_replies += 1;
             }

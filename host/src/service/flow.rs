@@ -60,6 +60,9 @@ pub struct Processed {
     pub commit: Commit,
     /// Outbox keys of the replies this event queued.
     pub replies: Vec<Vec<u8>>,
+    /// A status webhook confirmed a send in doubt: the sender should look
+    /// once this is committed.
+    pub wake_sender: bool,
 }
 
 struct Event<'a> {
@@ -71,6 +74,7 @@ struct Event<'a> {
     batch: Batch,
     audit: Vec<AuditDraft>,
     replies: Vec<Vec<u8>>,
+    wake_sender: bool,
 }
 
 impl Event<'_> {
@@ -98,6 +102,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
             return Ok(Processed {
                 commit: Commit::new(batch, Vec::new()),
                 replies: Vec::new(),
+                wake_sender: false,
             });
         }
         Err(error) => return Err(error.into()),
@@ -111,6 +116,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
         batch,
         audit: Vec::new(),
         replies: Vec::new(),
+        wake_sender: false,
     };
     let channel = job.item.channel;
     match &job.item.item {
@@ -119,6 +125,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
     }
     Ok(Processed {
         replies: event.replies,
+        wake_sender: event.wake_sender,
         commit: Commit::new(event.batch, event.audit),
     })
 }
@@ -303,7 +310,18 @@ fn on_status(
     let Some((contact_id, seq)) =
         messages::find_by_wamid(vault, &event.tenant, &event.keys, &status.wamid)?
     else {
-        // A status of a message not sent by this service (or long expired).
+        // Not known by its wamid: perhaps a reply whose send ended in
+        // doubt, which this status confirms (the sender settles it); or a
+        // message not sent by this service, or long expired.
+        let confirmed = outbox::confirm(
+            event.service,
+            &mut event.batch,
+            &event.tenant,
+            &event.keys,
+            status.callback.as_deref(),
+            &status.wamid,
+        )?;
+        event.wake_sender = confirmed == outbox::Confirmed::Staged;
         return Ok(());
     };
     let contacts = Contacts::of(vault, event.tenant)?;

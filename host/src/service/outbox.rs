@@ -9,8 +9,32 @@
 //! Entry keys live under the system tenant (`sequence ‖ tenant ‖ contact`);
 //! the entry itself is sealed with the contact's key, so erasing the contact
 //! also makes its queued replies unreadable.
+//!
+//! # Each reply sent once
+//!
+//! The Cloud API has no idempotency key: a send whose outcome the service
+//! never learned (it was killed, or the connection dropped, after the
+//! request left) cannot simply be sent again. So before each send the entry
+//! is durably marked *sending*, and the request carries the reply's
+//! sequence as `biz_opaque_callback_data`, which WhatsApp echoes in the
+//! message's status webhooks. An entry found marked after a restart, or
+//! after a send that ended in doubt, is not due again until
+//! `whatsapp.confirm_timeout_secs` have passed; a status webhook carrying
+//! its callback data within that window settles it as sent (with its
+//! wamid) without a second send. Only a send that left no trace at
+//! WhatsApp by then is sent again.
+//!
+//! Only the sender settles entries. A status webhook for an entry marked
+//! sending leaves a *confirmation* for it: durable (a record under the
+//! tenant, sealed with the tenant's records key) when no send of the entry
+//! is running here — the sender then settles it at once — or, while one is
+//! running, a note in memory that the send reads if it ends in doubt. (A
+//! durable write there could outlive the entry the running send is about to
+//! remove.) The one case left: a status that arrives during a send that
+//! then ends in doubt, and a crash before that outcome is written; the
+//! reply is then sent again after the window.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +44,7 @@ use tokio::sync::Notify;
 use super::ServiceInner;
 use super::committer::Commit;
 use crate::audit::{Actor, AuditDraft, contact_pseudonym};
-use crate::channel::whatsapp::client::Recipient;
+use crate::channel::whatsapp::client::{Recipient, SendError};
 use crate::channel::whatsapp::payload::{DeliveryState, MessageKind};
 use crate::crypto::{SecretKey, TenantKeys};
 use crate::data::contacts::Contacts;
@@ -49,6 +73,25 @@ pub struct OutboxEntry {
     pub created_at: u64,
     pub attempts: u32,
     pub next_attempt_at: u64,
+    /// Set durably right before a send: when found set by a later attempt,
+    /// the earlier send's outcome is unknown (see the module docs).
+    #[serde(default)]
+    pub sending_since: Option<u64>,
+}
+
+/// The `biz_opaque_callback_data` of a reply: its message sequence, which
+/// is also the first part of its outbox key. No personal data.
+pub fn callback_data(seq: u64) -> String {
+    format!("flowgate:{seq}")
+}
+
+fn parse_callback_data(data: &str) -> Option<u64> {
+    let digits = data.strip_prefix("flowgate:")?;
+    // Digits only: `u64::from_str` would also take a leading `+`.
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 fn entry_key(seq: u64, tenant: &TenantId, contact: &ContactId) -> Vec<u8> {
@@ -120,6 +163,7 @@ pub fn stage_reply(
         created_at: reply.now,
         attempts: 0,
         next_attempt_at: reply.now,
+        sending_since: None,
     };
     let key = entry_key(seq, reply.tenant, reply.contact);
     batch.put(
@@ -142,6 +186,9 @@ pub struct OutboxSignal {
     /// event after its reply went out, and the retried event would send it
     /// again.
     not_durable: Arc<Mutex<HashSet<Vec<u8>>>>,
+    /// wamids from status webhooks for sends running right now, by reply
+    /// sequence (see the module docs).
+    early: Arc<Mutex<HashMap<u64, String>>>,
 }
 
 impl OutboxSignal {
@@ -161,6 +208,32 @@ impl OutboxSignal {
         }
         drop(held);
         self.wake();
+    }
+
+    /// Take an entry for one send; false when a send of it is running.
+    fn claim(&self, key: &[u8]) -> bool {
+        self.in_flight
+            .lock()
+            .expect("outbox lock")
+            .insert(key.to_vec())
+    }
+
+    /// Give a claimed entry back.
+    fn unclaim(&self, key: &[u8]) {
+        self.in_flight.lock().expect("outbox lock").remove(key);
+    }
+
+    fn take_early(&self, seq: u64) -> Option<String> {
+        self.early.lock().expect("outbox lock").remove(&seq)
+    }
+
+    /// Give a claimed entry back and take any status noted for it, at once:
+    /// a status arriving later finds the entry unclaimed and is written
+    /// down durably instead (`confirm` holds the same lock).
+    fn release_claim(&self, key: &[u8], seq: u64) -> Option<String> {
+        let mut in_flight = self.in_flight.lock().expect("outbox lock");
+        in_flight.remove(key);
+        self.take_early(seq)
     }
 
     /// Tell the sender there is something new.
@@ -188,7 +261,7 @@ pub async fn run_sender(service: Arc<ServiceInner>, shutdown: tokio_util::sync::
         let mut next_due: Option<u64> = None;
         match due_entries(&service) {
             Ok(entries) => {
-                for (key, sealed, due_at) in entries {
+                for (key, due_at) in entries {
                     if due_at > service.clock.now() {
                         next_due = Some(next_due.map_or(due_at, |n| n.min(due_at)));
                         continue;
@@ -196,26 +269,16 @@ pub async fn run_sender(service: Arc<ServiceInner>, shutdown: tokio_util::sync::
                     if tasks.len() >= CONCURRENCY {
                         break;
                     }
-                    if !signal
-                        .in_flight
-                        .lock()
-                        .expect("outbox lock")
-                        .insert(key.clone())
-                    {
+                    if !signal.claim(&key) {
                         continue;
                     }
                     let service = service.clone();
                     tasks.spawn(async move {
-                        let result = send_one(&service, &key, &sealed).await;
+                        let result = send_one(&service, &key).await;
                         if let Err(error) = result {
                             tracing::warn!(%error, "outbox entry not processed; retrying later");
                         }
-                        service
-                            .outbox
-                            .in_flight
-                            .lock()
-                            .expect("outbox lock")
-                            .remove(&key);
+                        service.outbox.unclaim(&key);
                     });
                 }
             }
@@ -235,10 +298,10 @@ pub async fn run_sender(service: Arc<ServiceInner>, shutdown: tokio_util::sync::
     while tasks.join_next().await.is_some() {}
 }
 
-/// An outbox entry as stored, with when it is due.
-type Pending = (Vec<u8>, Vec<u8>, u64);
+/// An outbox entry's key, with when it is due.
+type Pending = (Vec<u8>, u64);
 
-/// Outbox entries not in flight: (key, sealed, due time). The due time is
+/// Outbox entries not in flight: (key, due time). The due time is
 /// read from the entry, which needs the contact's key.
 fn due_entries(service: &ServiceInner) -> Result<Vec<Pending>, DataError> {
     let vault = &service.vault;
@@ -263,11 +326,21 @@ fn due_entries(service: &ServiceInner) -> Result<Vec<Pending>, DataError> {
                 continue;
             }
             let due = match open_entry(vault, &key, &sealed) {
+                // A send in doubt that a status webhook confirmed: settle now.
+                Ok(Some((tenant, _, _, entry)))
+                    if entry.sending_since.is_some()
+                        && matches!(
+                            confirmation(vault, &tenant, entry.message_seq),
+                            Ok(Some(_))
+                        ) =>
+                {
+                    0
+                }
                 Ok(Some((_, _, _, entry))) => entry.next_attempt_at,
                 // Erased contact or unreadable entry: let `send_one` drop it.
                 Ok(None) | Err(_) => 0,
             };
-            found.push((key, sealed, due));
+            found.push((key, due));
             if found.len() >= 4 * CONCURRENCY {
                 return Ok(found);
             }
@@ -303,31 +376,162 @@ pub fn open_entry(
     Ok(Some((tenant, contact, contact_key, entry)))
 }
 
-async fn send_one(service: &ServiceInner, key: &[u8], sealed: &[u8]) -> Result<(), String> {
+fn confirmation_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// A status webhook's proof that WhatsApp accepted a reply.
+#[derive(Debug, Serialize, Deserialize)]
+struct Confirmation {
+    wamid: String,
+}
+
+/// What a status webhook did for the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    /// Not a reply of this tenant marked sending: nothing.
+    No,
+    /// A confirmation is staged in the batch: wake the sender once it is
+    /// committed.
+    Staged,
+    /// Noted for the send running now.
+    Noted,
+}
+
+/// Leave a confirmation for the reply a status webhook names by its
+/// callback data, if it is one of this tenant's replies marked sending
+/// (see the module docs).
+pub fn confirm(
+    service: &ServiceInner,
+    batch: &mut Batch,
+    tenant: &TenantId,
+    keys: &TenantKeys,
+    callback: Option<&str>,
+    wamid: &str,
+) -> Result<Confirmed, DataError> {
+    let Some(seq) = callback.and_then(parse_callback_data) else {
+        return Ok(Confirmed::No);
+    };
+    let vault = &service.vault;
+    let found = vault
+        .store
+        .scan(&TenantId::SYSTEM, Kind::Outbox, &seq.to_be_bytes(), None, 1)?;
+    let Some((key, sealed)) = found.into_iter().next() else {
+        // Already settled, or never ours.
+        return Ok(Confirmed::No);
+    };
+    // Another tenant's reply: callback data is not a capability.
+    if parse_key(&key).is_none_or(|(owner, _)| owner != *tenant) {
+        return Ok(Confirmed::No);
+    }
+    let Some((_, _, _, entry)) = open_entry(vault, &key, &sealed)? else {
+        return Ok(Confirmed::No);
+    };
+    if entry.sending_since.is_none() {
+        return Ok(Confirmed::No);
+    }
+    let signal = &service.outbox;
+    // The lock orders this against the claim of a send starting now.
+    let in_flight = signal.in_flight.lock().expect("outbox lock");
+    if in_flight.contains(&key) {
+        signal
+            .early
+            .lock()
+            .expect("outbox lock")
+            .insert(seq, wamid.to_owned());
+        return Ok(Confirmed::Noted);
+    }
+    drop(in_flight);
+    stage_confirmation(vault, batch, tenant, keys, seq, wamid);
+    Ok(Confirmed::Staged)
+}
+
+fn stage_confirmation(
+    vault: &Vault,
+    batch: &mut Batch,
+    tenant: &TenantId,
+    keys: &TenantKeys,
+    seq: u64,
+    wamid: &str,
+) {
+    vault.stage(
+        batch,
+        &keys.records,
+        tenant,
+        Kind::Outbox,
+        &confirmation_key(seq),
+        &Confirmation {
+            wamid: wamid.to_owned(),
+        },
+    );
+}
+
+/// The durable confirmation of a reply, if a status webhook left one.
+fn confirmation(vault: &Vault, tenant: &TenantId, seq: u64) -> Result<Option<String>, DataError> {
+    let keys = vault.keys.tenant(tenant)?;
+    let key = confirmation_key(seq);
+    let Some(sealed) = vault.store.get(tenant, Kind::Outbox, &key)? else {
+        return Ok(None);
+    };
+    let confirmation: Confirmation =
+        vault.open(&keys.records, tenant, Kind::Outbox, &key, &sealed)?;
+    Ok(Some(confirmation.wamid))
+}
+
+/// How a reply left, for the audit trail.
+enum Delivered {
+    /// The Cloud API answered with the wamid.
+    Answered,
+    /// A status webhook confirmed a send whose answer was lost.
+    Confirmed,
+}
+
+async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
     let vault = &service.vault;
     let now = service.clock.now();
-    let mut batch = Batch::new();
+    // Read the entry again: the scan's copy may be stale (an earlier
+    // attempt may have updated or removed it since).
+    let Some(sealed) = vault
+        .store
+        .get(&TenantId::SYSTEM, Kind::Outbox, key)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
     let Some((tenant, contact_id, contact_key, mut entry)) =
-        open_entry(vault, key, sealed).map_err(|e| e.to_string())?
+        open_entry(vault, key, &sealed).map_err(|e| e.to_string())?
     else {
         // The contact was erased (or the tenant deleted): nothing to send.
+        let mut batch = Batch::new();
         batch.delete(TenantId::SYSTEM, Kind::Outbox, key.to_vec());
         commit(service, batch, Vec::new()).await?;
         return Ok(());
     };
     let keys = vault.keys.tenant(&tenant).map_err(|e| e.to_string())?;
-    let owner = messages::Owner {
-        tenant: &tenant,
+    let subject = contact_pseudonym(&keys, &contact_id);
+    let outcome = Outcome {
+        service,
+        key,
+        tenant,
         keys: &keys,
         contact: &contact_id,
         contact_key: &contact_key,
+        subject: &subject,
+        now,
     };
-    let subject = contact_pseudonym(&keys, &contact_id);
-    let audit = |action: &str, details: serde_json::Value| {
-        AuditDraft::new(tenant, now, Actor::System, action)
-            .subject(subject.clone())
-            .details(details)
-    };
+    if entry.sending_since.is_some() {
+        // An earlier send's outcome is unknown: did WhatsApp confirm it?
+        let confirmed = service
+            .outbox
+            .take_early(entry.message_seq)
+            .map(Ok)
+            .or_else(|| confirmation(vault, &tenant, entry.message_seq).transpose())
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        if let Some(wamid) = confirmed {
+            return outcome.sent(&entry, &wamid, Delivered::Confirmed).await;
+        }
+    }
     let contacts = Contacts::of(vault, tenant).map_err(|e| e.to_string())?;
     let contact = contacts
         .load(&contact_id)
@@ -349,32 +553,31 @@ async fn send_one(service: &ServiceInner, key: &[u8], sealed: &[u8]) -> Result<(
     let channel = context.channel(&entry.channel).cloned();
     let (Some(recipient), Some(channel), None) = (recipient, channel, refusal) else {
         let reason = refusal.unwrap_or("no recipient or channel");
-        batch.delete(TenantId::SYSTEM, Kind::Outbox, key.to_vec());
-        mark_message(
-            vault,
-            &mut batch,
-            owner,
-            entry.message_seq,
-            DeliveryState::Failed,
-            now,
-            None,
-        );
-        service
-            .metrics
-            .messages_sent
-            .get_or_create(&vec![("outcome".into(), "dropped".into())])
-            .inc();
-        commit(
-            service,
-            batch,
-            vec![audit(
+        return outcome
+            .ended(
+                &entry,
+                "dropped",
                 "message.dropped",
                 serde_json::json!({"origin": entry.origin, "reason": reason}),
-            )],
-        )
-        .await?;
-        return Ok(());
+            )
+            .await;
     };
+    // Mark the entry as being sent, durably, before the request leaves.
+    let mut marking = Batch::new();
+    let mut noted = Vec::new();
+    if entry.sending_since.is_some() {
+        // The earlier send left no trace at WhatsApp within the window:
+        // send again.
+        outcome.count("unconfirmed");
+        noted.push(outcome.audit(
+            "message.unconfirmed",
+            serde_json::json!({"origin": entry.origin, "attempts": entry.attempts}),
+        ));
+    }
+    entry.sending_since = Some(now);
+    entry.next_attempt_at = now + service.cloud.config().confirm_timeout_secs;
+    outcome.stage_entry(&mut marking, &entry);
+    commit(service, marking, noted).await?;
     let sent = service
         .cloud
         .send_text(
@@ -382,86 +585,174 @@ async fn send_one(service: &ServiceInner, key: &[u8], sealed: &[u8]) -> Result<(
             &channel.access_token,
             &recipient,
             &entry.text,
+            Some(&callback_data(entry.message_seq)),
         )
         .await;
+    // A status webhook that arrived during the send, if any.
+    let early = service.outbox.take_early(entry.message_seq);
     match sent {
-        Ok(wamid) => {
-            batch.delete(TenantId::SYSTEM, Kind::Outbox, key.to_vec());
-            mark_message(
-                vault,
-                &mut batch,
-                owner,
-                entry.message_seq,
-                DeliveryState::Sent,
-                now,
-                Some(&wamid),
-            );
-            service
-                .metrics
-                .messages_sent
-                .get_or_create(&vec![("outcome".into(), "sent".into())])
-                .inc();
-            commit(
-                service,
-                batch,
-                vec![audit(
-                    "message.sent",
-                    serde_json::json!({
-                        "origin": entry.origin,
-                        "chars": entry.text.chars().count(),
-                        "attempts": entry.attempts + 1,
-                    }),
-                )],
-            )
-            .await
-        }
+        Ok(wamid) => outcome.sent(&entry, &wamid, Delivered::Answered).await,
+        Err(error) if error.in_doubt => match early {
+            Some(wamid) => outcome.sent(&entry, &wamid, Delivered::Confirmed).await,
+            None if entry.attempts + 1 < MAX_ATTEMPTS => {
+                // Maybe sent: stay marked and wait for the status webhook
+                // (the entry is due again only after the window).
+                entry.attempts += 1;
+                let mut batch = Batch::new();
+                outcome.stage_entry(&mut batch, &entry);
+                outcome.count("in-doubt");
+                commit(service, batch, Vec::new()).await?;
+                // A status that came in meanwhile was noted, not written:
+                // write it now, and the sender settles the entry next.
+                if let Some(wamid) = service.outbox.release_claim(key, entry.message_seq) {
+                    let mut batch = Batch::new();
+                    outcome.stage_confirmation(&mut batch, entry.message_seq, &wamid);
+                    commit(service, batch, Vec::new()).await?;
+                    service.outbox.wake();
+                }
+                Ok(())
+            }
+            None => outcome.failed(&entry, &error).await,
+        },
         Err(error) if error.retryable && entry.attempts + 1 < MAX_ATTEMPTS => {
+            // Refused by the Cloud API: certainly not sent.
             entry.attempts += 1;
+            entry.sending_since = None;
             entry.next_attempt_at = now + backoff_secs(entry.attempts);
-            batch.put(
-                TenantId::SYSTEM,
-                Kind::Outbox,
-                key.to_vec(),
-                seal(&contact_key, &tenant, key, &entry),
-            );
-            service
-                .metrics
-                .messages_sent
-                .get_or_create(&vec![("outcome".into(), "retry".into())])
-                .inc();
+            let mut batch = Batch::new();
+            outcome.stage_entry(&mut batch, &entry);
+            outcome.count("retry");
             commit(service, batch, Vec::new()).await
         }
-        Err(error) => {
-            batch.delete(TenantId::SYSTEM, Kind::Outbox, key.to_vec());
-            mark_message(
-                vault,
-                &mut batch,
-                owner,
-                entry.message_seq,
-                DeliveryState::Failed,
-                now,
-                None,
-            );
-            service
-                .metrics
-                .messages_sent
-                .get_or_create(&vec![("outcome".into(), "failed".into())])
-                .inc();
-            commit(
-                service,
-                batch,
-                vec![audit(
-                    "message.failed",
-                    serde_json::json!({
-                        "origin": entry.origin,
-                        "attempts": entry.attempts + 1,
-                        "http_status": error.status,
-                        "code": error.code,
-                    }),
-                )],
-            )
-            .await
+        Err(error) => outcome.failed(&entry, &error).await,
+    }
+}
+
+/// Writes the end of a send attempt.
+struct Outcome<'a> {
+    service: &'a ServiceInner,
+    key: &'a [u8],
+    tenant: TenantId,
+    keys: &'a TenantKeys,
+    contact: &'a ContactId,
+    contact_key: &'a SecretKey,
+    subject: &'a str,
+    now: u64,
+}
+
+impl Outcome<'_> {
+    fn audit(&self, action: &str, details: serde_json::Value) -> AuditDraft {
+        AuditDraft::new(self.tenant, self.now, Actor::System, action)
+            .subject(self.subject.to_owned())
+            .details(details)
+    }
+
+    fn count(&self, outcome: &str) {
+        self.service
+            .metrics
+            .messages_sent
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+    }
+
+    fn stage_confirmation(&self, batch: &mut Batch, seq: u64, wamid: &str) {
+        stage_confirmation(
+            &self.service.vault,
+            batch,
+            &self.tenant,
+            self.keys,
+            seq,
+            wamid,
+        );
+    }
+
+    fn stage_entry(&self, batch: &mut Batch, entry: &OutboxEntry) {
+        batch.put(
+            TenantId::SYSTEM,
+            Kind::Outbox,
+            self.key.to_vec(),
+            seal(self.contact_key, &self.tenant, self.key, entry),
+        );
+    }
+
+    /// Remove the entry (and any confirmation of it), mark its message.
+    fn stage_end(
+        &self,
+        batch: &mut Batch,
+        entry: &OutboxEntry,
+        state: DeliveryState,
+        wamid: Option<&str>,
+    ) {
+        batch.delete(TenantId::SYSTEM, Kind::Outbox, self.key.to_vec());
+        batch.delete(
+            self.tenant,
+            Kind::Outbox,
+            confirmation_key(entry.message_seq).to_vec(),
+        );
+        let owner = messages::Owner {
+            tenant: &self.tenant,
+            keys: self.keys,
+            contact: self.contact,
+            contact_key: self.contact_key,
+        };
+        mark_message(
+            &self.service.vault,
+            batch,
+            owner,
+            entry.message_seq,
+            state,
+            self.now,
+            wamid,
+        );
+    }
+
+    async fn sent(&self, entry: &OutboxEntry, wamid: &str, how: Delivered) -> Result<(), String> {
+        let mut batch = Batch::new();
+        self.stage_end(&mut batch, entry, DeliveryState::Sent, Some(wamid));
+        self.count("sent");
+        let mut details = serde_json::json!({
+            "origin": entry.origin,
+            "chars": entry.text.chars().count(),
+            "attempts": entry.attempts + 1,
+        });
+        if let Delivered::Confirmed = how {
+            details["confirmed_by"] = "status".into();
         }
+        commit(
+            self.service,
+            batch,
+            vec![self.audit("message.sent", details)],
+        )
+        .await
+    }
+
+    async fn failed(&self, entry: &OutboxEntry, error: &SendError) -> Result<(), String> {
+        self.ended(
+            entry,
+            "failed",
+            "message.failed",
+            serde_json::json!({
+                "origin": entry.origin,
+                "attempts": entry.attempts + 1,
+                "http_status": error.status,
+                "code": error.code,
+            }),
+        )
+        .await
+    }
+
+    /// The reply will not be sent: dropped or failed.
+    async fn ended(
+        &self,
+        entry: &OutboxEntry,
+        outcome: &str,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), String> {
+        let mut batch = Batch::new();
+        self.stage_end(&mut batch, entry, DeliveryState::Failed, None);
+        self.count(outcome);
+        commit(self.service, batch, vec![self.audit(action, details)]).await
     }
 }
 
@@ -506,5 +797,33 @@ mod tests {
         assert_eq!(backoff_secs(2), 4);
         assert_eq!(backoff_secs(5), 32);
         assert_eq!(backoff_secs(20), 300);
+    }
+
+    #[test]
+    fn callback_data_round_trips_and_refuses_other_spellings() {
+        assert_eq!(parse_callback_data(&callback_data(42)), Some(42));
+        assert_eq!(
+            parse_callback_data(&callback_data(u64::MAX)),
+            Some(u64::MAX)
+        );
+        for other in [
+            "flowgate:",
+            "flowgate:+42",
+            "flowgate:-1",
+            "flowgate: 4",
+            "other:42",
+            "42",
+        ] {
+            assert_eq!(parse_callback_data(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn entries_queued_before_sends_were_marked_still_open() {
+        // An outbox written by an earlier version has no `sending_since`.
+        let old = r#"{"channel":"chn_00000000000000000000000000000000","message_seq":7,"text":"hi",
+            "origin":"system","confirmation":false,"created_at":1,"attempts":0,"next_attempt_at":1}"#;
+        let entry: OutboxEntry = serde_json::from_str(old).unwrap();
+        assert_eq!(entry.sending_since, None);
     }
 }

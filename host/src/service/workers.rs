@@ -89,6 +89,7 @@ fn process_and_commit(
 ) -> Result<(), String> {
     let processed = flow::process(service, job).map_err(|e| e.to_string())?;
     let replies = processed.replies;
+    let wake_sender = processed.wake_sender;
     service.outbox.hold(&replies);
     let durable_service = service.clone();
     let durable_replies = replies.clone();
@@ -115,6 +116,10 @@ fn process_and_commit(
     let result = service
         .committer
         .commit_applied_blocking(processed.commit, on_durable);
+    if wake_sender && result.is_ok() {
+        // A confirmation of a send in doubt is readable now.
+        service.outbox.wake();
+    }
     if let Err(error) = result {
         service.outbox.release(&replies);
         return Err(error.to_string());

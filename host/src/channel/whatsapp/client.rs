@@ -20,6 +20,12 @@ pub struct CloudApiConfig {
     pub version: String,
     /// Per-request timeout in milliseconds.
     pub timeout_ms: u64,
+    /// How long a reply whose send is in doubt (the service stopped, or the
+    /// connection dropped, between sending it and learning the outcome)
+    /// waits for its status webhook before it is sent again. Longer means
+    /// fewer duplicates when WhatsApp's webhooks are slow to arrive; shorter
+    /// means a lost send is retried sooner.
+    pub confirm_timeout_secs: u64,
 }
 
 impl Default for CloudApiConfig {
@@ -28,6 +34,7 @@ impl Default for CloudApiConfig {
             base_url: "https://graph.facebook.com".into(),
             version: "v21.0".into(),
             timeout_ms: 10_000,
+            confirm_timeout_secs: 300,
         }
     }
 }
@@ -52,6 +59,12 @@ pub struct SendError {
     /// Meta's error code, when given.
     pub code: Option<i64>,
     pub message: String,
+    /// The request may have reached the Cloud API and the message may have
+    /// been sent (the connection dropped or timed out after the request
+    /// left, or an answer of success could not be read). Sending again at
+    /// once could deliver it twice; the outbox waits for the message's
+    /// status webhook instead (see `service::outbox`).
+    pub in_doubt: bool,
 }
 
 /// A Cloud API client; cheap to clone.
@@ -101,13 +114,17 @@ impl CloudApiClient {
         &self.config
     }
 
-    /// Send a text message; returns WhatsApp's message id.
+    /// Send a text message; returns WhatsApp's message id. `callback` is
+    /// sent as `biz_opaque_callback_data`, which WhatsApp echoes in the
+    /// message's status webhooks (at most 512 characters, not shown to the
+    /// recipient).
     pub async fn send_text(
         &self,
         phone_number_id: &str,
         access_token: &str,
         to: &Recipient,
         text: &str,
+        callback: Option<&str>,
     ) -> Result<String, SendError> {
         let url = format!(
             "{}/{}/{}/messages",
@@ -125,6 +142,9 @@ impl CloudApiClient {
             Recipient::WaId(wa_id) => body["to"] = wa_id.as_str().into(),
             Recipient::UserId(user_id) => body["recipient"] = user_id.as_str().into(),
         }
+        if let Some(callback) = callback {
+            body["biz_opaque_callback_data"] = callback.into();
+        }
         let response = self
             .http
             .post(&url)
@@ -137,6 +157,8 @@ impl CloudApiClient {
                 status: None,
                 code: None,
                 message: format!("request failed: {}", without_url(&e)),
+                // Only a refused connection proves the request never left.
+                in_doubt: !e.is_connect(),
             })?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| SendError {
@@ -144,13 +166,17 @@ impl CloudApiClient {
             status: Some(status.as_u16()),
             code: None,
             message: format!("reading the response failed: {}", without_url(&e)),
+            in_doubt: status.is_success(),
         })?;
         if status.is_success() {
+            // A success whose message id cannot be read was still a success:
+            // in doubt, so the status webhook settles it.
             let parsed: SendResponse = serde_json::from_slice(&bytes).map_err(|e| SendError {
-                retryable: false,
+                retryable: true,
                 status: Some(status.as_u16()),
                 code: None,
                 message: format!("unexpected response: {e}"),
+                in_doubt: true,
             })?;
             return parsed
                 .messages
@@ -158,10 +184,11 @@ impl CloudApiClient {
                 .next()
                 .map(|m| m.id)
                 .ok_or_else(|| SendError {
-                    retryable: false,
+                    retryable: true,
                     status: Some(status.as_u16()),
                     code: None,
                     message: "the response names no message id".into(),
+                    in_doubt: true,
                 });
         }
         let graph: Option<GraphError> = serde_json::from_slice::<GraphErrorBody>(&bytes)
@@ -178,6 +205,7 @@ impl CloudApiClient {
             message: graph
                 .and_then(|g| g.message)
                 .unwrap_or_else(|| format!("HTTP {status}")),
+            in_doubt: false,
         })
     }
 }

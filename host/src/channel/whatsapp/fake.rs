@@ -6,6 +6,12 @@
 //! a recipient (`to` or `recipient`) and a body of 1 to 4096 characters.
 //! It answers like Graph (a `wamid.` id, or an `error` object), counts what
 //! it accepted, and can be told to fail the next requests.
+//!
+//! Like WhatsApp, it can post a signed `sent` status webhook for every
+//! message it accepts (echoing `biz_opaque_callback_data`), retrying until
+//! the service answers 200 — the service may be down when the status is
+//! due. And it can stall: answer a request only after the client gave up,
+//! having accepted the message or not, which is how a send ends in doubt.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +32,29 @@ pub struct SentMessage {
     pub to: String,
     pub text: String,
     pub wamid: String,
+    /// `biz_opaque_callback_data`, when given.
+    pub callback: Option<String>,
 }
+
+/// Where the status webhooks of a phone number's messages go.
+#[derive(Clone)]
+struct StatusHook {
+    url: String,
+    app_secret: String,
+}
+
+/// A request answered only after `STALL` (the client has given up by
+/// then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// The message is accepted (and its status posted), the answer stalls.
+    Accepted,
+    /// Nothing is accepted; the answer stalls, then is an error.
+    Lost,
+}
+
+/// How long a stalled request waits before it is answered.
+const STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Default)]
 struct Inner {
@@ -34,6 +62,8 @@ struct Inner {
     sent: Vec<SentMessage>,
     rejected: usize,
     fail_next: Vec<u16>,
+    stall_next: Vec<Stall>,
+    status_hooks: HashMap<String, StatusHook>,
     watchers: Vec<tokio::sync::mpsc::UnboundedSender<(SentMessage, std::time::Instant)>>,
 }
 
@@ -77,6 +107,23 @@ impl FakeCloudApi {
         self.lock().fail_next.extend_from_slice(statuses);
     }
 
+    /// Stall the next requests (after any injected failures).
+    pub fn stall_next(&self, stalls: &[Stall]) {
+        self.lock().stall_next.extend_from_slice(stalls);
+    }
+
+    /// Post a signed `sent` status webhook to `url` for every message
+    /// accepted for `phone_number_id` from now on.
+    pub fn post_statuses(&self, phone_number_id: &str, url: &str, app_secret: &str) {
+        self.lock().status_hooks.insert(
+            phone_number_id.into(),
+            StatusHook {
+                url: url.into(),
+                app_secret: app_secret.into(),
+            },
+        );
+    }
+
     /// Everything accepted so far, in order.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.lock().sent.clone()
@@ -116,57 +163,155 @@ async fn send(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let answer = accept(&inner, &phone_number_id, &headers, &body);
+    let stall = {
+        let mut inner = inner.lock().expect("fake cloud api lock");
+        (!inner.stall_next.is_empty()).then(|| inner.stall_next.remove(0))
+    };
+    match (stall, answer) {
+        (None, Ok(message)) => sent_response(&record(&inner, message)),
+        (None, Err((status, code, message))) => graph_error(status, code, message),
+        (Some(Stall::Accepted), Ok(message)) => {
+            let message = record(&inner, message);
+            tokio::time::sleep(STALL).await;
+            sent_response(&message)
+        }
+        (Some(_), _) => {
+            tokio::time::sleep(STALL).await;
+            graph_error(StatusCode::SERVICE_UNAVAILABLE, 2, "Timed out (injected)")
+        }
+    }
+}
+
+fn sent_response(message: &SentMessage) -> Response {
+    Json(serde_json::json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": message.to, "wa_id": message.to}],
+        "messages": [{"id": message.wamid}]
+    }))
+    .into_response()
+}
+
+/// Count an accepted message (giving it its wamid), tell the watchers,
+/// and post its status.
+fn record(inner: &Arc<Mutex<Inner>>, mut message: SentMessage) -> SentMessage {
+    let mut inner = inner.lock().expect("fake cloud api lock");
+    message.wamid = format!("wamid.FAKE{:012}", inner.sent.len() + 1);
+    let arrived = std::time::Instant::now();
+    inner
+        .watchers
+        .retain(|watcher| watcher.send((message.clone(), arrived)).is_ok());
+    if let Some(hook) = inner.status_hooks.get(&message.phone_number_id).cloned() {
+        tokio::spawn(post_status(hook, message.clone()));
+    }
+    inner.sent.push(message.clone());
+    message
+}
+
+/// Post a `sent` status webhook like WhatsApp's, retrying until it is
+/// answered 200 (WhatsApp retries for days; ten minutes is plenty here).
+async fn post_status(hook: StatusHook, message: SentMessage) {
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let mut status = serde_json::json!({
+        "id": message.wamid,
+        "status": "sent",
+        "timestamp": timestamp.to_string(),
+        "conversation": {"id": "fake-conversation", "origin": {"type": "service"}},
+        "pricing": {"billable": true, "pricing_model": "CBP", "category": "service"},
+    });
+    if message.to.bytes().all(|b| b.is_ascii_digit()) {
+        status["recipient_id"] = message.to.clone().into();
+    } else {
+        status["recipient_user_id"] = message.to.clone().into();
+    }
+    if let Some(callback) = &message.callback {
+        status["biz_opaque_callback_data"] = callback.clone().into();
+    }
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "fake-waba", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": message.phone_number_id},
+            "statuses": [status],
+        }}]}],
+    })
+    .to_string();
+    let signature = super::signature::sign(hook.app_secret.as_bytes(), body.as_bytes());
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while std::time::Instant::now() < deadline {
+        let posted = http
+            .post(&hook.url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", &signature)
+            .body(body.clone())
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await;
+        if posted.is_ok_and(|r| r.status() == StatusCode::OK) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A refusal: HTTP status, Graph error code, message.
+type Refused = (StatusCode, i64, &'static str);
+
+/// Check a request like Graph does: the message it asks to send, or why
+/// not.
+fn accept(
+    inner: &Arc<Mutex<Inner>>,
+    phone_number_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<SentMessage, Refused> {
     let mut inner = inner.lock().expect("fake cloud api lock");
     if let Some(status) = (!inner.fail_next.is_empty()).then(|| inner.fail_next.remove(0)) {
         inner.rejected += 1;
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return graph_error(status, 2, "Service temporarily unavailable (injected)");
+        return Err((status, 2, "Service temporarily unavailable (injected)"));
     }
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if token.is_none() || inner.tokens.get(&phone_number_id).map(String::as_str) != token {
+    if token.is_none() || inner.tokens.get(phone_number_id).map(String::as_str) != token {
         inner.rejected += 1;
-        return graph_error(StatusCode::UNAUTHORIZED, 190, "Invalid OAuth access token");
+        return Err((StatusCode::UNAUTHORIZED, 190, "Invalid OAuth access token"));
     }
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
         inner.rejected += 1;
-        return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid JSON");
+        return Err((StatusCode::BAD_REQUEST, 100, "Invalid JSON"));
     };
     let to = json["to"]
         .as_str()
         .or(json["recipient"].as_str())
         .unwrap_or_default();
     let text = json["text"]["body"].as_str().unwrap_or_default();
+    let callback = &json["biz_opaque_callback_data"];
     let valid = json["messaging_product"] == "whatsapp"
         && json["type"] == "text"
         && !to.is_empty()
         && (json["recipient"].is_string() || to.chars().all(|c| c.is_ascii_digit()))
         && !text.is_empty()
-        && text.chars().count() <= 4096;
+        && text.chars().count() <= 4096
+        && (callback.is_null() || callback.as_str().is_some_and(|c| c.len() <= 512));
     if !valid {
         inner.rejected += 1;
-        return graph_error(StatusCode::BAD_REQUEST, 100, "Invalid parameter");
+        return Err((StatusCode::BAD_REQUEST, 100, "Invalid parameter"));
     }
-    let wamid = format!("wamid.FAKE{:012}", inner.sent.len() + 1);
-    let message = SentMessage {
-        phone_number_id,
+    Ok(SentMessage {
+        phone_number_id: phone_number_id.to_owned(),
         to: to.to_owned(),
         text: text.to_owned(),
-        wamid: wamid.clone(),
-    };
-    let arrived = std::time::Instant::now();
-    inner
-        .watchers
-        .retain(|watcher| watcher.send((message.clone(), arrived)).is_ok());
-    inner.sent.push(message);
-    Json(serde_json::json!({
-        "messaging_product": "whatsapp",
-        "contacts": [{"input": to, "wa_id": to}],
-        "messages": [{"id": wamid}]
-    }))
-    .into_response()
+        // Numbered when recorded.
+        wamid: String::new(),
+        callback: callback.as_str().map(str::to_owned),
+    })
 }
 
 #[cfg(test)]
@@ -184,14 +329,14 @@ mod tests {
         });
         let to = Recipient::WaId("16505551234".into());
         let wamid = client
-            .send_text("106540352242922", "token-1", &to, "Hello")
+            .send_text("106540352242922", "token-1", &to, "Hello", None)
             .await
             .unwrap();
         assert!(wamid.starts_with("wamid."));
         assert_eq!(fake.sent()[0].text, "Hello");
 
         let wrong_token = client
-            .send_text("106540352242922", "token-2", &to, "Hello")
+            .send_text("106540352242922", "token-2", &to, "Hello", None)
             .await
             .unwrap_err();
         assert!(!wrong_token.retryable);
@@ -199,13 +344,13 @@ mod tests {
 
         fake.fail_next(&[503]);
         let unavailable = client
-            .send_text("106540352242922", "token-1", &to, "Hello")
+            .send_text("106540352242922", "token-1", &to, "Hello", None)
             .await
             .unwrap_err();
         assert!(unavailable.retryable);
 
         let too_long = client
-            .send_text("106540352242922", "token-1", &to, &"x".repeat(4097))
+            .send_text("106540352242922", "token-1", &to, &"x".repeat(4097), None)
             .await
             .unwrap_err();
         assert_eq!(too_long.status, Some(400));
@@ -215,9 +360,11 @@ mod tests {
                 "token-1",
                 &Recipient::UserId("BR.1".into()),
                 "Oi",
+                Some("flowgate:7"),
             )
             .await;
         assert!(bsuid.is_ok());
         assert_eq!(fake.sent().len(), 2);
+        assert_eq!(fake.sent()[1].callback.as_deref(), Some("flowgate:7"));
     }
 }

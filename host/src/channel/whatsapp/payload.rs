@@ -122,6 +122,10 @@ pub struct StatusUpdate {
     pub timestamp: u64,
     /// WhatsApp's error codes for a `failed` status.
     pub error_codes: Vec<i64>,
+    /// `biz_opaque_callback_data` as given when the message was sent.
+    /// (Defaulted: inbox items stored by an earlier version lack it.)
+    #[serde(default)]
+    pub callback: Option<String>,
 }
 
 /// WhatsApp's delivery states.
@@ -264,6 +268,7 @@ struct WireStatus {
     recipient_user_id: Option<String>,
     #[serde(default)]
     errors: Vec<WireError>,
+    biz_opaque_callback_data: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -424,6 +429,7 @@ fn status_update(phone_number_id: &str, status: WireStatus) -> Result<StatusUpda
         status: state,
         timestamp: status.timestamp.seconds()?,
         error_codes: status.errors.into_iter().filter_map(|e| e.code).collect(),
+        callback: status.biz_opaque_callback_data,
     })
 }
 
@@ -465,6 +471,23 @@ mod tests {
         };
         assert_eq!(status.status, DeliveryState::Sent);
         assert_eq!(status.recipient.wa_id.as_deref(), Some("919096053970"));
+    }
+
+    #[test]
+    fn a_status_carries_back_the_callback_data() {
+        let body = wrap(
+            r#""statuses":[{"id":"wamid.X","status":"delivered","timestamp":"2","recipient_id":"1","biz_opaque_callback_data":"flowgate:9"}]"#,
+        );
+        let delivery = parse(body.as_bytes()).unwrap();
+        let [DeliveryItem::Status(status)] = delivery.items.as_slice() else {
+            panic!("expected one status");
+        };
+        assert_eq!(status.callback.as_deref(), Some("flowgate:9"));
+        let plain = parse(STATUS.as_bytes()).unwrap();
+        let [DeliveryItem::Status(status)] = plain.items.as_slice() else {
+            panic!("expected one status");
+        };
+        assert_eq!(status.callback, None);
     }
 
     #[test]
