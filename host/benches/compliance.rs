@@ -19,6 +19,9 @@
 //!
 //! `cargo bench -p flowgate --bench compliance -- [--contacts N] [--messages N]`
 
+mod common;
+use common::{Summary, arg, summarize};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,33 +43,8 @@ const DAY: u64 = 86_400;
 /// When the bench's history starts (2026-01-01).
 const T0: u64 = 1_767_225_600;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
 fn phone(tenant_no: usize, i: usize) -> String {
     format!("4{tenant_no}15{i:09}")
-}
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    Stats {
-        p50: at(0.50),
-        p99: at(0.99),
-        max: *samples.last().unwrap(),
-    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -185,7 +163,7 @@ fn access_and_erase(
     tenant_no: usize,
     contacts: usize,
     samples: usize,
-) -> (Stats, Stats, usize) {
+) -> (Summary, Summary, usize) {
     let mut state = 0x2545F4914F6CDD1Du64 ^ tenant_no as u64;
     let mut picks = Vec::new();
     while picks.len() < samples.min(contacts) {
@@ -241,17 +219,17 @@ fn access_and_erase(
             "an erased contact is gone"
         );
     }
-    (stats(access), stats(erasure), export_bytes)
+    (summarize(access), summarize(erasure), export_bytes)
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs the
     // binary without it, as a smoke test on a small tenant.
     let smoke = !std::env::args().any(|a| a == "--bench");
-    let contacts = arg("--contacts", if smoke { 2_000 } else { 1_000_000 });
-    let per = arg("--messages", 10).max(1);
-    let samples = arg("--samples", if smoke { 20 } else { 200 });
-    let expiring = arg("--expiring", if smoke { 2_000 } else { 200_000 });
+    let contacts: usize = arg("--contacts", if smoke { 2_000 } else { 1_000_000 });
+    let per: usize = arg("--messages", 10).max(1);
+    let samples: usize = arg("--samples", if smoke { 20 } else { 200 });
+    let expiring: usize = arg("--expiring", if smoke { 2_000 } else { 200_000 });
     let small = 1_000.min(contacts);
 
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -286,7 +264,7 @@ fn main() {
         access_and_erase(&vault, &committer, baseline, 1, small, samples);
     let (access, erase, export_bytes) =
         access_and_erase(&vault, &committer, large, 2, contacts, samples);
-    let row = |name: &str, big: &Stats, base: &Stats| {
+    let row = |name: &str, big: &Summary, base: &Summary| {
         println!(
             "{name:<8} {contacts:>9} contacts: p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms | {small} contacts: p50 {:>6.2} ms  p99 {:>6.2} ms | p99 ratio {:.2}x",
             ms(big.p50),

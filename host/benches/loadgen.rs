@@ -21,9 +21,13 @@
 //! window, and which installations' circuit breakers opened.
 //!
 //! `cargo xtask bench -- --bench loadgen [--rates 1000,2000,4000] [--step-secs 5]
-//!  [--tenants 4] [--contacts 1000] [--in-flight 256] [--workers N]`
+//!  [--tenants 4] [--contacts 1000] [--in-flight 256] [--workers N]
+//!  [--store-cache-mb 1024]`
 //! `cargo xtask bench -- --bench loadgen --soak 120 --hostile 2 --rate 500`
 //! (`--server-bin PATH` measures another build of `flowgate`.)
+
+mod common;
+use common::arg;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -38,15 +42,6 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 const OPERATOR: &str = "loadgen-operator-token";
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
 
 /// Texts sent in turn; the first and third get an FAQ reply.
 const TEXTS: [(&str, bool); 4] = [
@@ -69,7 +64,31 @@ impl Drop for Server {
     }
 }
 
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) end with `)`;
+    // utime and stime are the 12th and 13th of them, in clock ticks.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    // USER_HZ, the unit of /proc times: 100 on every Linux ABI.
+    Duration::from_micros(ticks * 10_000)
+}
+
 impl Server {
+    /// CPU time the server has used.
+    fn cpu(&self) -> Duration {
+        cpu_time(&self.child.id().to_string())
+    }
+
     /// Resident and peak resident memory, in MiB.
     fn memory_mib(&self) -> (f64, f64) {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -106,13 +125,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_server(data: &Path, cloud_api: &str, workers: usize) -> Server {
+async fn start_server(data: &Path, cloud_api: &str, workers: usize, cache_mb: u64) -> Server {
     let port = free_port();
     let config = data.join("flowgate.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nworkers = {workers}\n\
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nworkers = {workers}\nstore_cache_mb = {cache_mb}\n\
              [whatsapp]\nbase_url = \"{cloud_api}\"\n\
              [http]\nrequests_per_second = 1000000\nburst = 1000000\nwebhook_requests_per_second = 1000000\n",
             data.join("data").display(),
@@ -362,9 +381,7 @@ fn percentiles(samples: &mut [Duration]) -> Percentiles {
         };
     }
     samples.sort();
-    let at = |q: f64| {
-        samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e3
-    };
+    let at = |q: f64| common::quantile(samples, q).as_secs_f64() * 1e3;
     Percentiles {
         p50: at(0.50),
         p95: at(0.95),
@@ -472,6 +489,9 @@ fn main() {
     let step = Duration::from_secs_f64(arg("--step-secs", if smoke { 1.0 } else { 5.0 }));
     let in_flight: usize = arg("--in-flight", 256);
     let workers: usize = arg("--workers", 2);
+    // sled's page cache: a soak with a small one tells cache growth from a
+    // leak.
+    let cache_mb: u64 = arg("--store-cache-mb", 1024);
     let soak: u64 = arg("--soak", 0);
     let hostile: usize = arg("--hostile", if soak > 0 { 2 } else { 0 });
     let soak_rate: f64 = arg("--rate", 500.0);
@@ -486,7 +506,7 @@ fn main() {
     runtime.block_on(async move {
         let data = tempfile::tempdir().unwrap();
         let fake = FakeCloudApi::start().await.unwrap();
-        let server = start_server(data.path(), &fake.base_url(), workers).await;
+        let server = start_server(data.path(), &fake.base_url(), workers, cache_mb).await;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(in_flight)
             .build()
@@ -531,12 +551,17 @@ fn main() {
             run_soak(&load, &server, &http, &replies, soak, soak_rate, &honest, &all).await;
             return;
         }
+        // CPU per event: what each event costs the server (and the
+        // generator with the fake Cloud API) bounds the rate two cores can
+        // reach, whatever the latencies.
         println!(
-            "{:>8} {:>9} {:>9} | {:>27} | {:>27} | {:>8} {:>7}",
-            "offered", "acked/s", "refused", "ack p50 / p95 / p99 ms", "end-to-end p50 / p95 / p99", "drain s", "RSS MiB"
+            "{:>8} {:>9} {:>9} | {:>27} | {:>27} | {:>8} {:>7} | {:>17}",
+            "offered", "acked/s", "refused", "ack p50 / p95 / p99 ms", "end-to-end p50 / p95 / p99", "drain s", "RSS MiB",
+            "CPU µs/event s/g"
         );
         for &rate in &rates {
             replies.lock().unwrap().clear();
+            let (server_cpu, own_cpu) = (server.cpu(), cpu_time("self"));
             let started = Instant::now();
             let (mut acks, refused) = load.run(rate, step, &all).await;
             let sending = started.elapsed();
@@ -551,10 +576,14 @@ fn main() {
             let mut e2e: Vec<Duration> = replies.lock().unwrap().iter().map(|(_, d)| *d).collect();
             let end = percentiles(&mut e2e);
             let (rss, _) = server.memory_mib();
+            let events = ack_latencies.len().max(1) as f64;
+            let per_event = |cpu: Duration| cpu.as_secs_f64() * 1e6 / events;
             println!(
-                "{rate:>8.0} {acked_rate:>9.0} {refused:>9} | {:>7.2} / {:>7.2} / {:>7.2} | {:>7.1} / {:>7.1} / {:>7.1} | {:>8} {rss:>7.0}",
+                "{rate:>8.0} {acked_rate:>9.0} {refused:>9} | {:>7.2} / {:>7.2} / {:>7.2} | {:>7.1} / {:>7.1} / {:>7.1} | {:>8} {rss:>7.0} | {:>8.0} {:>8.0}",
                 ack.p50, ack.p95, ack.p99, end.p50, end.p95, end.p99,
                 drained.map_or("> 60".to_owned(), |d| format!("{:.2}", d.as_secs_f64())),
+                per_event(server.cpu() - server_cpu),
+                per_event(cpu_time("self") - own_cpu),
             );
         }
         let (rss, peak) = server.memory_mib();

@@ -13,6 +13,9 @@
 //!
 //! `cargo xtask bench -- --bench pipeline [--events N] [--contacts M] [--concurrency C]`
 
+mod common;
+use common::arg;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,15 +33,6 @@ use serde_json::{Value, json};
 const OPERATOR: &str = "pipeline-bench-operator-token";
 const SECRET: &str = "pipeline-bench-app-secret";
 const PHONE: &str = "106540352242922";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
 
 /// An SDK plugin run natively behind the runtime's `NativePlugin` hook.
 struct SdkNative<P>(std::marker::PhantomData<P>);
@@ -452,9 +446,9 @@ fn subtract_histogram(after: &str, before: &str, name: &str) -> String {
 
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
-    let events = arg("--events", if smoke { 200 } else { 20_000 });
-    let contacts = arg("--contacts", if smoke { 20 } else { 1_000 });
-    let concurrency = arg("--concurrency", 32);
+    let events: usize = arg("--events", if smoke { 200 } else { 20_000 });
+    let contacts: usize = arg("--contacts", if smoke { 20 } else { 1_000 });
+    let concurrency: usize = arg("--concurrency", 32);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -13,9 +13,12 @@
 //! `cargo bench -p flowgate --bench store -- [--contacts N] [--lookups N]`
 //! (`cargo xtask bench -- --bench store` runs it too.)
 
+mod common;
+use common::{arg, summarize};
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flowgate::channel::whatsapp::payload::MessageKind;
 use flowgate::crypto::{KeyRing, SecretKey};
@@ -25,15 +28,6 @@ use flowgate::ids::TenantId;
 use flowgate::plugin::{Capability, DataField, Manifest, Purpose};
 use flowgate::store::{Batch, Kind, SledStore};
 use flowgate::view::{self, EventContext, MessageFacts};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
 
 fn phone(i: usize) -> String {
     format!("4915{:09}", i)
@@ -55,30 +49,14 @@ fn manifest() -> Manifest {
     }
 }
 
-struct Percentiles {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    Percentiles {
-        p50: at(0.50),
-        p99: at(0.99),
-        max: *samples.last().unwrap(),
-    }
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs the
     // binary without it, as a smoke test on a small tenant.
     let smoke = !std::env::args().any(|a| a == "--bench");
-    let total = arg("--contacts", if smoke { 2_000 } else { 1_000_000 });
-    let upserts = arg("--upserts", 100_000).min(total);
-    let group = arg("--group", 64).max(1);
-    let lookups = arg("--lookups", if smoke { 1_000 } else { 100_000 });
+    let total: usize = arg("--contacts", if smoke { 2_000 } else { 1_000_000 });
+    let upserts: usize = arg("--upserts", 100_000).min(total);
+    let group: usize = arg("--group", 64).max(1);
+    let lookups: usize = arg("--lookups", if smoke { 1_000 } else { 100_000 });
     let dir = tempfile::tempdir().expect("temporary directory");
     let vault = Vault::new(
         Arc::new(SledStore::open(&dir.path().join("records")).unwrap()),
@@ -211,7 +189,7 @@ fn main() {
         samples.push(started.elapsed());
         assert!(found.is_some());
     }
-    let sealed = percentiles(samples);
+    let sealed = summarize(samples);
     // Baseline: the same two reads (index entry, contact record) from the
     // same trees, with the index keys computed beforehand and no key
     // unwrapping or decryption.
@@ -231,7 +209,7 @@ fn main() {
         samples.push(started.elapsed());
         assert!(record.is_some());
     }
-    let baseline = percentiles(samples);
+    let baseline = summarize(samples);
     println!(
         "lookup by wa_id in {total} contacts: p50 {:>6.1} µs  p99 {:>6.1} µs  max {:>7.1} µs",
         sealed.p50.as_secs_f64() * 1e6,

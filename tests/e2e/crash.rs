@@ -90,31 +90,41 @@ async fn call(
     response.json().await.unwrap_or(Value::Null)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
-    let data = tempfile::tempdir().unwrap();
-    let fake = FakeCloudApi::start().await.unwrap();
-    let port = free_port();
-    let config = data.path().join("flowgate.toml");
-    // A slow plugin (an endless loop stopped by a 150 ms deadline) keeps
-    // items waiting in the inbox long enough to kill the server over them.
+/// A config file for a server on `port` over `data/data`, sending to the
+/// fake; `extra` adds settings (whole TOML lines, tables last).
+fn write_config(data: &Path, port: u16, fake: &FakeCloudApi, extra: &str) -> std::path::PathBuf {
+    let config = data.join("flowgate.toml");
     std::fs::write(
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nworkers = 2\nstore_cache_mb = 64\n\
-             [whatsapp]\nbase_url = \"{}\"\n[limits]\nfuel = 100000000000\ndeadline_ms = 150\nbreaker_failures = 1000\n",
-            data.path().join("data").display(),
+             [whatsapp]\nbase_url = \"{}\"\n{extra}",
+            data.join("data").display(),
             fake.base_url()
         ),
     )
     .unwrap();
-    let mut server = start(&config, port).await;
-    let http = reqwest::Client::new();
-    let base = server.base.clone();
+    config
+}
 
+/// A tenant set up over the operator and tenant APIs.
+struct Shop {
+    admin: String,
+    webhook: String,
+}
+
+/// Create a tenant with a channel (`phone_number_id`, signed with
+/// `secret`), upload `plugins` and install each with its request body.
+async fn shop_over_http(
+    http: &reqwest::Client,
+    base: &str,
+    fake: &FakeCloudApi,
+    (phone_number_id, secret): (&str, &str),
+    plugins: &[(&str, Value)],
+) -> Shop {
     let created = call(
-        &http,
-        &base,
+        http,
+        base,
         Method::POST,
         "/v1/operator/tenants",
         OPERATOR,
@@ -123,11 +133,21 @@ async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
     .await;
     let admin = created["admin_api_key"].as_str().unwrap().to_owned();
     let tenant = created["tenant"]["id"].as_str().unwrap().to_owned();
-    fake.register("3001", "token-3001");
-    let channel = call(&http, &base, Method::POST, &format!("/v1/operator/tenants/{tenant}/channels"), OPERATOR,
-        Some(json!({"phone_number_id": "3001", "app_secret": "crash-test-secret", "verify_token": "verify-123", "access_token": "token-3001"}))).await;
-    let webhook = channel["webhook_path"].as_str().unwrap().to_owned();
-    for plugin in ["fixture-hostile", "auto-reply"] {
+    let token = format!("token-{phone_number_id}");
+    fake.register(phone_number_id, &token);
+    let channel = call(
+        http,
+        base,
+        Method::POST,
+        &format!("/v1/operator/tenants/{tenant}/channels"),
+        OPERATOR,
+        Some(
+            json!({"phone_number_id": phone_number_id, "app_secret": secret,
+                    "verify_token": "verify-123", "access_token": token}),
+        ),
+    )
+    .await;
+    for (plugin, installation) in plugins {
         let response = http
             .post(format!("{base}/v1/operator/plugins"))
             .bearer_auth(OPERATOR)
@@ -137,19 +157,75 @@ async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
             .await
             .unwrap();
         assert!(response.status().is_success());
+        let mut installation = installation.clone();
+        installation["plugin"] = (*plugin).into();
+        call(
+            http,
+            base,
+            Method::POST,
+            "/v1/installations",
+            &admin,
+            Some(installation),
+        )
+        .await;
     }
-    call(
+    Shop {
+        admin,
+        webhook: channel["webhook_path"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// POST a webhook body signed with `secret`; whether it was acknowledged.
+async fn post_signed(http: &reqwest::Client, url: String, secret: &str, body: String) -> bool {
+    http.post(url)
+        .header(
+            "x-hub-signature-256",
+            signature::sign(secret.as_bytes(), body.as_bytes()),
+        )
+        .body(body)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+}
+
+/// auto-reply answering "hours" questions, with no cooldown.
+fn auto_reply() -> (&'static str, Value) {
+    (
+        "auto-reply",
+        json!({"grants": ["user.content.private"],
+               "config": {"faq": r#"[{"keywords": ["hours"], "reply": "9 to 5"}]"#, "cooldown-minutes": "0"}}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
+    let data = tempfile::tempdir().unwrap();
+    let fake = FakeCloudApi::start().await.unwrap();
+    let port = free_port();
+    // A slow plugin (an endless loop stopped by a 150 ms deadline) keeps
+    // items waiting in the inbox long enough to kill the server over them.
+    let config = write_config(
+        data.path(),
+        port,
+        &fake,
+        "[limits]\nfuel = 100000000000\ndeadline_ms = 150\nbreaker_failures = 1000\n",
+    );
+    let mut server = start(&config, port).await;
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let shop = shop_over_http(
         &http,
         &base,
-        Method::POST,
-        "/v1/installations",
-        &admin,
-        Some(json!({"plugin": "fixture-hostile", "config": {"attack": "loop"}})),
+        &fake,
+        ("3001", "crash-test-secret"),
+        &[
+            ("fixture-hostile", json!({"config": {"attack": "loop"}})),
+            auto_reply(),
+        ],
     )
     .await;
-    call(&http, &base, Method::POST, "/v1/installations", &admin,
-        Some(json!({"plugin": "auto-reply", "grants": ["user.content.private"],
-                    "config": {"faq": r#"[{"keywords": ["hours"], "reply": "9 to 5"}]"#, "cooldown-minutes": "0"}}))).await;
+    let admin = shop.admin.clone();
 
     let deliveries = 12;
     for i in 0..deliveries {
@@ -161,17 +237,8 @@ async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
             "opening hours?",
             now(),
         );
-        let response = http
-            .post(format!("{base}{webhook}"))
-            .header(
-                "x-hub-signature-256",
-                signature::sign(b"crash-test-secret", body.as_bytes()),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let url = format!("{base}{}", shop.webhook);
+        assert!(post_signed(&http, url, "crash-test-secret", body).await);
     }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -257,18 +324,12 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
     let data = tempfile::tempdir().unwrap();
     let fake = FakeCloudApi::start().await.unwrap();
     let port = free_port();
-    let config = data.path().join("flowgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nworkers = 2\nstore_cache_mb = 64\n\
-             [whatsapp]\nbase_url = \"{}\"\nconfirm_timeout_secs = 10\n\
-             [http]\nwebhook_requests_per_second = 100000\n",
-            data.path().join("data").display(),
-            fake.base_url()
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        data.path(),
+        port,
+        &fake,
+        "confirm_timeout_secs = 10\n[http]\nwebhook_requests_per_second = 100000\n",
+    );
     let seed = std::env::var("FLOWGATE_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -278,21 +339,23 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
 
     let mut server = start(&config, port).await;
     let http = reqwest::Client::new();
-    let created = call(
+    // lead-score counts each contact's messages in its state: an event
+    // processed twice would count twice. auto-reply answers every message.
+    let shop = shop_over_http(
         &http,
         &server.base,
-        Method::POST,
-        "/v1/operator/tenants",
-        OPERATOR,
-        Some(json!({"name": "Shop"})),
+        &fake,
+        ("3002", "crash-loop-secret"),
+        &[
+            (
+                "lead-score",
+                json!({"grants": ["user.content.private"], "config": {"hand-off-at": "off"}}),
+            ),
+            auto_reply(),
+        ],
     )
     .await;
-    let admin = created["admin_api_key"].as_str().unwrap().to_owned();
-    let tenant = created["tenant"]["id"].as_str().unwrap().to_owned();
-    fake.register("3002", "token-3002");
-    let channel = call(&http, &server.base, Method::POST, &format!("/v1/operator/tenants/{tenant}/channels"), OPERATOR,
-        Some(json!({"phone_number_id": "3002", "app_secret": "crash-loop-secret", "verify_token": "verify-123", "access_token": "token-3002"}))).await;
-    let webhook = channel["webhook_path"].as_str().unwrap().to_owned();
+    let (admin, webhook) = (shop.admin.clone(), shop.webhook.clone());
     // Like WhatsApp, the fake posts each accepted reply's status webhook
     // back, retrying while the server is down: that is how a reply whose
     // send was cut off by a kill is known to have gone out.
@@ -301,24 +364,6 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
         &format!("{}{webhook}", server.base),
         "crash-loop-secret",
     );
-    for plugin in ["lead-score", "auto-reply"] {
-        let response = http
-            .post(format!("{}/v1/operator/plugins", server.base))
-            .bearer_auth(OPERATOR)
-            .header("content-type", "application/wasm")
-            .body(crate::support::component(plugin))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
-    }
-    // lead-score counts each contact's messages in its state: an event
-    // processed twice would count twice. auto-reply answers every message.
-    call(&http, &server.base, Method::POST, "/v1/installations", &admin,
-        Some(json!({"plugin": "lead-score", "grants": ["user.content.private"], "config": {"hand-off-at": "off"}}))).await;
-    call(&http, &server.base, Method::POST, "/v1/installations", &admin,
-        Some(json!({"plugin": "auto-reply", "grants": ["user.content.private"],
-                    "config": {"faq": r#"[{"keywords": ["hours"], "reply": "9 to 5"}]"#, "cooldown-minutes": "0"}}))).await;
 
     let contacts = 8;
     let body_of = move |n: usize| {
@@ -337,18 +382,7 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
         move |base: String, body: String| {
             let http = http.clone();
             let url = format!("{base}{webhook}");
-            async move {
-                http.post(url)
-                    .header(
-                        "x-hub-signature-256",
-                        signature::sign(b"crash-loop-secret", body.as_bytes()),
-                    )
-                    .body(body)
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200)
-            }
+            async move { post_signed(&http, url, "crash-loop-secret", body).await }
         }
     };
     // Deliveries not acknowledged (the server died under them) are posted

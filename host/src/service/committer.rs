@@ -267,7 +267,7 @@ fn run(vault: Vault, receiver: mpsc::Receiver<Request>, stats: Arc<CommitStats>)
             .requests
             .fetch_add(group.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let applying = Instant::now();
-        let applied = apply_group(&vault, &mut heads, &group);
+        let applied = apply_group(&vault, &mut heads, &mut group);
         stats.apply_micros.fetch_add(
             applying.elapsed().as_micros() as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -348,18 +348,20 @@ fn flush_loop(vault: Vault, receiver: mpsc::Receiver<Durability>, stats: Arc<Com
 fn apply_group(
     vault: &Vault,
     heads: &mut HashMap<TenantId, (u64, [u8; 32])>,
-    group: &[Request],
+    group: &mut [Request],
 ) -> Result<Vec<Committed>, CommitError> {
     let mut combined = Batch::new();
     let mut guards_taken: HashSet<(TenantId, Kind, Vec<u8>)> = HashSet::new();
     // Chain heads advance on a copy, kept only if the group commits.
     let mut new_heads: HashMap<TenantId, (u64, [u8; 32])> = HashMap::new();
     let mut results = Vec::with_capacity(group.len());
-    for request in group {
-        let commit = &request.commit;
-        combined.extend(commit.batch.clone());
+    for request in group.iter_mut() {
+        // The batches move into the group's: on failure every request is
+        // answered with the error and its caller builds it again.
+        let commit = &mut request.commit;
+        combined.extend(std::mem::take(&mut commit.batch));
         let mut applied = Vec::with_capacity(commit.guarded.len());
-        for guarded in &commit.guarded {
+        for guarded in &mut commit.guarded {
             let id = (guarded.tenant, guarded.kind, guarded.key.clone());
             let absent = !guards_taken.contains(&id)
                 && vault
@@ -369,7 +371,7 @@ fn apply_group(
                     .is_none();
             if absent {
                 guards_taken.insert(id);
-                combined.extend(guarded.batch.clone());
+                combined.extend(std::mem::take(&mut guarded.batch));
             }
             applied.push(absent);
         }

@@ -54,20 +54,57 @@ pub struct SledStore {
 pub fn encode_journal(ops: &[super::Op]) -> Vec<u8> {
     let mut out = Vec::new();
     for op in ops {
-        let kind = Kind::ALL
-            .iter()
-            .position(|k| *k == op.kind)
-            .expect("every kind is listed") as u8;
-        let key = scoped(&op.tenant, &op.key);
-        out.push(kind);
-        out.push(u8::from(op.value.is_some()));
-        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        out.extend_from_slice(&key);
-        let value = op.value.as_deref().unwrap_or_default();
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        out.extend_from_slice(value);
+        encode_op(op, &mut out);
     }
     out
+}
+
+fn encode_op(op: &super::Op, out: &mut Vec<u8>) {
+    let kind = Kind::ALL
+        .iter()
+        .position(|k| *k == op.kind)
+        .expect("every kind is listed") as u8;
+    out.push(kind);
+    out.push(u8::from(op.value.is_some()));
+    out.extend_from_slice(&((16 + op.key.len()) as u32).to_le_bytes());
+    out.extend_from_slice(op.tenant.as_bytes());
+    out.extend_from_slice(&op.key);
+    let value = op.value.as_deref().unwrap_or_default();
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+}
+
+/// Journal records are kept under this size. sled writes a value over a
+/// quarter of its 512 KiB segment to a file of its own ("blob"): a group
+/// commit's whole batch in one record made every group under load create,
+/// write and later delete a file. (A single larger op still gets one.)
+const JOURNAL_CHUNK: usize = 64 * 1024;
+
+/// A batch as journal chunks, each a run of encoded ops, preceded by a
+/// flag byte: 1 on the last chunk, 0 before it.
+fn encode_journal_chunks(ops: &[super::Op]) -> Vec<Vec<u8>> {
+    let mut chunks = Vec::new();
+    let mut current = vec![0u8];
+    for op in ops {
+        if current.len() > 1
+            && current.len() + 26 + op.key.len() + op.value.as_ref().map_or(0, Vec::len)
+                > JOURNAL_CHUNK
+        {
+            chunks.push(std::mem::replace(&mut current, vec![0u8]));
+        }
+        encode_op(op, &mut current);
+    }
+    current[0] = 1;
+    chunks.push(current);
+    chunks
+}
+
+/// A chunk's key: the batch's id, then the chunk's index.
+fn journal_key(id: u64, index: usize) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&id.to_be_bytes());
+    key[8..].copy_from_slice(&(index as u32).to_be_bytes());
+    key
 }
 
 /// A decoded journal write: kind, tenant-prefixed key, value (`None`
@@ -215,17 +252,42 @@ impl SledStore {
         Ok(())
     }
 
-    /// Finish batches a crash interrupted (their writes are idempotent).
+    /// Finish batches a crash interrupted (their writes are idempotent);
+    /// drop a batch whose journal was cut off before its last chunk (none
+    /// of its writes had been applied).
     fn replay_journal(&self) -> Result<(), StoreError> {
+        let damaged = || StoreError::Backend("a journal record does not decode".into());
+        let mut batch_id: Option<Vec<u8>> = None;
+        let mut pending: Vec<JournalOp> = Vec::new();
         for entry in self.journal.iter() {
-            let (id, record) = entry?;
-            let ops = decode_journal(&record)
-                .ok_or_else(|| StoreError::Backend("a journal record does not decode".into()))?;
-            for (kind, key, value) in ops {
-                self.apply_op(kind, &key, value.as_deref())?;
+            let (key, record) = entry?;
+            let complete = match key.len() {
+                // A whole batch in one record (written by earlier versions).
+                8 => {
+                    for (kind, raw, value) in decode_journal(&record).ok_or_else(damaged)? {
+                        self.apply_op(kind, &raw, value.as_deref())?;
+                    }
+                    continue;
+                }
+                12 => {
+                    if batch_id.as_deref() != Some(&key[..8]) {
+                        // The previous batch never got its last chunk.
+                        pending.clear();
+                        batch_id = Some(key[..8].to_vec());
+                    }
+                    let (last, body) = record.split_first().ok_or_else(damaged)?;
+                    pending.extend(decode_journal(body).ok_or_else(damaged)?);
+                    *last == 1
+                }
+                _ => return Err(damaged()),
+            };
+            if complete {
+                for (kind, raw, value) in pending.drain(..) {
+                    self.apply_op(kind, &raw, value.as_deref())?;
+                }
             }
-            self.journal.remove(id)?;
         }
+        self.journal.clear()?;
         self.db.flush()?;
         Ok(())
     }
@@ -301,12 +363,18 @@ impl Store for SledStore {
             [op] => self.apply_op(op.kind, &scoped(&op.tenant, &op.key), op.value.as_deref()),
             _ => {
                 let _serial = self.journal_lock.lock().expect("journal lock");
-                let id = self.ids.next(&self.db)?.to_be_bytes();
-                self.journal.insert(id, encode_journal(ops))?;
+                let id = self.ids.next(&self.db)?;
+                let chunks = encode_journal_chunks(ops);
+                for (index, chunk) in chunks.iter().enumerate() {
+                    self.journal
+                        .insert(journal_key(id, index), chunk.as_slice())?;
+                }
                 for op in ops {
                     self.apply_op(op.kind, &scoped(&op.tenant, &op.key), op.value.as_deref())?;
                 }
-                self.journal.remove(id)?;
+                for index in 0..chunks.len() {
+                    self.journal.remove(journal_key(id, index))?;
+                }
                 Ok(())
             }
         }
@@ -491,6 +559,44 @@ mod tests {
             Some(b"2".to_vec())
         );
         assert_eq!(store.get(&t, Kind::Outbox, b"gone").unwrap(), None);
+        assert_eq!(store.journal.len(), 0);
+    }
+
+    #[test]
+    fn a_large_batch_is_journaled_in_chunks_and_replayed_only_when_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TenantId::generate();
+        let mut batch = Batch::new();
+        for i in 0u32..100 {
+            batch.put(t, Kind::Messages, i.to_be_bytes().to_vec(), vec![7; 2000]);
+        }
+        let chunks = encode_journal_chunks(batch.ops());
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|c| c.len() <= JOURNAL_CHUNK));
+        assert_eq!(chunks.iter().filter(|c| c[0] == 1).count(), 1);
+        assert_eq!(chunks.last().unwrap()[0], 1);
+        let mut cut = Batch::new();
+        cut.put(t, Kind::Contacts, b"cut".to_vec(), b"never".to_vec());
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            // Batch 5 was journaled whole; batch 6 lost its last chunk.
+            for (index, chunk) in chunks.iter().enumerate() {
+                store
+                    .journal
+                    .insert(journal_key(5, index), chunk.as_slice())
+                    .unwrap();
+            }
+            let mut partial = encode_journal_chunks(cut.ops()).remove(0);
+            partial[0] = 0;
+            store.journal.insert(journal_key(6, 0), partial).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.count(Kind::Messages), 100);
+        assert_eq!(store.get(&t, Kind::Contacts, b"cut").unwrap(), None);
+        assert_eq!(store.journal.len(), 0);
+        // And a committed large batch leaves no journal behind.
+        store.commit(&batch).unwrap();
         assert_eq!(store.journal.len(), 0);
     }
 
