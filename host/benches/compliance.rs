@@ -237,7 +237,7 @@ fn main() {
         Arc::new(SledStore::open(&dir.path().join("records")).unwrap()),
         Arc::new(KeyRing::open(&dir.path().join("keys"), SecretKey::generate()).unwrap()),
     );
-    let (committer, _thread) = Committer::start(vault.clone());
+    let (committer, _thread) = Committer::start(vault.clone(), Default::default());
     let (large, baseline, sweepable) = (
         TenantId::generate(),
         TenantId::generate(),

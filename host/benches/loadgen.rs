@@ -332,6 +332,21 @@ fn collect_replies(fake: &FakeCloudApi, expected: Expected) -> Replies {
 }
 
 async fn processed(http: &reqwest::Client, base: &str) -> u64 {
+    metric_sum(http, base, |l| {
+        l.starts_with("flowgate_events_total{") && !l.contains("outcome=\"deduplicated\"")
+    })
+    .await
+}
+
+/// Records the committer wrote or deleted so far.
+async fn store_writes(http: &reqwest::Client, base: &str) -> u64 {
+    metric_sum(http, base, |l| {
+        l.starts_with("flowgate_commit_writes_total ")
+    })
+    .await
+}
+
+async fn metric_sum(http: &reqwest::Client, base: &str, pick: impl Fn(&str) -> bool) -> u64 {
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()
@@ -342,9 +357,7 @@ async fn processed(http: &reqwest::Client, base: &str) -> u64 {
         .unwrap();
     metrics
         .lines()
-        .filter(|l| {
-            l.starts_with("flowgate_events_total{") && !l.contains("outcome=\"deduplicated\"")
-        })
+        .filter(|l| pick(l))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -555,13 +568,14 @@ fn main() {
         // generator with the fake Cloud API) bounds the rate two cores can
         // reach, whatever the latencies.
         println!(
-            "{:>8} {:>9} {:>9} | {:>27} | {:>27} | {:>8} {:>7} | {:>17}",
+            "{:>8} {:>9} {:>9} | {:>27} | {:>27} | {:>8} {:>7} | {:>17} | {:>8}",
             "offered", "acked/s", "refused", "ack p50 / p95 / p99 ms", "end-to-end p50 / p95 / p99", "drain s", "RSS MiB",
-            "CPU µs/event s/g"
+            "CPU µs/event s/g", "writes/ev"
         );
         for &rate in &rates {
             replies.lock().unwrap().clear();
             let (server_cpu, own_cpu) = (server.cpu(), cpu_time("self"));
+            let writes_before = store_writes(&http, &server.base).await;
             let started = Instant::now();
             let (mut acks, refused) = load.run(rate, step, &all).await;
             let sending = started.elapsed();
@@ -578,8 +592,9 @@ fn main() {
             let (rss, _) = server.memory_mib();
             let events = ack_latencies.len().max(1) as f64;
             let per_event = |cpu: Duration| cpu.as_secs_f64() * 1e6 / events;
+            let writes = (store_writes(&http, &server.base).await - writes_before) as f64 / events;
             println!(
-                "{rate:>8.0} {acked_rate:>9.0} {refused:>9} | {:>7.2} / {:>7.2} / {:>7.2} | {:>7.1} / {:>7.1} / {:>7.1} | {:>8} {rss:>7.0} | {:>8.0} {:>8.0}",
+                "{rate:>8.0} {acked_rate:>9.0} {refused:>9} | {:>7.2} / {:>7.2} / {:>7.2} | {:>7.1} / {:>7.1} / {:>7.1} | {:>8} {rss:>7.0} | {:>8.0} {:>8.0} | {writes:>8.1}",
                 ack.p50, ack.p95, ack.p99, end.p50, end.p95, end.p99,
                 drained.map_or("> 60".to_owned(), |d| format!("{:.2}", d.as_secs_f64())),
                 per_event(server.cpu() - server_cpu),

@@ -404,14 +404,14 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
     tokio::time::sleep(Duration::from_millis(50)).await;
     let replies = fake.sent().len() - replies_before;
     let stats = service.inner.committer.stats();
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "  committer: {} groups, {} requests, apply {:.0} ms, {} flushes, flush {:.0} ms (whole run)",
-        load(&stats.groups),
-        load(&stats.requests),
-        load(&stats.apply_micros) as f64 / 1e3,
-        load(&stats.flushes),
-        load(&stats.flush_micros) as f64 / 1e3
+        "  committer: {} groups, {} requests, {} writes, apply {:.0} ms, {} flushes, flush {:.0} ms (whole run)",
+        stats.groups.get(),
+        stats.requests.get(),
+        stats.writes.get(),
+        stats.apply_seconds.get() * 1e3,
+        stats.flushes.get(),
+        stats.flush_seconds.get() * 1e3
     );
     service.shutdown().await;
     Run {

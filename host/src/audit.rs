@@ -137,11 +137,21 @@ pub fn entry_key(seq: u64) -> Vec<u8> {
     [ENTRY_PREFIX, &seq.to_be_bytes()].concat()
 }
 
-/// The index key naming an entry about a contact: `s` ‖ pseudonym ‖ 0 ‖
-/// sequence. Lets a contact's export read its entries without scanning the
-/// tenant's whole trail.
+/// The index key naming entries about a contact: `s` ‖ pseudonym ‖ 0 ‖
+/// first sequence; its value is the run's last sequence (8 bytes, big
+/// endian), or empty for a single entry. Lets a contact's export read its
+/// entries without scanning the tenant's whole trail.
 pub fn subject_key(subject: &str, seq: u64) -> Vec<u8> {
     [SUBJECT_PREFIX, subject.as_bytes(), &[0], &seq.to_be_bytes()].concat()
+}
+
+/// The value of a subject-index key for the run `first..=last`.
+pub fn subject_run_value(first: u64, last: u64) -> Vec<u8> {
+    if last > first {
+        last.to_be_bytes().to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Entries about one contact pseudonym, oldest first (via the subject index).
@@ -161,17 +171,22 @@ pub fn about(
         if page.is_empty() {
             return Ok(entries);
         }
-        for (key, _) in &page {
-            let seq = u64::from_be_bytes(key[key.len() - 8..].try_into().expect("8 bytes"));
-            let entry_key = entry_key(seq);
-            if let Some(sealed) = vault.store.get(tenant, Kind::Audit, &entry_key)? {
-                entries.push(vault.open(
-                    &keys.records,
-                    tenant,
-                    Kind::Audit,
-                    &entry_key,
-                    &sealed,
-                )?);
+        for (key, value) in &page {
+            let first = u64::from_be_bytes(key[key.len() - 8..].try_into().expect("8 bytes"));
+            let last = <[u8; 8]>::try_from(value.as_slice())
+                .map(u64::from_be_bytes)
+                .unwrap_or(first);
+            for seq in first..=last.max(first) {
+                let entry_key = entry_key(seq);
+                if let Some(sealed) = vault.store.get(tenant, Kind::Audit, &entry_key)? {
+                    let entry: AuditEntry =
+                        vault.open(&keys.records, tenant, Kind::Audit, &entry_key, &sealed)?;
+                    // A run holds only entries about the subject; checked
+                    // anyway, the index is not what the chain protects.
+                    if entry.subject.as_deref() == Some(subject) {
+                        entries.push(entry);
+                    }
+                }
             }
         }
         after = page.last().map(|(k, _)| k.clone());

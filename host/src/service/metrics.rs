@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::committer::CommitStats;
 use crate::runtime::{Invocation, InvokeFailure};
 
 /// Label set: name/value pairs.
@@ -43,6 +44,8 @@ pub struct Metrics {
     pub webhook_ack_seconds: Histogram,
     /// Inbox item processing latency (receipt to committed effects).
     pub event_seconds: Histogram,
+    /// The committer's group commits.
+    pub commit: CommitStats,
 }
 
 fn latency_histogram() -> Histogram {
@@ -72,6 +75,7 @@ impl Metrics {
             plugin_seconds: Family::new_with_constructor(latency_histogram),
             webhook_ack_seconds: latency_histogram(),
             event_seconds: latency_histogram(),
+            commit: CommitStats::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -117,6 +121,37 @@ impl Metrics {
             "event_seconds",
             "Event processing latency",
             metrics.event_seconds.clone(),
+        );
+        let commit = &metrics.commit;
+        registry.register(
+            "commit_groups",
+            "Atomic writes by the committer (groups of requests)",
+            commit.groups.clone(),
+        );
+        registry.register(
+            "commit_requests",
+            "Commit requests merged into groups",
+            commit.requests.clone(),
+        );
+        registry.register(
+            "commit_writes",
+            "Records written or deleted by the committer",
+            commit.writes.clone(),
+        );
+        registry.register(
+            "commit_flushes",
+            "Flushes (fsyncs) of committed groups",
+            commit.flushes.clone(),
+        );
+        registry.register(
+            "commit_apply_seconds",
+            "Time spent applying groups",
+            commit.apply_seconds.clone(),
+        );
+        registry.register(
+            "commit_flush_seconds",
+            "Time spent flushing groups",
+            commit.flush_seconds.clone(),
         );
         Metrics {
             registry,

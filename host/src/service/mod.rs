@@ -89,7 +89,9 @@ impl Service {
         let registry = Registry::new(vault.clone(), runtime.clone());
         // The committer thread runs as long as any handle exists; every
         // group it commits is flushed, so nothing waits for it at shutdown.
-        let (committer, _committer_thread) = Committer::start(vault.clone());
+        let metrics = Metrics::new();
+        let (committer, _committer_thread) =
+            Committer::start(vault.clone(), metrics.commit.clone());
         let contexts = TenantContexts::new(vault.clone(), registry.clone());
         let operator_token_hash = *blake3::hash(config.operator_token.as_bytes()).as_bytes();
         let inner = Arc::new(ServiceInner {
@@ -100,7 +102,7 @@ impl Service {
             registry,
             committer,
             contexts,
-            metrics: Metrics::new(),
+            metrics,
             outbox: OutboxSignal::default(),
             clock,
             operator_token_hash,
