@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use flowgate::crypto::{decode_hex, to_hex};
 use flowgate::plugin::{Action, DataField, Manifest, Purpose, Refusal};
 use flowgate::runtime::{
     Call, CallError, Limits, LoadedPlugin, LogLine, PluginState, Runtime, RuntimeConfig,
@@ -324,26 +325,12 @@ fn write_state(path: &Path, state: &StateByContact) -> Result<()> {
         .map(|(contact, entries)| {
             (
                 contact,
-                entries.iter().map(|(k, v)| (k, encode_hex(v))).collect(),
+                entries.iter().map(|(k, v)| (k, to_hex(v))).collect(),
             )
         })
         .collect();
     std::fs::write(path, serde_json::to_string_pretty(&hex)? + "\n")
         .with_context(|| format!("writing {}", path.display()))
-}
-
-fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// How a state value reads for a human: text when it is text, a number when
@@ -355,7 +342,7 @@ fn show_value(value: &[u8]) -> String {
     }
     match std::str::from_utf8(value) {
         Ok(text) if text.chars().all(|c| !c.is_control()) => format!("{text:?}"),
-        _ => format!("0x{}", encode_hex(value)),
+        _ => format!("0x{}", to_hex(value)),
     }
 }
 
@@ -659,11 +646,13 @@ mod tests {
     #[test]
     fn hex_round_trips_and_rejects_garbage() {
         assert_eq!(
-            decode_hex(&encode_hex(&[0, 1, 254, 255])),
+            decode_hex(&to_hex(&[0, 1, 254, 255])),
             Some(vec![0, 1, 254, 255])
         );
         assert_eq!(decode_hex("abc"), None);
         assert_eq!(decode_hex("zz"), None);
+        // A sign is not a digit (`u8::from_str_radix` would take `+f`).
+        assert_eq!(decode_hex("+f"), None);
     }
 
     #[test]

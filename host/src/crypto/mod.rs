@@ -166,19 +166,26 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// Bytes from hex; `None` when not hex of the right length. Surrounding
 /// whitespace is ignored (key files end with a newline).
 pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.trim().as_bytes();
+    let text = text.trim();
     if text.len() != N * 2 {
+        return None;
+    }
+    decode_hex(text)?.try_into().ok()
+}
+
+/// Hex digits (upper or lower case, nothing else) as bytes.
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.as_bytes();
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     // Digit by digit: `u8::from_str_radix` also takes a sign, so `+f` would
     // read as `0f` and a signature, id or token would verify in a second
     // spelling (found by fuzzing, `fuzz/fuzz_targets/webhook.rs`).
     let digit = |c: u8| char::from(c).to_digit(16);
-    let mut out = [0u8; N];
-    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).ok()?;
-    }
-    Some(out)
+    text.chunks_exact(2)
+        .map(|pair| u8::try_from(digit(pair[0])? << 4 | digit(pair[1])?).ok())
+        .collect()
 }
 
 #[cfg(test)]

@@ -518,6 +518,7 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
         contact_key: &contact_key,
         subject: &subject,
         now,
+        in_doubt: entry.sending_since.is_some(),
     };
     if entry.sending_since.is_some() {
         // An earlier send's outcome is unknown: did WhatsApp confirm it?
@@ -638,6 +639,11 @@ struct Outcome<'a> {
     contact_key: &'a SecretKey,
     subject: &'a str,
     now: u64,
+    /// The entry was marked sending when picked up: a status webhook may
+    /// have left a confirmation of it, removed with the entry. (Otherwise
+    /// none can exist: confirmations are written only for entries marked
+    /// sending and not being sent.)
+    in_doubt: bool,
 }
 
 impl Outcome<'_> {
@@ -684,11 +690,13 @@ impl Outcome<'_> {
         wamid: Option<&str>,
     ) {
         batch.delete(TenantId::SYSTEM, Kind::Outbox, self.key.to_vec());
-        batch.delete(
-            self.tenant,
-            Kind::Outbox,
-            confirmation_key(entry.message_seq).to_vec(),
-        );
+        if self.in_doubt {
+            batch.delete(
+                self.tenant,
+                Kind::Outbox,
+                confirmation_key(entry.message_seq).to_vec(),
+            );
+        }
         let owner = messages::Owner {
             tenant: &self.tenant,
             keys: self.keys,
