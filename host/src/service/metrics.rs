@@ -36,7 +36,8 @@ pub struct Metrics {
     pub actions: Family<Labels, Counter>,
     /// Replies queued for sending (plugin replies and confirmations).
     pub replies_queued: Counter,
-    /// Outbound messages, by outcome (sent, retry, failed, dropped).
+    /// Outbound messages, by outcome (sent, retry, in-doubt, unconfirmed,
+    /// failed, dropped).
     pub messages_sent: Family<Labels, Counter>,
     /// Plugin call latency.
     pub plugin_seconds: Family<Labels, Histogram>,
