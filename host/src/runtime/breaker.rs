@@ -26,8 +26,13 @@ enum State {
     Open {
         until: Instant,
     },
-    /// The cool-down is over and a trial call is running.
-    Trial,
+    /// The cool-down is over and one trial call is running; other calls
+    /// are refused meanwhile (each would pay the failing plugin's limits:
+    /// a loop holds a worker for its whole deadline). A trial that never
+    /// reports back (its caller died) is replaced after another cool-down.
+    Trial {
+        started: Instant,
+    },
 }
 
 /// The breakers of all installations, keyed by installation id.
@@ -60,16 +65,18 @@ impl CircuitBreakers {
     /// Whether a call may run now.
     pub fn admit(&self, installation: &str, now: Instant) -> Result<(), BreakerOpen> {
         let mut states = self.states.lock().expect("breaker lock poisoned");
-        match states.get(installation).copied() {
-            None | Some(State::Closed { .. }) | Some(State::Trial) => Ok(()),
-            Some(State::Open { until }) if now >= until => {
-                states.insert(installation.to_owned(), State::Trial);
-                Ok(())
-            }
-            Some(State::Open { until }) => Err(BreakerOpen {
-                retry_in: until - now,
-            }),
+        let until = match states.get(installation).copied() {
+            None | Some(State::Closed { .. }) => return Ok(()),
+            Some(State::Open { until }) => until,
+            Some(State::Trial { started }) => started + self.cooldown,
+        };
+        if now >= until {
+            states.insert(installation.to_owned(), State::Trial { started: now });
+            return Ok(());
         }
+        Err(BreakerOpen {
+            retry_in: until - now,
+        })
     }
 
     /// Record a call's outcome; returns the transition it caused, if any.
@@ -84,13 +91,13 @@ impl CircuitBreakers {
             consecutive_failures: 0,
         });
         let (next, transition) = match (current, succeeded) {
-            (State::Trial, true) => (
+            (State::Trial { .. }, true) => (
                 State::Closed {
                     consecutive_failures: 0,
                 },
                 Some(BreakerTransition::Closed),
             ),
-            (State::Trial, false) => (
+            (State::Trial { .. }, false) => (
                 State::Open {
                     until: now + self.cooldown,
                 },
@@ -183,6 +190,13 @@ mod tests {
 
         let later = t0 + Duration::from_secs(61);
         assert!(breakers.admit("inst", later).is_ok());
+        // One trial at a time: the next calls wait for its outcome.
+        assert!(breakers.admit("inst", later).is_err());
+        assert!(
+            breakers
+                .admit("inst", later + Duration::from_secs(1))
+                .is_err()
+        );
         assert_eq!(
             breakers.record("inst", true, later),
             Some(BreakerTransition::Closed)
@@ -205,5 +219,23 @@ mod tests {
             Some(BreakerTransition::Opened { .. })
         ));
         assert!(breakers.admit("i", trial + Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_is_replaced_after_a_cool_down() {
+        let breakers = CircuitBreakers::new(1, Duration::from_secs(5));
+        let t0 = Instant::now();
+        breakers.record("i", false, t0);
+        let trial = t0 + Duration::from_secs(5);
+        breakers.admit("i", trial).unwrap();
+        // Its caller never records an outcome.
+        assert_eq!(
+            breakers
+                .admit("i", trial + Duration::from_secs(2))
+                .unwrap_err()
+                .retry_in,
+            Duration::from_secs(3)
+        );
+        assert!(breakers.admit("i", trial + Duration::from_secs(5)).is_ok());
     }
 }
