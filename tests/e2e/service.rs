@@ -914,7 +914,7 @@ async fn metrics_count_events_plugin_calls_and_fuel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hand_off_is_confirmed_then_the_bots_fall_silent() {
+async fn a_hand_off_is_confirmed_the_bots_fall_silent_until_handed_back() {
     let service = TestService::start().await;
     service.upload("auto-reply").await;
     let tenant = service.tenant("Shop", "5301").await;
@@ -965,6 +965,61 @@ async fn a_hand_off_is_confirmed_then_the_bots_fall_silent() {
         1,
         "a human has the conversation now; no more automatic replies"
     );
+    // The human is done: the tenant hands the contact back to the bots.
+    let contact = service
+        .ok(
+            Method::POST,
+            "/v1/contacts/lookup",
+            &tenant.admin,
+            Some(json!({"wa_id": "111"})),
+        )
+        .await;
+    assert_eq!(contact["handed_off"], true);
+    let path = format!("/v1/contacts/{}/hand-back", contact["id"].as_str().unwrap());
+    let (status, _) = service
+        .request(Method::POST, &path, &tenant.admin, None)
+        .await;
+    assert_eq!(status, 200);
+    let read_only = service
+        .ok(
+            Method::POST,
+            "/v1/api-keys",
+            &tenant.admin,
+            Some(json!({"name": "viewer", "scopes": ["read"]})),
+        )
+        .await;
+    let (status, _) = service
+        .request(
+            Method::POST,
+            &path,
+            read_only["token"].as_str().unwrap(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "handing back takes an admin key");
+    let handed_back = service.ok(Method::POST, &path, &tenant.admin, None).await;
+    assert_eq!(handed_back["handed_off"], false);
+    let audited = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=contact.handed-back",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        audited.as_array().unwrap().len(),
+        1,
+        "once: the second call changed nothing"
+    );
+    service
+        .deliver(
+            &tenant,
+            &text_message("5301", "wamid.H3", "111", "Ana", "price again?", now()),
+        )
+        .await;
+    service.settle().await;
+    assert_eq!(service.fake.sent().len(), 2, "the bot answers again");
     service.stop().await;
 }
 

@@ -59,7 +59,7 @@ pub struct ApiState {
         tenant::get_tenant, tenant::update_tenant, tenant::list_plugins,
         tenant::list_installations, tenant::create_installation, tenant::get_installation,
         tenant::update_installation, tenant::delete_installation, tenant::reorder_installations,
-        tenant::list_contacts, tenant::get_contact, tenant::lookup_contact,
+        tenant::list_contacts, tenant::get_contact, tenant::hand_back_contact, tenant::lookup_contact,
         tenant::record_consent, tenant::consent_history,
         tenant::create_api_key, tenant::list_api_keys, tenant::revoke_api_key,
         tenant::query_audit, tenant::verify_audit,
@@ -340,6 +340,10 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
         .route("/v1/contacts", get(tenant::list_contacts))
         .route("/v1/contacts/lookup", post(tenant::lookup_contact))
         .route("/v1/contacts/{contact_id}", get(tenant::get_contact))
+        .route(
+            "/v1/contacts/{contact_id}/hand-back",
+            post(tenant::hand_back_contact),
+        )
         .route(
             "/v1/contacts/{contact_id}/consent",
             get(tenant::consent_history).post(tenant::record_consent),

@@ -585,6 +585,41 @@ pub async fn get_contact(
     Ok(ApiJson(loaded.contact.into()))
 }
 
+/// Hand a contact back to the automations after a human took over: a
+/// plugin's `hand-off` action stops every plugin reply to the contact until
+/// this is called.
+#[utoipa::path(post, path = "/v1/contacts/{contact_id}/hand-back", tag = "contacts", security(("api_key" = [])),
+    params(("contact_id" = String, Path)),
+    responses((status = 200, body = ContactOut), (status = 404, body = super::error::ErrorBody)))]
+pub async fn hand_back_contact(
+    key: TenantKey,
+    State(state): State<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> ApiResult<ApiJson<ContactOut>> {
+    key.require(Scope::Admin)?;
+    let id = parse_contact(&raw)?;
+    let contacts = Contacts::of(&state.service.vault, key.tenant)?;
+    let mut loaded = contacts
+        .load(&id)?
+        .ok_or_else(|| AppError::not_found("contact"))?;
+    if loaded.contact.handed_off {
+        loaded.contact.handed_off = false;
+        let mut batch = Batch::new();
+        contacts.stage(&mut batch, &loaded);
+        let subject = contact_pseudonym(contacts.tenant_keys(), &id);
+        commit(
+            &state,
+            batch,
+            vec![
+                audit(&state, &key, "contact.handed-back", serde_json::Value::Null)
+                    .subject(subject),
+            ],
+        )
+        .await?;
+    }
+    Ok(ApiJson(loaded.contact.into()))
+}
+
 /// Find a contact by phone number or BSUID. A POST, so identifiers stay out
 /// of URLs and access logs.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
