@@ -324,11 +324,14 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
     let data = tempfile::tempdir().unwrap();
     let fake = FakeCloudApi::start().await.unwrap();
     let port = free_port();
+    // A reply in doubt waits 20 s for its status webhook: longer than a
+    // restart takes even on a slow machine (the fake retries the status
+    // every 100 ms while the server is down), short enough for the drain.
     let config = write_config(
         data.path(),
         port,
         &fake,
-        "confirm_timeout_secs = 10\n[http]\nwebhook_requests_per_second = 100000\n",
+        "confirm_timeout_secs = 20\n[http]\nwebhook_requests_per_second = 100000\n",
     );
     let seed = std::env::var("FLOWGATE_CRASH_SEED")
         .ok()
