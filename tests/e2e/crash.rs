@@ -90,21 +90,25 @@ async fn call(
     response.json().await.unwrap_or(Value::Null)
 }
 
-/// A config file for a server on `port` over `data/data`, sending to the
-/// fake; `extra` adds settings (whole TOML lines, tables last).
-fn write_config(data: &Path, port: u16, fake: &FakeCloudApi, extra: &str) -> std::path::PathBuf {
-    let config = data.join("flowgate.toml");
+/// A data directory, the fake Cloud API, a free port and a config file
+/// for a server on it over `data/data`; `extra` adds settings (whole TOML
+/// lines, tables last, the first may extend `[whatsapp]`).
+async fn prepare(extra: &str) -> (tempfile::TempDir, FakeCloudApi, u16, std::path::PathBuf) {
+    let data = tempfile::tempdir().unwrap();
+    let fake = FakeCloudApi::start().await.unwrap();
+    let port = free_port();
+    let config = data.path().join("flowgate.toml");
     std::fs::write(
         &config,
         format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nworkers = 2\nstore_cache_mb = 64\n\
              [whatsapp]\nbase_url = \"{}\"\n{extra}",
-            data.join("data").display(),
+            data.path().join("data").display(),
             fake.base_url()
         ),
     )
     .unwrap();
-    config
+    (data, fake, port, config)
 }
 
 /// A tenant set up over the operator and tenant APIs.
@@ -200,17 +204,11 @@ fn auto_reply() -> (&'static str, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
-    let data = tempfile::tempdir().unwrap();
-    let fake = FakeCloudApi::start().await.unwrap();
-    let port = free_port();
     // A slow plugin (an endless loop stopped by a 150 ms deadline) keeps
     // items waiting in the inbox long enough to kill the server over them.
-    let config = write_config(
-        data.path(),
-        port,
-        &fake,
-        "[limits]\nfuel = 100000000000\ndeadline_ms = 150\nbreaker_failures = 1000\n",
-    );
+    let (data, fake, port, config) =
+        prepare("[limits]\nfuel = 100000000000\ndeadline_ms = 150\nbreaker_failures = 1000\n")
+            .await;
     let mut server = start(&config, port).await;
     let http = reqwest::Client::new();
     let base = server.base.clone();
@@ -321,18 +319,12 @@ fn next_random(state: &mut u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
-    let data = tempfile::tempdir().unwrap();
-    let fake = FakeCloudApi::start().await.unwrap();
-    let port = free_port();
     // A reply in doubt waits 20 s for its status webhook: longer than a
     // restart takes even on a slow machine (the fake retries the status
     // every 100 ms while the server is down), short enough for the drain.
-    let config = write_config(
-        data.path(),
-        port,
-        &fake,
-        "confirm_timeout_secs = 20\n[http]\nwebhook_requests_per_second = 100000\n",
-    );
+    // `_data` keeps the data directory alive to the end of the test.
+    let (_data, fake, port, config) =
+        prepare("confirm_timeout_secs = 20\n[http]\nwebhook_requests_per_second = 100000\n").await;
     let seed = std::env::var("FLOWGATE_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use flowgate::channel::whatsapp::fake::Stall;
 use flowgate::store::Kind;
 
-use crate::support::service::{OPERATOR, TestService, TestTenant, metric, now, text_message};
+use crate::support::service::{
+    OPERATOR, TestService, TestTenant, delivered_status, metric, now, text_message,
+};
 
 const FAQ: &str = r#"[{"keywords": ["hours", "price", "red"], "reply": "Happy to help, {name}!"}]"#;
 
@@ -492,10 +494,9 @@ async fn a_send_in_doubt_is_settled_by_its_status_webhook_and_not_sent_again() {
     service.settle().await;
     assert_eq!(service.fake.sent().len(), 2);
     // The settled send learned its wamid: its later statuses find it.
-    let delivered = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "1011"},
-        "statuses": [{"id": sent[0].wamid, "status": "delivered", "timestamp": now().to_string(), "recipient_id": "777"}]}}]}]});
-    service.deliver(&tenant, &delivered.to_string()).await;
+    service
+        .deliver(&tenant, &delivered_status("1011", &sent[0].wamid, "777"))
+        .await;
     service.settle().await;
     let statuses = audit_of(&service, &tenant, "message.status").await;
     assert!(
@@ -832,10 +833,8 @@ async fn system_messages_status_updates_and_bsuid_contacts_are_handled() {
     let sent = service.fake.sent();
     assert_eq!(sent[0].to, "BR.1502576394655843");
     // Its status comes back.
-    let status = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "1", "phone_number_id": "106540352242922"},
-        "statuses": [{"id": sent[0].wamid, "status": "delivered", "timestamp": now().to_string(), "recipient_user_id": "BR.1502576394655843"}]}}]}]});
-    service.deliver(&tenant, &status.to_string()).await;
+    let status = delivered_status("106540352242922", &sent[0].wamid, "BR.1502576394655843");
+    service.deliver(&tenant, &status).await;
     // A number change moves the contact to the new number.
     let change = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

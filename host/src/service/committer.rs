@@ -459,13 +459,25 @@ mod tests {
     use super::*;
     use crate::audit::Actor;
 
-    #[test]
-    fn guards_apply_once_even_within_a_group_and_audit_chains() {
+    /// A committer over a fresh vault with one tenant.
+    fn started() -> (
+        tempfile::TempDir,
+        Vault,
+        TenantId,
+        Committer,
+        JoinHandle<()>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let vault = crate::data::test_vault(dir.path());
         let tenant = TenantId::generate();
         vault.keys.create_tenant(&tenant).unwrap();
         let (committer, thread) = Committer::start(vault.clone(), CommitStats::default());
+        (dir, vault, tenant, committer, thread)
+    }
+
+    #[test]
+    fn guards_apply_once_even_within_a_group_and_audit_chains() {
+        let (_dir, vault, tenant, committer, thread) = started();
         let guarded = |value: &[u8]| {
             let mut batch = Batch::new();
             batch.put(tenant, Kind::Dedup, b"wamid-1".to_vec(), value.to_vec());
@@ -505,11 +517,7 @@ mod tests {
 
     #[test]
     fn runs_of_entries_about_one_contact_share_an_index_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let vault = crate::data::test_vault(dir.path());
-        let tenant = TenantId::generate();
-        vault.keys.create_tenant(&tenant).unwrap();
-        let (committer, thread) = Committer::start(vault.clone(), CommitStats::default());
+        let (_dir, vault, tenant, committer, thread) = started();
         let about = |who: Option<&str>, action: &str| {
             let draft = AuditDraft::new(tenant, 1, Actor::System, action);
             match who {

@@ -59,6 +59,10 @@ pub fn encode_journal(ops: &[super::Op]) -> Vec<u8> {
     out
 }
 
+/// Bytes an encoded op takes besides its key and value: kind, flags, two
+/// lengths and the tenant prefix of the key.
+const OP_OVERHEAD: usize = 1 + 1 + 4 + 16 + 4;
+
 fn encode_op(op: &super::Op, out: &mut Vec<u8>) {
     let kind = Kind::ALL
         .iter()
@@ -87,7 +91,7 @@ fn encode_journal_chunks(ops: &[super::Op]) -> Vec<Vec<u8>> {
     let mut current = vec![0u8];
     for op in ops {
         if current.len() > 1
-            && current.len() + 26 + op.key.len() + op.value.as_ref().map_or(0, Vec::len)
+            && current.len() + OP_OVERHEAD + op.key.len() + op.value.as_ref().map_or(0, Vec::len)
                 > JOURNAL_CHUNK
         {
             chunks.push(std::mem::replace(&mut current, vec![0u8]));

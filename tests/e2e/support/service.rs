@@ -309,6 +309,27 @@ pub fn text_message(
     .to_string()
 }
 
+/// A `delivered` status webhook body for a message sent to `recipient`
+/// (a phone number, or a BSUID).
+pub fn delivered_status(phone_number_id: &str, wamid: &str, recipient: &str) -> String {
+    let mut status = json!({"id": wamid, "status": "delivered", "timestamp": now().to_string()});
+    let field = if recipient.bytes().all(|b| b.is_ascii_digit()) {
+        "recipient_id"
+    } else {
+        "recipient_user_id"
+    };
+    status[field] = recipient.into();
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
+            "statuses": [status]
+        }}]}]
+    })
+    .to_string()
+}
+
 pub fn now() -> u64 {
     flowgate::data::unix_now()
 }
