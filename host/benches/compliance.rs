@@ -285,7 +285,7 @@ fn main() {
         committer
             .commit_blocking(Commit::new(batch, Vec::new()))
             .map(|_| ())
-            .map_err(|e| flowgate::data::DataError::Commit(e.0))
+            .map_err(|e| flowgate::data::DataError::Commit(e.to_string()))
     };
     // Nothing of the large tenant is due 50 days after it was written.
     let started = Instant::now();

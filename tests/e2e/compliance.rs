@@ -772,3 +772,123 @@ async fn offboarding_exports_then_deletes_the_tenant() {
     assert_eq!(status, 401);
     service.stop().await;
 }
+
+/// A tenant whose flow holds each event for about a second (a plugin that
+/// loops until its deadline), so a data-subject request can land while an
+/// event for the same contact is being processed; and that contact, seen once.
+async fn slow_flow(wa_id: &str) -> (TestService, TestTenant, String, String) {
+    let service = TestService::start_with(|c| {
+        c.limits.fuel = u64::MAX / 2;
+        c.limits.deadline_ms = 1_000;
+        c.limits.breaker_failures = 100;
+    })
+    .await;
+    service.upload("fixture-hostile").await;
+    let tenant = service.tenant("Shop", "5601").await;
+    service
+        .enable(&tenant, "fixture-hostile", json!({"attack": "loop"}))
+        .await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("5601", "wamid.S1", wa_id, "Cleo", "hello", now()),
+        )
+        .await;
+    service.settle().await;
+    let id = contact(&service, &tenant, wa_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = dsr_key(&service, &tenant).await;
+    // The second event: acknowledged at once, then held by the plugin with
+    // the contact's record read.
+    service
+        .deliver(
+            &tenant,
+            &text_message("5601", "wamid.S2", wa_id, "Cleo", "again", now()),
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    (service, tenant, id, key)
+}
+
+/// Whether a commit was refused for a changed record: proof the request
+/// really landed while the event was in flight.
+async fn conflicts(service: &TestService) -> u64 {
+    crate::support::service::metric(
+        &service.metrics().await,
+        "flowgate_commit_conflicts_total",
+        "",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restriction_made_while_an_event_is_processed_is_not_undone_by_it() {
+    let (service, tenant, id, key) = slow_flow("333").await;
+    service
+        .ok(
+            Method::POST,
+            "/v1/dsr/restriction",
+            &key,
+            Some(json!({"wa_id": "333", "restricted": true})),
+        )
+        .await;
+    service.settle().await;
+    assert!(
+        conflicts(&service).await >= 1,
+        "the event was still in flight"
+    );
+    let after = contact(&service, &tenant, "333").await;
+    assert_eq!(after["id"], id.as_str());
+    assert_eq!(
+        after["restricted"], true,
+        "the event's write, computed before the restriction, must not clear it"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_made_while_an_event_is_processed_leaves_nothing_behind() {
+    let (service, tenant, id, key) = slow_flow("444").await;
+    service
+        .ok(
+            Method::POST,
+            "/v1/dsr/erasure",
+            &key,
+            Some(json!({"wa_id": "444"})),
+        )
+        .await;
+    service.settle().await;
+    assert!(
+        conflicts(&service).await >= 1,
+        "the event was still in flight"
+    );
+    let old: flowgate::ids::ContactId = id.parse().unwrap();
+    let tenant_id: flowgate::ids::TenantId = tenant.id.parse().unwrap();
+    let store = &service.vault.store;
+    assert!(
+        store
+            .get(&tenant_id, Kind::Contacts, old.as_bytes())
+            .unwrap()
+            .is_none(),
+        "the erased contact's record is not written back"
+    );
+    let messages = store
+        .scan(
+            &tenant_id,
+            Kind::Messages,
+            &[b"m".as_slice(), old.as_bytes()].concat(),
+            None,
+            100,
+        )
+        .unwrap();
+    assert!(
+        messages.is_empty(),
+        "no message stored under the erased contact"
+    );
+    // The message that arrived before the erasure was processed after it: as
+    // a new contact, which knows only that message.
+    let now_known = contact(&service, &tenant, "444").await;
+    assert_ne!(now_known["id"], id.as_str());
+    service.stop().await;
+}

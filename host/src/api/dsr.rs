@@ -2,12 +2,14 @@
 //! request is recorded with its status and times and audited, in the same
 //! commit as its effects.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::TenantKey;
-use super::error::{ApiJson, ApiPath, ApiResult, AppError};
+use super::error::{ApiJson, ApiPath, ApiResult, AppError, Attempts};
 use crate::compliance::dsr::{
     ContactExport, Dsr, DsrError, Outcome, ProfileExport, Rectification, RequestRecord, Subject,
 };
@@ -27,38 +29,51 @@ impl From<DsrError> for AppError {
 }
 
 /// Run a request off the async threads, commit its outcome, shred the
-/// contact key if it asked for that once the deletions are durable.
+/// contact key if it asked for that once the deletions are durable. A
+/// request is carried out again, from its reads, when an event for the same
+/// contact was committed between them and its own commit (see
+/// [`Attempts`]).
 async fn carry_out<T: Send + 'static>(
     state: &ApiState,
     key: &TenantKey,
-    request: impl FnOnce(&Dsr) -> Result<Outcome<T>, DsrError> + Send + 'static,
+    request: impl Fn(&Dsr) -> Result<Outcome<T>, DsrError> + Send + Sync + 'static,
 ) -> ApiResult<(RequestRecord, T)> {
     if !key.key.allows(Scope::Dsr) {
         key.require(Scope::Dsr)?;
     }
-    let service = state.service.clone();
+    let request = Arc::new(request);
     let tenant = key.tenant;
-    let actor = key.actor();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let dsr = Dsr {
-            vault: &service.vault,
-            tenant,
-            actor,
-            now: service.clock.now(),
-        };
-        request(&dsr)
-    })
-    .await
-    .map_err(AppError::internal)??;
-    state
-        .service
-        .committer
-        .commit(Commit::new(outcome.batch, outcome.audit))
-        .await?;
-    if let Some(contact) = outcome.shred {
-        state.service.vault.keys.shred_contact(&tenant, &contact)?;
+    let mut attempts = Attempts::new();
+    loop {
+        let service = state.service.clone();
+        let actor = key.actor();
+        let attempt = request.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let dsr = Dsr {
+                vault: &service.vault,
+                tenant,
+                actor,
+                now: service.clock.now(),
+            };
+            attempt(&dsr)
+        })
+        .await
+        .map_err(AppError::internal)??;
+        let committed = state
+            .service
+            .committer
+            .commit(Commit::new(outcome.batch, outcome.audit))
+            .await
+            .map_err(AppError::from);
+        if attempts.again(&committed) {
+            continue;
+        }
+        committed?;
+        if let Some(contact) = outcome.shred {
+            state.service.vault.keys.shred_contact(&tenant, &contact)?;
+        }
+        return Ok((outcome.request, outcome.result));
     }
-    Ok((outcome.request, outcome.result))
 }
 
 /// An access request's answer.
@@ -123,7 +138,7 @@ pub struct ProfileAnswer {
 /// Rectify stored fields.
 #[utoipa::path(post, path = "/v1/dsr/rectification", tag = "data-subject requests", security(("api_key" = [])),
     request_body = RectificationRequest,
-    responses((status = 200, body = ProfileAnswer), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = ProfileAnswer), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn rectification(
     key: TenantKey,
     State(state): State<ApiState>,
@@ -139,7 +154,7 @@ pub async fn rectification(
 /// Erase the contact: every record, then its key.
 #[utoipa::path(post, path = "/v1/dsr/erasure", tag = "data-subject requests", security(("api_key" = [])),
     request_body = Subject,
-    responses((status = 200, body = RequestRecord), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = RequestRecord), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn erasure(
     key: TenantKey,
     State(state): State<ApiState>,
@@ -168,7 +183,7 @@ pub struct RestrictionRequest {
 /// message is sent), or lift the restriction.
 #[utoipa::path(post, path = "/v1/dsr/restriction", tag = "data-subject requests", security(("api_key" = [])),
     request_body = RestrictionRequest,
-    responses((status = 200, body = ProfileAnswer), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = ProfileAnswer), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn restriction(
     key: TenantKey,
     State(state): State<ApiState>,
@@ -204,7 +219,7 @@ pub struct ObjectionRequest {
 /// contact.
 #[utoipa::path(post, path = "/v1/dsr/objection", tag = "data-subject requests", security(("api_key" = [])),
     request_body = ObjectionRequest,
-    responses((status = 200, body = ProfileAnswer), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = ProfileAnswer), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn objection(
     key: TenantKey,
     State(state): State<ApiState>,

@@ -180,7 +180,17 @@ impl From<crate::crypto::KeyRingError> for AppError {
 
 impl From<crate::service::committer::CommitError> for AppError {
     fn from(error: crate::service::committer::CommitError) -> Self {
-        AppError::internal(error)
+        match error {
+            // Handlers that read, modify and write retry this themselves
+            // (see [`Attempts`]); it reaches a client only when the record
+            // kept changing under every attempt.
+            crate::service::committer::CommitError::Conflict => AppError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the record changed while the request was handled; send it again",
+            ),
+            error => AppError::internal(error),
+        }
     }
 }
 
@@ -223,3 +233,56 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBytes {
 
 /// A result of a handler.
 pub type ApiResult<T> = Result<T, AppError>;
+
+/// Attempts a read-modify-write gets while its commit is refused because
+/// the record changed in between (an event for the same contact was
+/// processed meanwhile; see `store::Batch::expect`). Each attempt reads
+/// afresh, so neither side's change is lost; after the last one the 409
+/// reaches the client.
+///
+/// A loop rather than a closure-taking helper: an async closure borrowing
+/// the handler's extractors makes the handler's future not `Send`.
+pub struct Attempts {
+    left: u32,
+}
+
+impl Attempts {
+    pub fn new() -> Attempts {
+        Attempts { left: 4 }
+    }
+
+    /// Whether to try again after `result`; counts the attempt.
+    pub fn again<T>(&mut self, result: &ApiResult<T>) -> bool {
+        match result {
+            Err(error) if error.status == StatusCode::CONFLICT && self.left > 0 => {
+                self.left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Default for Attempts {
+    fn default() -> Self {
+        Attempts::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_conflicts_are_attempted_again_and_only_a_few_times() {
+        let conflict =
+            || -> ApiResult<()> { Err(crate::service::committer::CommitError::Conflict.into()) };
+        let mut attempts = Attempts::new();
+        let again: Vec<bool> = (0..6).map(|_| attempts.again(&conflict())).collect();
+        assert_eq!(again, vec![true, true, true, true, false, false]);
+        let mut attempts = Attempts::new();
+        assert!(!attempts.again(&Ok(())));
+        assert!(!attempts.again::<()>(&Err(AppError::bad_request("no"))));
+        assert_eq!(conflict().unwrap_err().status, StatusCode::CONFLICT);
+    }
+}

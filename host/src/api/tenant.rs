@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::TenantKey;
-use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult, AppError};
+use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult, AppError, Attempts};
 use crate::audit::{self, AuditDraft, AuditEntry, AuditFilter, Verification, contact_pseudonym};
 use crate::compliance::retention::RetentionPolicy;
 use crate::data::consent::{ConsentLedger, ConsentRecord, Decision, Source, Subject};
@@ -590,7 +590,7 @@ pub async fn get_contact(
 /// this is called.
 #[utoipa::path(post, path = "/v1/contacts/{contact_id}/hand-back", tag = "contacts", security(("api_key" = [])),
     params(("contact_id" = String, Path)),
-    responses((status = 200, body = ContactOut), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = ContactOut), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn hand_back_contact(
     key: TenantKey,
     State(state): State<ApiState>,
@@ -599,15 +599,19 @@ pub async fn hand_back_contact(
     key.require(Scope::Admin)?;
     let id = parse_contact(&raw)?;
     let contacts = Contacts::of(&state.service.vault, key.tenant)?;
-    let mut loaded = contacts
-        .load(&id)?
-        .ok_or_else(|| AppError::not_found("contact"))?;
-    if loaded.contact.handed_off {
+    let mut attempts = Attempts::new();
+    loop {
+        let mut loaded = contacts
+            .load(&id)?
+            .ok_or_else(|| AppError::not_found("contact"))?;
+        if !loaded.contact.handed_off {
+            return Ok(ApiJson(loaded.contact.into()));
+        }
         loaded.contact.handed_off = false;
         let mut batch = Batch::new();
         contacts.stage(&mut batch, &loaded);
         let subject = contact_pseudonym(contacts.tenant_keys(), &id);
-        commit(
+        let committed = commit(
             &state,
             batch,
             vec![
@@ -615,9 +619,12 @@ pub async fn hand_back_contact(
                     .subject(subject),
             ],
         )
-        .await?;
+        .await;
+        if !attempts.again(&committed) {
+            committed?;
+            return Ok(ApiJson(loaded.contact.into()));
+        }
     }
-    Ok(ApiJson(loaded.contact.into()))
 }
 
 /// Find a contact by phone number or BSUID. A POST, so identifiers stay out
@@ -676,7 +683,7 @@ pub struct ConsentChange {
 /// Record consent given or withdrawn.
 #[utoipa::path(post, path = "/v1/contacts/{contact_id}/consent", tag = "consent", security(("api_key" = [])),
     params(("contact_id" = String, Path)), request_body = ConsentChange,
-    responses((status = 201, body = ContactOut), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 201, body = ContactOut), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 pub async fn record_consent(
     key: TenantKey,
     State(state): State<ApiState>,
@@ -689,54 +696,60 @@ pub async fn record_consent(
     let id = parse_contact(&raw)?;
     let vault = &state.service.vault;
     let contacts = Contacts::of(vault, key.tenant)?;
-    let mut loaded = contacts
-        .load(&id)?
-        .ok_or_else(|| AppError::not_found("contact"))?;
     let ledger = ConsentLedger::of(vault, key.tenant)?;
-    let now = state.service.clock.now();
     let subject = match &change.purpose {
         Some(purpose) => Subject::Purpose(purpose.clone()),
         None => Subject::Messaging,
     };
-    let record = ConsentRecord {
-        contact: id,
-        subject: subject.clone(),
-        decision: change.decision,
-        source: Source::Api,
-        evidence: change
-            .evidence
-            .as_deref()
-            .map(|e| ledger.evidence("api-request", e)),
-        at: now,
-    };
-    let mut batch = Batch::new();
-    ledger.stage_append(&mut batch, &record)?;
-    let mut history = ledger.history(&id)?;
-    history.push(record);
-    let derived = crate::data::consent::derive(&history);
-    loaded.contact.opted_out = derived.opted_out;
-    loaded.contact.consents = derived.consents.into_iter().collect();
-    contacts.stage(&mut batch, &loaded);
     let action = match change.decision {
         Decision::Granted => "consent.granted",
         Decision::Withdrawn => "consent.withdrawn",
     };
     let pseudonym = contact_pseudonym(contacts.tenant_keys(), &id);
-    commit(
-        &state,
-        batch,
-        vec![
-            audit(
-                &state,
-                &key,
-                action,
-                serde_json::json!({"subject": subject, "source": "api"}),
-            )
-            .subject(pseudonym),
-        ],
-    )
-    .await?;
-    Ok((StatusCode::CREATED, ApiJson(loaded.contact.into())))
+    let mut attempts = Attempts::new();
+    loop {
+        let mut loaded = contacts
+            .load(&id)?
+            .ok_or_else(|| AppError::not_found("contact"))?;
+        let now = state.service.clock.now();
+        let record = ConsentRecord {
+            contact: id,
+            subject: subject.clone(),
+            decision: change.decision,
+            source: Source::Api,
+            evidence: change
+                .evidence
+                .as_deref()
+                .map(|e| ledger.evidence("api-request", e)),
+            at: now,
+        };
+        let mut batch = Batch::new();
+        ledger.stage_append(&mut batch, &record)?;
+        let mut history = ledger.history(&id)?;
+        history.push(record);
+        let derived = crate::data::consent::derive(&history);
+        loaded.contact.opted_out = derived.opted_out;
+        loaded.contact.consents = derived.consents.into_iter().collect();
+        contacts.stage(&mut batch, &loaded);
+        let committed = commit(
+            &state,
+            batch,
+            vec![
+                audit(
+                    &state,
+                    &key,
+                    action,
+                    serde_json::json!({"subject": subject, "source": "api"}),
+                )
+                .subject(pseudonym.clone()),
+            ],
+        )
+        .await;
+        if !attempts.again(&committed) {
+            committed?;
+            return Ok((StatusCode::CREATED, ApiJson(loaded.contact.into())));
+        }
+    }
 }
 
 /// The contact's consent ledger.

@@ -392,7 +392,7 @@ impl<'v> Dsr<'v> {
         let id = loaded.contact.id;
         let contacts = self.contacts()?;
         let mut batch = Batch::new();
-        contacts.stage_removal(&mut batch, &loaded.contact);
+        contacts.stage_removal(&mut batch, &loaded);
         let message_prefix = [b"m".as_slice(), id.as_bytes()].concat();
         let mut removed_messages = 0;
         for (key, _) in scan_all(self.vault, &self.tenant, Kind::Messages, &message_prefix)? {

@@ -121,6 +121,10 @@ pub struct LoadedContact {
     pub key: SecretKey,
     /// The record as it was stored, to stage index changes.
     previous: Option<Contact>,
+    /// Its sealed bytes as read: staging a change expects them unchanged,
+    /// so a write computed from a record someone else has since rewritten
+    /// (an API change, an erasure) is refused rather than undoing theirs.
+    stored: Option<Vec<u8>>,
 }
 
 impl LoadedContact {
@@ -190,13 +194,21 @@ impl<'v> Contacts<'v> {
         let Some(key) = self.vault.keys.contact(&self.tenant, id)? else {
             return Ok(None);
         };
-        let contact: Option<Contact> =
+        let Some(stored) = self
+            .vault
+            .store
+            .get(&self.tenant, Kind::Contacts, id.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        let contact: Contact =
             self.vault
-                .read(&key, &self.tenant, Kind::Contacts, id.as_bytes())?;
-        Ok(contact.map(|contact| LoadedContact {
+                .open(&key, &self.tenant, Kind::Contacts, id.as_bytes(), &stored)?;
+        Ok(Some(LoadedContact {
             previous: Some(contact.clone()),
             contact,
             key,
+            stored: Some(stored),
         }))
     }
 
@@ -234,6 +246,7 @@ impl<'v> Contacts<'v> {
                     contact: Contact::new(id, at),
                     key,
                     previous: None,
+                    stored: None,
                 }
             }
         };
@@ -252,11 +265,19 @@ impl<'v> Contacts<'v> {
         Ok(loaded)
     }
 
-    /// Stage the contact's record and any index change into `batch`.
+    /// Stage the contact's record and any index change into `batch`, on
+    /// condition that the record is still as it was loaded (see
+    /// [`Batch::expect`]; a new contact's record must still be absent).
     pub fn stage(&self, batch: &mut Batch, loaded: &LoadedContact) {
         let contact = &loaded.contact;
         let previous = loaded.previous.as_ref();
         let id = contact.id.as_bytes();
+        batch.expect(
+            self.tenant,
+            Kind::Contacts,
+            id.to_vec(),
+            loaded.stored.clone(),
+        );
         self.vault.stage(
             batch,
             &loaded.key,
@@ -307,8 +328,17 @@ impl<'v> Contacts<'v> {
         }
     }
 
-    /// Stage the removal of a contact's record and index entries (erasure).
-    pub fn stage_removal(&self, batch: &mut Batch, contact: &Contact) {
+    /// Stage the removal of a contact's record and index entries (erasure),
+    /// on condition that the record is still as it was loaded: an event
+    /// processed meanwhile may have written data the caller's scan missed.
+    pub fn stage_removal(&self, batch: &mut Batch, loaded: &LoadedContact) {
+        let contact = &loaded.contact;
+        batch.expect(
+            self.tenant,
+            Kind::Contacts,
+            contact.id.as_bytes().to_vec(),
+            loaded.stored.clone(),
+        );
         batch.delete(self.tenant, Kind::Contacts, contact.id.as_bytes().to_vec());
         if let Some(wa_id) = &contact.wa_id {
             batch.delete(

@@ -12,6 +12,13 @@
 //! instead of one per request (group commit), which is what lets a webhook
 //! be acknowledged only once it is on disk without capping throughput at
 //! the disk's fsync rate.
+//!
+//! It also checks what a request was computed from: a batch may expect a
+//! record to be as it was read (see [`crate::store::Batch::expect`]), and a
+//! request whose expectation no longer holds — a worker's event computed
+//! from a contact that an API call has changed since — is refused alone
+//! ([`CommitError::Conflict`]) and redone by its caller, instead of
+//! silently undoing the other change.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -70,20 +77,38 @@ pub struct Committed {
     pub audit: Vec<AuditEntry>,
 }
 
-/// Why a commit failed. Nothing of the group was written.
+/// Why a commit failed.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("commit failed: {0}")]
-pub struct CommitError(pub String);
+pub enum CommitError {
+    /// Nothing of the group was written (storage failed).
+    #[error("commit failed: {0}")]
+    Failed(String),
+    /// A record this commit was computed from had been rewritten by an
+    /// earlier commit (see [`crate::store::Batch::expect`]). Nothing of
+    /// this commit was written; the rest of its group was. The caller reads
+    /// again and recomputes.
+    #[error("a record changed while the change was prepared; nothing was written")]
+    Conflict,
+}
 
 impl From<crate::crypto::KeyRingError> for CommitError {
     fn from(error: crate::crypto::KeyRingError) -> Self {
-        CommitError(error.to_string())
+        CommitError::Failed(error.to_string())
     }
 }
 
 impl From<DataError> for CommitError {
     fn from(error: DataError) -> Self {
-        CommitError(error.to_string())
+        CommitError::Failed(error.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for CommitError {
+    fn from(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::Conflict => CommitError::Conflict,
+            error => CommitError::Failed(error.to_string()),
+        }
     }
 }
 
@@ -120,6 +145,9 @@ pub struct CommitStats {
     pub requests: Counter,
     /// Records written or deleted: what the store pays per event.
     pub writes: Counter,
+    /// Requests refused because a record they were computed from had
+    /// changed (their callers recompute and retry).
+    pub conflicts: Counter,
     /// Flushes (fsyncs), each making one or more groups durable.
     pub flushes: Counter,
     /// Time spent applying groups.
@@ -152,10 +180,10 @@ impl Committer {
                 reply,
                 early: None,
             })
-            .map_err(|_| CommitError("the committer has stopped".into()))?;
+            .map_err(|_| CommitError::Failed("the committer has stopped".into()))?;
         answer
             .await
-            .map_err(|_| CommitError("the committer stopped before answering".into()))?
+            .map_err(|_| CommitError::Failed("the committer stopped before answering".into()))?
     }
 
     /// Commit and wait (from a plain thread).
@@ -189,10 +217,10 @@ impl Committer {
                 reply,
                 early,
             })
-            .map_err(|_| CommitError("the committer has stopped".into()))?;
+            .map_err(|_| CommitError::Failed("the committer has stopped".into()))?;
         answer
             .blocking_recv()
-            .map_err(|_| CommitError("the committer stopped before answering".into()))?
+            .map_err(|_| CommitError::Failed("the committer stopped before answering".into()))?
     }
 
     /// Run `work` on the committer thread after every earlier commit is
@@ -207,10 +235,10 @@ impl Committer {
                 reply,
                 early: None,
             })
-            .map_err(|_| CommitError("the committer has stopped".into()))?;
+            .map_err(|_| CommitError::Failed("the committer has stopped".into()))?;
         answer
             .await
-            .map_err(|_| CommitError("the committer stopped before answering".into()))?
+            .map_err(|_| CommitError::Failed("the committer stopped before answering".into()))?
             .map(|_| ())
     }
 
@@ -290,15 +318,22 @@ fn run(vault: Vault, receiver: mpsc::Receiver<Request>, stats: Arc<CommitStats>)
         };
         // Early requests learn now that their writes are visible; the rest
         // wait for the flusher, which makes this group durable while the
-        // next group is being applied.
+        // next group is being applied. A refused request wrote nothing and
+        // has nothing to wait for.
         let mut durability = Durability::default();
         for (request, result) in group.into_iter().zip(results) {
-            match request.early {
-                Some(on_durable) => {
+            match (result, request.early) {
+                (Err(refused), early) => {
+                    if let Some(on_durable) = early {
+                        on_durable(Err(refused.clone()));
+                    }
+                    let _ = request.reply.send(Err(refused));
+                }
+                (Ok(result), Some(on_durable)) => {
                     let _ = request.reply.send(Ok(result));
                     durability.callbacks.push(on_durable);
                 }
-                None => durability.waiting.push((request.reply, result)),
+                (Ok(result), None) => durability.waiting.push((request.reply, result)),
             }
         }
         if flusher.send(durability).is_err() {
@@ -342,23 +377,35 @@ fn flush_loop(vault: Vault, receiver: mpsc::Receiver<Durability>, stats: Arc<Com
 }
 
 /// Apply a group's writes as one atomic batch; the chain heads advance only
-/// if it applies.
+/// if it applies. A request whose expectations no longer hold is left out
+/// and answered [`CommitError::Conflict`]; the others still apply.
 fn apply_group(
     vault: &Vault,
     heads: &mut HashMap<TenantId, (u64, [u8; 32])>,
     group: &mut [Request],
     stats: &CommitStats,
-) -> Result<Vec<Committed>, CommitError> {
+) -> Result<Vec<Result<Committed, CommitError>>, CommitError> {
     let mut combined = Batch::new();
     let mut guards_taken: HashSet<(TenantId, Kind, Vec<u8>)> = HashSet::new();
     // Chain heads advance on a copy, kept only if the group commits.
     let mut new_heads: HashMap<TenantId, (u64, [u8; 32])> = HashMap::new();
     let mut results = Vec::with_capacity(group.len());
     let mut subjects = SubjectRuns::default();
+    let mut watched = Watched::of(group);
     for request in group.iter_mut() {
+        let commit = &mut request.commit;
+        let mut expected = commit.batch.take_expectations();
+        for guarded in &mut commit.guarded {
+            expected.extend(guarded.batch.take_expectations());
+        }
+        if !watched.hold(vault, &expected)? {
+            stats.conflicts.inc();
+            results.push(Err(CommitError::Conflict));
+            continue;
+        }
         // The batches move into the group's: on failure every request is
         // answered with the error and its caller builds it again.
-        let commit = &mut request.commit;
+        watched.note(&commit.batch);
         combined.extend(std::mem::take(&mut commit.batch));
         let mut applied = Vec::with_capacity(commit.guarded.len());
         for guarded in &mut commit.guarded {
@@ -366,11 +413,11 @@ fn apply_group(
             let absent = !guards_taken.contains(&id)
                 && vault
                     .store
-                    .get(&guarded.tenant, guarded.kind, &guarded.key)
-                    .map_err(|e| CommitError(e.to_string()))?
+                    .get(&guarded.tenant, guarded.kind, &guarded.key)?
                     .is_none();
             if absent {
                 guards_taken.insert(id);
+                watched.note(&guarded.batch);
                 combined.extend(std::mem::take(&mut guarded.batch));
             }
             applied.push(absent);
@@ -397,22 +444,92 @@ fn apply_group(
             new_heads.insert(draft.tenant, (seq, hash));
             entries.push(entry);
         }
-        results.push(Committed {
+        results.push(Ok(Committed {
             applied,
             audit: entries,
-        });
+        }));
     }
     subjects.finish(&mut combined);
     // New contact keys must be durable before records sealed with them can
     // be: flush the key ring first (cheap when nothing changed).
     vault.keys.flush()?;
-    vault
-        .store
-        .commit(&combined)
-        .map_err(|e| CommitError(e.to_string()))?;
+    vault.store.commit(&combined)?;
     stats.writes.inc_by(combined.ops().len() as u64);
     heads.extend(new_heads);
     Ok(results)
+}
+
+/// The records some request of a group expects (see
+/// [`crate::store::Batch::expect`]), with what earlier requests of the same
+/// group wrote there: the group is one write, so a request must be checked
+/// against the store as the requests before it leave it, not as it was.
+struct Watched {
+    keys: HashMap<(TenantId, Kind), HashMap<Vec<u8>, GroupWrite>>,
+}
+
+/// A watched key's state within a group: `None` until a request of the
+/// group writes it, then `Some(value)` (`Some(None)`: deleted it).
+type GroupWrite = Option<Option<Vec<u8>>>;
+
+impl Watched {
+    fn of(group: &[Request]) -> Watched {
+        let mut keys: HashMap<_, HashMap<_, _>> = HashMap::new();
+        for request in group {
+            let commit = &request.commit;
+            let batches =
+                std::iter::once(&commit.batch).chain(commit.guarded.iter().map(|g| &g.batch));
+            for expected in batches.flat_map(Batch::expectations) {
+                keys.entry((expected.tenant, expected.kind))
+                    .or_default()
+                    .insert(expected.key.clone(), None);
+            }
+        }
+        Watched { keys }
+    }
+
+    /// Whether every expectation holds now.
+    fn hold(
+        &self,
+        vault: &Vault,
+        expected: &[crate::store::Expectation],
+    ) -> Result<bool, CommitError> {
+        for expectation in expected {
+            let written = self
+                .keys
+                .get(&(expectation.tenant, expectation.kind))
+                .and_then(|keys| keys.get(&expectation.key))
+                .and_then(Option::as_ref);
+            let holds = match written {
+                Some(value) => *value == expectation.value,
+                None => {
+                    vault
+                        .store
+                        .get(&expectation.tenant, expectation.kind, &expectation.key)?
+                        == expectation.value
+                }
+            };
+            if !holds {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Remember what an accepted request writes to watched keys.
+    fn note(&mut self, batch: &Batch) {
+        if self.keys.is_empty() {
+            return;
+        }
+        for op in batch.ops() {
+            if let Some(slot) = self
+                .keys
+                .get_mut(&(op.tenant, op.kind))
+                .and_then(|keys| keys.get_mut(op.key.as_slice()))
+            {
+                *slot = Some(op.value.clone());
+            }
+        }
+    }
 }
 
 /// Subject-index keys for a group's audit entries: one key per run of
@@ -561,5 +678,92 @@ mod tests {
         assert!(actions("ps_c").is_empty());
         drop(committer);
         thread.join().unwrap();
+    }
+
+    /// A write expecting `expected` at the contact key, setting it to `new`,
+    /// with one audit entry.
+    fn expecting(tenant: TenantId, expected: &[u8], new: &[u8], action: &str) -> Commit {
+        let mut batch = Batch::new();
+        batch.expect(
+            tenant,
+            Kind::Contacts,
+            b"c".to_vec(),
+            Some(expected.to_vec()),
+        );
+        batch.put(tenant, Kind::Contacts, b"c".to_vec(), new.to_vec());
+        batch.put(
+            tenant,
+            Kind::Messages,
+            action.as_bytes().to_vec(),
+            b"m".to_vec(),
+        );
+        Commit::new(
+            batch,
+            vec![AuditDraft::new(tenant, 1, Actor::System, action)],
+        )
+    }
+
+    #[test]
+    fn a_commit_computed_from_a_record_changed_since_is_refused_alone() {
+        let (_dir, vault, tenant, committer, thread) = started();
+        let mut first = Batch::new();
+        first.put(tenant, Kind::Contacts, b"c".to_vec(), b"v1".to_vec());
+        committer
+            .commit_blocking(Commit::new(first, Vec::new()))
+            .unwrap();
+        committer
+            .commit_blocking(expecting(tenant, b"v1", b"v2", "test.api"))
+            .unwrap();
+        // A worker read v1 before the API's write: its commit is refused,
+        // with nothing of it written and no audit entry chained.
+        let stale = committer.commit_blocking(expecting(tenant, b"v1", b"stale", "test.stale"));
+        assert!(matches!(stale, Err(CommitError::Conflict)), "{stale:?}");
+        let get = |kind, key: &[u8]| vault.store.get(&tenant, kind, key).unwrap();
+        assert_eq!(get(Kind::Contacts, b"c"), Some(b"v2".to_vec()));
+        assert_eq!(get(Kind::Messages, b"test.stale"), None);
+        assert_eq!(audit::head(&vault, &tenant).unwrap().0, 1);
+        assert_eq!(committer.stats().conflicts.get(), 1);
+        drop(committer);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn expectations_see_the_writes_of_earlier_requests_in_the_same_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = crate::data::test_vault(dir.path());
+        let tenant = TenantId::generate();
+        vault.keys.create_tenant(&tenant).unwrap();
+        let mut seed = Batch::new();
+        seed.put(tenant, Kind::Contacts, b"c".to_vec(), b"v1".to_vec());
+        vault.store.commit(&seed).unwrap();
+        let request = |commit| Request {
+            exclusive: None,
+            commit,
+            reply: oneshot::channel().0,
+            early: None,
+        };
+        // Three requests in one group, all read before any applied: the
+        // first wins, the second (also from v1) is refused, the third (from
+        // what the first wrote) applies.
+        let mut group = vec![
+            request(expecting(tenant, b"v1", b"v2", "test.first")),
+            request(expecting(tenant, b"v1", b"lost", "test.second")),
+            request(expecting(tenant, b"v2", b"v3", "test.third")),
+        ];
+        let stats = CommitStats::default();
+        let results = apply_group(&vault, &mut HashMap::new(), &mut group, &stats).unwrap();
+        let outcomes: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(outcomes, vec![true, false, true]);
+        let get = |kind, key: &[u8]| vault.store.get(&tenant, kind, key).unwrap();
+        assert_eq!(get(Kind::Contacts, b"c"), Some(b"v3".to_vec()));
+        assert_eq!(get(Kind::Messages, b"test.second"), None);
+        assert!(get(Kind::Messages, b"test.third").is_some());
+        // The refused request took no place in the audit chain.
+        let chained: Vec<u64> = results
+            .iter()
+            .flatten()
+            .flat_map(|c| c.audit.iter().map(|e| e.seq))
+            .collect();
+        assert_eq!(chained, vec![1, 2]);
     }
 }

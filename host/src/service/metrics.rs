@@ -140,6 +140,11 @@ impl Metrics {
             commit.writes.clone(),
         );
         registry.register(
+            "commit_conflicts",
+            "Commits refused because a record they were computed from had changed (retried by their callers)",
+            commit.conflicts.clone(),
+        );
+        registry.register(
             "commit_flushes",
             "Flushes (fsyncs) of committed groups",
             commit.flushes.clone(),

@@ -51,9 +51,19 @@ impl Workers {
 fn run(service: Arc<ServiceInner>, receiver: mpsc::Receiver<(InboxJob, Instant)>) {
     while let Ok((job, received)) = receiver.recv() {
         let mut attempt = 0u32;
+        let mut conflicts = 0u32;
         loop {
             match process_and_commit(&service, &job, received) {
                 Ok(()) => break,
+                // The contact was changed (an API call, an erasure) between
+                // this event's read and its commit, and nothing of the event
+                // was written: process it again on the record as it is now.
+                // Only a record that keeps changing falls through to the
+                // backoff below.
+                Err(Failure::Conflict) if conflicts < 3 => {
+                    conflicts += 1;
+                    tracing::debug!(conflicts, "the contact changed while processing; again");
+                }
                 Err(error) => {
                     attempt += 1;
                     service
@@ -82,12 +92,21 @@ fn run(service: Arc<ServiceInner>, receiver: mpsc::Receiver<(InboxJob, Instant)>
 /// they are flushed: the group's fsync overlaps with the next event's
 /// plugin calls. Replies are released to the sender, and the event counted
 /// as processed, once the flush has made them durable.
+/// Why processing an item did not commit.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Failed(String),
+    #[error("{}", CommitError::Conflict)]
+    Conflict,
+}
+
 fn process_and_commit(
     service: &Arc<ServiceInner>,
     job: &InboxJob,
     received: Instant,
-) -> Result<(), String> {
-    let processed = flow::process(service, job).map_err(|e| e.to_string())?;
+) -> Result<(), Failure> {
+    let processed = flow::process(service, job).map_err(|e| Failure::Failed(e.to_string()))?;
     let replies = processed.replies;
     let wake_sender = processed.wake_sender;
     service.outbox.hold(&replies);
@@ -120,9 +139,14 @@ fn process_and_commit(
         // A confirmation of a send in doubt is readable now.
         service.outbox.wake();
     }
-    if let Err(error) = result {
-        service.outbox.release(&replies);
-        return Err(error.to_string());
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            service.outbox.release(&replies);
+            Err(match error {
+                CommitError::Conflict => Failure::Conflict,
+                error => Failure::Failed(error.to_string()),
+            })
+        }
     }
-    Ok(())
 }

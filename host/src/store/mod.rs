@@ -111,6 +111,10 @@ pub enum StoreError {
     Backend(String),
     #[error("storage write aborted: {0}")]
     Aborted(String),
+    /// A record the batch expected (see [`Batch::expect`]) had changed;
+    /// nothing of the batch was written.
+    #[error("a record changed since it was read; nothing was written")]
+    Conflict,
 }
 
 impl From<sled::Error> for StoreError {
@@ -129,10 +133,22 @@ pub struct Op {
     pub value: Option<Vec<u8>>,
 }
 
-/// Writes applied atomically: all or none.
+/// A precondition of a batch: the record at `key` holds exactly `value`
+/// (`None`: is absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectation {
+    pub tenant: TenantId,
+    pub kind: Kind,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Writes applied atomically: all or none — and, when the batch carries
+/// expectations, only if every one of them still holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     ops: Vec<Op>,
+    expected: Vec<Expectation>,
 }
 
 impl Batch {
@@ -161,9 +177,40 @@ impl Batch {
         });
     }
 
-    /// Append another batch's writes.
+    /// Apply only if the record at `key` still holds `value` (`None`: is
+    /// still absent). This is how a read-modify-write stays correct with
+    /// several writers: a record is sealed with a fresh nonce on every
+    /// write, so its stored bytes change whenever anyone rewrites it.
+    pub fn expect(
+        &mut self,
+        tenant: TenantId,
+        kind: Kind,
+        key: impl Into<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) {
+        self.expected.push(Expectation {
+            tenant,
+            kind,
+            key: key.into(),
+            value,
+        });
+    }
+
+    /// Append another batch's writes and expectations.
     pub fn extend(&mut self, other: Batch) {
         self.ops.extend(other.ops);
+        self.expected.extend(other.expected);
+    }
+
+    /// The preconditions, in the order they were added.
+    pub fn expectations(&self) -> &[Expectation] {
+        &self.expected
+    }
+
+    /// Remove and return the preconditions (a caller that checked them
+    /// itself, as the committer does for each request of a group).
+    pub fn take_expectations(&mut self) -> Vec<Expectation> {
+        std::mem::take(&mut self.expected)
     }
 
     /// Whether there is nothing to write.
@@ -211,7 +258,8 @@ pub trait Store: Send + Sync + 'static {
         prefix: &[u8],
     ) -> Result<Option<Entry>, StoreError>;
 
-    /// Apply a batch atomically.
+    /// Apply a batch atomically; [`StoreError::Conflict`] (and nothing
+    /// written) when one of its expectations does not hold.
     fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
 
     /// Make every committed batch durable.

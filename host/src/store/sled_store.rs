@@ -361,12 +361,27 @@ impl Store for SledStore {
 
     fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let ops = batch.ops();
+        // Expectations are checked and the batch applied under one lock, so
+        // no other commit of this store lands in between.
+        let held = if batch.expectations().is_empty() {
+            None
+        } else {
+            let serial = self.journal_lock.lock().expect("journal lock");
+            for expected in batch.expectations() {
+                let current = self.get(&expected.tenant, expected.kind, &expected.key)?;
+                if current != expected.value {
+                    return Err(StoreError::Conflict);
+                }
+            }
+            Some(serial)
+        };
         match ops {
             [] => Ok(()),
             // One write is atomic by itself.
             [op] => self.apply_op(op.kind, &scoped(&op.tenant, &op.key), op.value.as_deref()),
             _ => {
-                let _serial = self.journal_lock.lock().expect("journal lock");
+                let _serial =
+                    held.unwrap_or_else(|| self.journal_lock.lock().expect("journal lock"));
                 let id = self.ids.next(&self.db)?;
                 let chunks = encode_journal_chunks(ops);
                 for (index, chunk) in chunks.iter().enumerate() {
@@ -487,6 +502,42 @@ mod tests {
             store.get(&b, Kind::Contacts, b"k1").unwrap(),
             Some(b"b1".to_vec())
         );
+    }
+
+    #[test]
+    fn a_batch_whose_expectation_fails_writes_nothing() {
+        let store = SledStore::temporary().unwrap();
+        let t = TenantId::generate();
+        let mut first = Batch::new();
+        first.put(t, Kind::Contacts, b"c".to_vec(), b"v1".to_vec());
+        store.commit(&first).unwrap();
+
+        // Read "v1", someone rewrites it, then the stale write arrives.
+        let mut stale = Batch::new();
+        stale.expect(t, Kind::Contacts, b"c".to_vec(), Some(b"v1".to_vec()));
+        stale.put(t, Kind::Contacts, b"c".to_vec(), b"stale".to_vec());
+        stale.put(t, Kind::Messages, b"m".to_vec(), b"side".to_vec());
+        let mut other = Batch::new();
+        other.put(t, Kind::Contacts, b"c".to_vec(), b"v2".to_vec());
+        store.commit(&other).unwrap();
+        assert!(matches!(store.commit(&stale), Err(StoreError::Conflict)));
+        assert_eq!(
+            store.get(&t, Kind::Contacts, b"c").unwrap(),
+            Some(b"v2".to_vec())
+        );
+        assert_eq!(store.get(&t, Kind::Messages, b"m").unwrap(), None);
+
+        // Expecting absence, and expecting what is there, both apply.
+        let mut fresh = Batch::new();
+        fresh.expect(t, Kind::Contacts, b"new".to_vec(), None);
+        fresh.expect(t, Kind::Contacts, b"c".to_vec(), Some(b"v2".to_vec()));
+        fresh.put(t, Kind::Contacts, b"new".to_vec(), b"n".to_vec());
+        store.commit(&fresh).unwrap();
+        assert_eq!(
+            store.get(&t, Kind::Contacts, b"new").unwrap(),
+            Some(b"n".to_vec())
+        );
+        assert!(matches!(store.commit(&fresh), Err(StoreError::Conflict)));
     }
 
     #[test]
