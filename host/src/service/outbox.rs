@@ -218,9 +218,16 @@ impl OutboxSignal {
             .insert(key.to_vec())
     }
 
-    /// Give a claimed entry back.
+    /// Give a claimed entry back once its send is over, and drop any status
+    /// noted for it: a status that arrived after the send read its note
+    /// (a send that succeeded or failed for good) has nothing left to
+    /// settle, and would otherwise stay in memory for good.
     fn unclaim(&self, key: &[u8]) {
-        self.in_flight.lock().expect("outbox lock").remove(key);
+        let mut in_flight = self.in_flight.lock().expect("outbox lock");
+        in_flight.remove(key);
+        if let Some(seq) = key.get(..8).and_then(|s| s.try_into().ok()) {
+            self.take_early(u64::from_be_bytes(seq));
+        }
     }
 
     fn take_early(&self, seq: u64) -> Option<String> {
@@ -798,6 +805,21 @@ async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_noted_too_late_for_its_send_is_dropped_with_the_claim() {
+        let signal = OutboxSignal::default();
+        let key = entry_key(42, &TenantId::generate(), &ContactId::generate());
+        assert!(signal.claim(&key));
+        assert!(!signal.claim(&key), "one send at a time");
+        // The send read its note (none) and succeeded; then the status
+        // webhook came, found the entry claimed, and noted its wamid.
+        assert_eq!(signal.take_early(42), None);
+        signal.early.lock().unwrap().insert(42, "wamid.late".into());
+        signal.unclaim(&key);
+        assert!(signal.early.lock().unwrap().is_empty());
+        assert!(signal.claim(&key), "claimable again");
+    }
 
     #[test]
     fn backoff_doubles_and_caps_at_five_minutes() {
