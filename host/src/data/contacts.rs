@@ -132,6 +132,11 @@ impl LoadedContact {
     pub fn is_new(&self) -> bool {
         self.previous.is_none()
     }
+
+    /// Whether the contact differs from its record as loaded.
+    pub fn is_changed(&self) -> bool {
+        self.previous.as_ref() != Some(&self.contact)
+    }
 }
 
 /// One tenant's contacts.
@@ -265,19 +270,27 @@ impl<'v> Contacts<'v> {
         Ok(loaded)
     }
 
+    /// Make `batch` apply only if the contact's record is still as it was
+    /// loaded (see [`Batch::expect`]; a new contact's must still be
+    /// absent), without writing it: for writes about the contact that
+    /// leave its record alone (an erasure in between must not find them
+    /// written back).
+    pub fn expect_unchanged(&self, batch: &mut Batch, loaded: &LoadedContact) {
+        batch.expect(
+            self.tenant,
+            Kind::Contacts,
+            loaded.contact.id.as_bytes().to_vec(),
+            loaded.stored.clone(),
+        );
+    }
+
     /// Stage the contact's record and any index change into `batch`, on
-    /// condition that the record is still as it was loaded (see
-    /// [`Batch::expect`]; a new contact's record must still be absent).
+    /// condition that the record is still as it was loaded.
     pub fn stage(&self, batch: &mut Batch, loaded: &LoadedContact) {
         let contact = &loaded.contact;
         let previous = loaded.previous.as_ref();
         let id = contact.id.as_bytes();
-        batch.expect(
-            self.tenant,
-            Kind::Contacts,
-            id.to_vec(),
-            loaded.stored.clone(),
-        );
+        self.expect_unchanged(batch, loaded);
         self.vault.stage(
             batch,
             &loaded.key,
@@ -333,12 +346,7 @@ impl<'v> Contacts<'v> {
     /// processed meanwhile may have written data the caller's scan missed.
     pub fn stage_removal(&self, batch: &mut Batch, loaded: &LoadedContact) {
         let contact = &loaded.contact;
-        batch.expect(
-            self.tenant,
-            Kind::Contacts,
-            contact.id.as_bytes().to_vec(),
-            loaded.stored.clone(),
-        );
+        self.expect_unchanged(batch, loaded);
         batch.delete(self.tenant, Kind::Contacts, contact.id.as_bytes().to_vec());
         if let Some(wa_id) = &contact.wa_id {
             batch.delete(
@@ -430,6 +438,50 @@ mod tests {
         assert_eq!(
             contacts.find(Some("222"), None).unwrap(),
             Some(loaded.contact.id)
+        );
+    }
+
+    #[test]
+    fn a_write_computed_from_a_contact_changed_since_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = vault(dir.path());
+        let tenant = TenantId::generate();
+        vault.keys.create_tenant(&tenant).unwrap();
+        let contacts = Contacts::of(&vault, tenant).unwrap();
+        let created = contacts
+            .resolve_inbound(Some("111"), None, None, 1)
+            .unwrap();
+        let mut batch = Batch::new();
+        contacts.stage(&mut batch, &created);
+        vault.store.commit(&batch).unwrap();
+
+        // A worker and an API call load the same record.
+        let worker = contacts.load(&created.contact.id).unwrap().unwrap();
+        let mut api = contacts.load(&created.contact.id).unwrap().unwrap();
+        assert!(!worker.is_changed());
+        api.contact.restricted = true;
+        assert!(api.is_changed());
+        let mut batch = Batch::new();
+        contacts.stage(&mut batch, &api);
+        vault.store.commit(&batch).unwrap();
+
+        // The worker's write, and a write that only expects the record
+        // unchanged, are both refused: the restriction stands.
+        let mut stale = Batch::new();
+        contacts.stage(&mut stale, &worker);
+        assert!(matches!(
+            vault.store.commit(&stale),
+            Err(crate::store::StoreError::Conflict)
+        ));
+        let mut beside = Batch::new();
+        contacts.expect_unchanged(&mut beside, &worker);
+        beside.put(tenant, Kind::Messages, b"m".to_vec(), b"x".to_vec());
+        assert!(vault.store.commit(&beside).is_err());
+        let now = contacts.load(&created.contact.id).unwrap().unwrap();
+        assert!(now.contact.restricted);
+        assert_eq!(
+            vault.store.get(&tenant, Kind::Messages, b"m").unwrap(),
+            None
         );
     }
 

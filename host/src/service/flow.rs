@@ -347,6 +347,7 @@ fn on_status(
         serde_json::json!({"status": status.status, "errors": status.error_codes}),
     );
     if loaded.contact.restricted {
+        contacts.expect_unchanged(&mut event.batch, &loaded);
         return Ok(());
     }
     let context = event.context.clone();
@@ -365,7 +366,13 @@ fn on_status(
             &subject,
         )?;
     }
-    contacts.stage(&mut event.batch, &loaded);
+    // Most statuses change nothing about the contact: rewriting its record
+    // anyway would make every concurrent API change to it start again.
+    if loaded.is_changed() {
+        contacts.stage(&mut event.batch, &loaded);
+    } else {
+        contacts.expect_unchanged(&mut event.batch, &loaded);
+    }
     Ok(())
 }
 

@@ -218,14 +218,17 @@ impl OutboxSignal {
             .insert(key.to_vec())
     }
 
-    /// Give a claimed entry back once its send is over, and drop any status
-    /// noted for it: a status that arrived after the send read its note
-    /// (a send that succeeded or failed for good) has nothing left to
-    /// settle, and would otherwise stay in memory for good.
-    fn unclaim(&self, key: &[u8]) {
+    /// Give a claimed entry back once its send is over. `settled`: the
+    /// attempt's outcome is durable (sent, failed for good, refused, or in
+    /// doubt with any status it had written down), so a status noted after
+    /// the send read its note has nothing left to settle and is dropped
+    /// rather than kept in memory for good. Otherwise (the outcome could
+    /// not be written) the note stays: the next attempt reads it, and a
+    /// send that WhatsApp did accept is not sent again.
+    fn unclaim(&self, key: &[u8], settled: bool) {
         let mut in_flight = self.in_flight.lock().expect("outbox lock");
         in_flight.remove(key);
-        if let Some(seq) = key.get(..8).and_then(|s| s.try_into().ok()) {
+        if settled && let Some(seq) = key.get(..8).and_then(|s| s.try_into().ok()) {
             self.take_early(u64::from_be_bytes(seq));
         }
     }
@@ -282,10 +285,10 @@ pub async fn run_sender(service: Arc<ServiceInner>, shutdown: tokio_util::sync::
                     let service = service.clone();
                     tasks.spawn(async move {
                         let result = send_one(&service, &key).await;
-                        if let Err(error) = result {
+                        if let Err(error) = &result {
                             tracing::warn!(%error, "outbox entry not processed; retrying later");
                         }
-                        service.outbox.unclaim(&key);
+                        service.outbox.unclaim(&key, result.is_ok());
                     });
                 }
             }
@@ -807,7 +810,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_status_noted_too_late_for_its_send_is_dropped_with_the_claim() {
+    fn a_status_noted_too_late_is_dropped_once_its_send_is_settled() {
         let signal = OutboxSignal::default();
         let key = entry_key(42, &TenantId::generate(), &ContactId::generate());
         assert!(signal.claim(&key));
@@ -816,9 +819,15 @@ mod tests {
         // webhook came, found the entry claimed, and noted its wamid.
         assert_eq!(signal.take_early(42), None);
         signal.early.lock().unwrap().insert(42, "wamid.late".into());
-        signal.unclaim(&key);
+        signal.unclaim(&key, true);
         assert!(signal.early.lock().unwrap().is_empty());
         assert!(signal.claim(&key), "claimable again");
+
+        // An attempt whose outcome could not be written keeps the note for
+        // the next attempt.
+        signal.early.lock().unwrap().insert(42, "wamid.kept".into());
+        signal.unclaim(&key, false);
+        assert_eq!(signal.take_early(42).as_deref(), Some("wamid.kept"));
     }
 
     #[test]

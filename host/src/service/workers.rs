@@ -87,11 +87,6 @@ fn run(service: Arc<ServiceInner>, receiver: mpsc::Receiver<(InboxJob, Instant)>
     }
 }
 
-/// Process an item and commit its effects. The worker waits until the
-/// effects are applied (the contact's next event must see them), not until
-/// they are flushed: the group's fsync overlaps with the next event's
-/// plugin calls. Replies are released to the sender, and the event counted
-/// as processed, once the flush has made them durable.
 /// Why processing an item did not commit.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
@@ -101,6 +96,11 @@ enum Failure {
     Conflict,
 }
 
+/// Process an item and commit its effects. The worker waits until the
+/// effects are applied (the contact's next event must see them), not until
+/// they are flushed: the group's fsync overlaps with the next event's
+/// plugin calls. Replies are released to the sender, and the event counted
+/// as processed, once the flush has made them durable.
 fn process_and_commit(
     service: &Arc<ServiceInner>,
     job: &InboxJob,
