@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::ServiceInner;
-use super::committer::Commit;
+use super::committer::{Commit, CommitError};
 use crate::audit::{Actor, AuditDraft, contact_pseudonym};
 use crate::channel::whatsapp::client::{Recipient, SendError};
 use crate::channel::whatsapp::payload::{DeliveryState, MessageKind};
@@ -544,18 +544,16 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
         }
     }
     let contacts = Contacts::of(vault, tenant).map_err(|e| e.to_string())?;
-    let contact = contacts
-        .load(&contact_id)
-        .map_err(|e| e.to_string())?
-        .map(|l| l.contact);
-    let refusal = match &contact {
+    let loaded = contacts.load(&contact_id).map_err(|e| e.to_string())?;
+    let contact = loaded.as_ref().map(|l| &l.contact);
+    let refusal = match contact {
         None => Some("contact-erased"),
         Some(c) if c.restricted => Some("restricted"),
         Some(c) if c.opted_out && !entry.confirmation => Some("opted-out"),
         Some(c) if !entry.confirmation && !c.service_window_open(now) => Some("window-closed"),
         _ => None,
     };
-    let recipient = contact.as_ref().and_then(|c| match (&c.wa_id, &c.user_id) {
+    let recipient = contact.and_then(|c| match (&c.wa_id, &c.user_id) {
         (Some(wa_id), _) => Some(Recipient::WaId(wa_id.clone())),
         (None, Some(user_id)) => Some(Recipient::UserId(user_id.clone())),
         (None, None) => None,
@@ -573,8 +571,13 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
             )
             .await;
     };
-    // Mark the entry as being sent, durably, before the request leaves.
+    // Mark the entry as being sent, durably, before the request leaves —
+    // on condition that the contact is still as just checked: an opt-out,
+    // restriction or erasure committed since then stops the send.
     let mut marking = Batch::new();
+    if let Some(loaded) = &loaded {
+        contacts.expect_unchanged(&mut marking, loaded);
+    }
     let mut noted = Vec::new();
     if entry.sending_since.is_some() {
         // The earlier send left no trace at WhatsApp within the window:
@@ -588,7 +591,15 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
     entry.sending_since = Some(now);
     entry.next_attempt_at = now + service.cloud.config().confirm_timeout_secs;
     outcome.stage_entry(&mut marking, &entry);
-    commit(service, marking, noted).await?;
+    match service.committer.commit(Commit::new(marking, noted)).await {
+        Ok(_) => {}
+        Err(CommitError::Conflict) => {
+            // Nothing was written: check the contact again, at once.
+            service.outbox.wake();
+            return Ok(());
+        }
+        Err(error) => return Err(error.to_string()),
+    }
     let sent = service
         .cloud
         .send_text(
