@@ -774,13 +774,17 @@ async fn offboarding_exports_then_deletes_the_tenant() {
 }
 
 /// A tenant whose flow holds each event for about a second (a plugin that
-/// loops until its deadline), so a data-subject request can land while an
-/// event for the same contact is being processed; and that contact, seen once.
-async fn slow_flow(wa_id: &str) -> (TestService, TestTenant, String, String) {
+/// loops until its deadline, failing), so a data-subject request can land
+/// while an event for the same contact is being processed; and that
+/// contact, seen once. The plugin's breaker opens after `breaker_failures`.
+async fn slow_flow(
+    wa_id: &str,
+    breaker_failures: u32,
+) -> (TestService, TestTenant, String, String) {
     let service = TestService::start_with(|c| {
         c.limits.fuel = u64::MAX / 2;
         c.limits.deadline_ms = 1_000;
-        c.limits.breaker_failures = 100;
+        c.limits.breaker_failures = breaker_failures;
     })
     .await;
     service.upload("fixture-hostile").await;
@@ -824,7 +828,9 @@ async fn conflicts(service: &TestService) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restriction_made_while_an_event_is_processed_is_not_undone_by_it() {
-    let (service, tenant, id, key) = slow_flow("333").await;
+    // The second failure opens the breaker, in the attempt the restriction
+    // makes the service redo.
+    let (service, tenant, id, key) = slow_flow("333", 2).await;
     service
         .ok(
             Method::POST,
@@ -844,12 +850,25 @@ async fn a_restriction_made_while_an_event_is_processed_is_not_undone_by_it() {
         after["restricted"], true,
         "the event's write, computed before the restriction, must not clear it"
     );
+    // The redone attempt (restricted: no plugin runs) still records the
+    // breaker opening that the refused attempt caused.
+    let opened = service
+        .ok(
+            Method::GET,
+            "/v1/audit?action=breaker.changed",
+            &tenant.admin,
+            None,
+        )
+        .await;
+    let opened = opened.as_array().unwrap();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0]["details"]["transition"], "opened");
     service.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erasure_made_while_an_event_is_processed_leaves_nothing_behind() {
-    let (service, tenant, id, key) = slow_flow("444").await;
+    let (service, tenant, id, key) = slow_flow("444", 100).await;
     service
         .ok(
             Method::POST,

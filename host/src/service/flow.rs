@@ -63,6 +63,11 @@ pub struct Processed {
     /// A status webhook confirmed a send in doubt: the sender should look
     /// once this is committed.
     pub wake_sender: bool,
+    /// Copies of the commit's audit entries that record something already
+    /// done in memory whatever becomes of this commit (a breaker opening):
+    /// if the commit is refused and the item processed again, they must
+    /// still reach the trail, since the change will not happen twice.
+    pub lasting: Vec<AuditDraft>,
 }
 
 struct Event<'a> {
@@ -73,6 +78,7 @@ struct Event<'a> {
     now: u64,
     batch: Batch,
     audit: Vec<AuditDraft>,
+    lasting: Vec<AuditDraft>,
     replies: Vec<Vec<u8>>,
     wake_sender: bool,
 }
@@ -89,6 +95,21 @@ impl Event<'_> {
         draft.subject = subject.map(str::to_owned);
         self.audit.push(draft);
     }
+
+    /// Note a breaker's change (see [`Processed::lasting`]).
+    fn note_breaker(
+        &mut self,
+        installation: &crate::ids::InstallationId,
+        transition: crate::runtime::BreakerTransition,
+    ) {
+        self.note(
+            Actor::System,
+            "breaker.changed",
+            None,
+            breaker_details(installation, transition),
+        );
+        self.lasting.extend(self.audit.last().cloned());
+    }
 }
 
 /// Process one inbox item into a commit.
@@ -103,6 +124,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
                 commit: Commit::new(batch, Vec::new()),
                 replies: Vec::new(),
                 wake_sender: false,
+                lasting: Vec::new(),
             });
         }
         Err(error) => return Err(error.into()),
@@ -115,6 +137,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
         now: service.clock.now(),
         batch,
         audit: Vec::new(),
+        lasting: Vec::new(),
         replies: Vec::new(),
         wake_sender: false,
     };
@@ -127,6 +150,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
         replies: event.replies,
         wake_sender: event.wake_sender,
         commit: Commit::new(event.batch, event.audit),
+        lasting: event.lasting,
     })
 }
 
@@ -471,12 +495,7 @@ fn run_step(
                 }),
             );
             if let Some(transition) = failure.breaker {
-                event.note(
-                    Actor::System,
-                    "breaker.changed",
-                    None,
-                    breaker_details(&installation.id, transition),
-                );
+                event.note_breaker(&installation.id, transition);
             }
         }
         Ok(invocation) => {
@@ -510,12 +529,7 @@ fn run_step(
                 }),
             );
             if let Some(transition) = invocation.breaker {
-                event.note(
-                    Actor::System,
-                    "breaker.changed",
-                    None,
-                    breaker_details(&installation.id, transition),
-                );
+                event.note_breaker(&installation.id, transition);
             }
             for (action, refusal) in invocation.refused {
                 drop_action(event, &actor, subject, &action, &refusal);

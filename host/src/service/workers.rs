@@ -12,6 +12,7 @@ use super::committer::CommitError;
 use super::flow;
 use super::inbox::InboxJob;
 use super::metrics::label;
+use crate::audit::AuditDraft;
 
 /// Senders to the workers' queues.
 #[derive(Clone)]
@@ -52,8 +53,9 @@ fn run(service: Arc<ServiceInner>, receiver: mpsc::Receiver<(InboxJob, Instant)>
     while let Ok((job, received)) = receiver.recv() {
         let mut attempt = 0u32;
         let mut conflicts = 0u32;
+        let mut unrecorded = Vec::new();
         loop {
-            match process_and_commit(&service, &job, received) {
+            match process_and_commit(&service, &job, received, &mut unrecorded) {
                 Ok(()) => break,
                 // The contact was changed (an API call, an erasure) between
                 // this event's read and its commit, and nothing of the event
@@ -101,12 +103,22 @@ enum Failure {
 /// they are flushed: the group's fsync overlaps with the next event's
 /// plugin calls. Replies are released to the sender, and the event counted
 /// as processed, once the flush has made them durable.
+///
+/// `unrecorded`: audit entries of earlier attempts at this item that did
+/// not commit but record what will not happen again (see
+/// [`flow::Processed::lasting`]); they go first into this attempt's
+/// commit, and stay for the next attempt if this one fails too.
 fn process_and_commit(
     service: &Arc<ServiceInner>,
     job: &InboxJob,
     received: Instant,
+    unrecorded: &mut Vec<AuditDraft>,
 ) -> Result<(), Failure> {
-    let processed = flow::process(service, job).map_err(|e| Failure::Failed(e.to_string()))?;
+    let mut processed = flow::process(service, job).map_err(|e| Failure::Failed(e.to_string()))?;
+    let earlier = std::mem::take(unrecorded);
+    let mut pending = earlier.clone();
+    pending.append(&mut processed.lasting);
+    processed.commit.audit.splice(0..0, earlier);
     let replies = processed.replies;
     let wake_sender = processed.wake_sender;
     service.outbox.hold(&replies);
@@ -143,6 +155,7 @@ fn process_and_commit(
         Ok(_) => Ok(()),
         Err(error) => {
             service.outbox.release(&replies);
+            *unrecorded = pending;
             Err(match error {
                 CommitError::Conflict => Failure::Conflict,
                 error => Failure::Failed(error.to_string()),
