@@ -852,15 +852,7 @@ async fn a_restriction_made_while_an_event_is_processed_is_not_undone_by_it() {
     );
     // The redone attempt (restricted: no plugin runs) still records the
     // breaker opening that the refused attempt caused.
-    let opened = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=breaker.changed",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    let opened = opened.as_array().unwrap();
+    let opened = service.audit_of(&tenant, "breaker.changed").await;
     assert_eq!(opened.len(), 1, "{opened:?}");
     assert_eq!(opened[0]["details"]["transition"], "opened");
     service.stop().await;

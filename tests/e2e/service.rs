@@ -442,20 +442,6 @@ async fn doubtful_service(phone: &str) -> (TestService, TestTenant) {
     (service, tenant)
 }
 
-async fn audit_of(service: &TestService, tenant: &TestTenant, action: &str) -> Vec<Value> {
-    service
-        .ok(
-            Method::GET,
-            &format!("/v1/audit?action={action}"),
-            &tenant.admin,
-            None,
-        )
-        .await
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_in_doubt_is_settled_by_its_status_webhook_and_not_sent_again() {
     let (service, tenant) = doubtful_service("1011").await;
@@ -479,7 +465,7 @@ async fn a_send_in_doubt_is_settled_by_its_status_webhook_and_not_sent_again() {
     // The status webhook came while the send was still waiting for its
     // answer; the send, ending in doubt, found it. (After a restart the
     // status is written down instead: the crash loop test covers that.)
-    let settled = audit_of(&service, &tenant, "message.sent").await;
+    let settled = service.audit_of(&tenant, "message.sent").await;
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0]["details"]["confirmed_by"], "status");
     // Long past the confirmation window, another message wakes the sender:
@@ -498,7 +484,7 @@ async fn a_send_in_doubt_is_settled_by_its_status_webhook_and_not_sent_again() {
         .deliver(&tenant, &delivered_status("1011", &sent[0].wamid, "777"))
         .await;
     service.settle().await;
-    let statuses = audit_of(&service, &tenant, "message.status").await;
+    let statuses = service.audit_of(&tenant, "message.status").await;
     assert!(
         statuses
             .iter()
@@ -550,7 +536,7 @@ async fn a_send_lost_in_doubt_is_sent_again_after_the_confirmation_window() {
     let sent = service.fake.sent();
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert_eq!(sent[1].to, "888");
-    let unconfirmed = audit_of(&service, &tenant, "message.unconfirmed").await;
+    let unconfirmed = service.audit_of(&tenant, "message.unconfirmed").await;
     assert_eq!(unconfirmed.len(), 1);
     service.stop().await;
 }

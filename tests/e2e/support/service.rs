@@ -233,6 +233,20 @@ impl TestService {
         answer
     }
 
+    /// The tenant's audit entries with this action.
+    pub async fn audit_of(&self, tenant: &TestTenant, action: &str) -> Vec<Value> {
+        self.ok(
+            reqwest::Method::GET,
+            &format!("/v1/audit?action={action}"),
+            &tenant.admin,
+            None,
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
+    }
+
     pub async fn metrics(&self) -> String {
         self.http
             .get(format!("{}/metrics", self.base))
