@@ -20,8 +20,10 @@ use crate::store::Kind;
 pub enum Actor {
     /// The host operator (operator token).
     Operator,
-    /// A tenant API key, by key id.
+    /// A tenant API key, by key id, through the HTTP API.
     ApiKey(String),
+    /// A tenant API key, by key id, signed in to the tenant console.
+    Console(String),
     /// A plugin installation, by installation id.
     Installation(String),
     /// The contact, through a WhatsApp message (opt-out keywords).
@@ -222,8 +224,8 @@ pub fn head(vault: &Vault, tenant: &TenantId) -> Result<(u64, [u8; 32]), DataErr
 // from the `ApiQuery` wrapper the handler uses.
 #[into_params(parameter_in = Query)]
 pub struct AuditFilter {
-    /// Only entries by this actor type (`operator`, `api-key`, `installation`,
-    /// `contact`, `webhook`, `system`).
+    /// Only entries by this actor type (`operator`, `api-key`, `console`,
+    /// `installation`, `contact`, `webhook`, `system`).
     pub actor: Option<String>,
     /// Only this action, or actions under this prefix (`plugin.` matches
     /// `plugin.invoked`).
@@ -245,6 +247,7 @@ impl AuditFilter {
         let actor_type = match &entry.actor {
             Actor::Operator => "operator",
             Actor::ApiKey(_) => "api-key",
+            Actor::Console(_) => "console",
             Actor::Installation(_) => "installation",
             Actor::Contact => "contact",
             Actor::Webhook(_) => "webhook",

@@ -7,7 +7,6 @@
 //! - Every token (and every webhook channel) has its own rate limit.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -19,11 +18,8 @@ use subtle::ConstantTimeEq;
 
 use super::ApiState;
 use super::error::AppError;
-use crate::audit::{Actor, AuditDraft};
-use crate::ids::TenantId;
-use crate::service::committer::Commit;
-use crate::store::Batch;
-use crate::tenancy::api_keys::{self, ApiKey, Scope};
+use crate::service::caller::{Face, TenantCaller};
+use crate::service::keys;
 
 /// A keyed limiter: one GCRA cell per key, updated with atomic operations.
 pub type KeyedLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
@@ -75,80 +71,20 @@ impl FromRequestParts<ApiState> for Operator {
     }
 }
 
-/// A tenant API key, authenticated. Handlers read the tenant from here and
-/// only from here.
-pub struct TenantKey {
-    pub tenant: TenantId,
-    pub key: ApiKey,
-}
-
-impl TenantKey {
-    /// Refuse unless the key carries `scope`.
-    pub fn require(&self, scope: Scope) -> Result<(), AppError> {
-        if self.key.allows(scope) {
-            Ok(())
-        } else {
-            Err(AppError::forbidden(format!(
-                "this API key lacks the `{}` scope",
-                serde_json::to_value(scope)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            )))
-        }
-    }
-
-    /// The audit actor for this key.
-    pub fn actor(&self) -> Actor {
-        Actor::ApiKey(self.key.id.to_string())
-    }
-}
-
-impl FromRequestParts<ApiState> for TenantKey {
+/// A tenant API key, authenticated, as the caller of the service's tenant
+/// functions (which check its scopes). Handlers read the tenant from here
+/// and only from here.
+impl FromRequestParts<ApiState> for TenantCaller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, AppError> {
         let token = bearer(parts).ok_or_else(AppError::unauthorized)?;
         let service = &state.service;
-        let Some((tenant, key)) = api_keys::authenticate(&service.vault, token)? else {
-            record_failure(state, token).await;
+        let Some(caller) = keys::authenticate(service, token, Face::Api)? else {
+            keys::record_failure(service, token).await;
             return Err(AppError::unauthorized());
         };
-        check_rate(&state.limiter, &key.id.to_string())?;
-        Ok(TenantKey { tenant, key })
+        check_rate(&state.limiter, &caller.key.id.to_string())?;
+        Ok(caller)
     }
-}
-
-/// Audit a failed authentication when the key id names a real tenant (a
-/// wrong secret for an existing key); unknown ids are only logged.
-async fn record_failure(state: &ApiState, token: &str) {
-    let service: &Arc<crate::service::ServiceInner> = &state.service;
-    let Some(key_id) = token
-        .strip_prefix("fgk_")
-        .and_then(|rest| rest.split_once('_'))
-        .and_then(|(id, _)| crate::crypto::from_hex::<16>(id))
-    else {
-        tracing::info!("authentication with a malformed token");
-        return;
-    };
-    let tenant = service
-        .vault
-        .store
-        .get(&TenantId::SYSTEM, crate::store::Kind::ApiKeys, &key_id)
-        .ok()
-        .flatten()
-        .and_then(|t| TenantId::from_slice(&t));
-    if let Some(tenant) = tenant {
-        let draft = AuditDraft::new(
-            tenant,
-            service.clock.now(),
-            Actor::ApiKey(crate::ids::ApiKeyId::from_bytes(key_id).to_string()),
-            "auth.failed",
-        );
-        let _ = service
-            .committer
-            .commit(Commit::new(Batch::new(), vec![draft]))
-            .await;
-    }
-    tracing::info!("tenant authentication failed");
 }

@@ -1,12 +1,16 @@
 //! One error shape for every route: `{"error": {"code": "...", "message":
-//! "..."}}` with a stable machine-readable code. Internal errors are logged
-//! and answered with a generic message.
+//! "..."}}` with a stable machine-readable code. Internal errors are
+//! answered with a generic message; their cause travels with the response
+//! to [`log_internal_errors`], which logs it once.
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::service::committer::CommitError;
+use crate::service::error::ServiceError;
 
 /// An API error.
 #[derive(Debug)]
@@ -15,6 +19,27 @@ pub struct AppError {
     pub code: &'static str,
     pub message: String,
     pub retry_after_secs: Option<u64>,
+    /// For internal errors: the cause, logged by [`log_internal_errors`]
+    /// and never sent to the client.
+    pub cause: Option<String>,
+}
+
+/// The cause of an internal error, carried in the response's extensions
+/// from the handler to [`log_internal_errors`].
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
+
+/// Middleware: log the cause of every internal error answered, once, with
+/// the request's span (method and route), and keep it out of the response.
+pub async fn log_internal_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(InternalCause(cause)) = response.extensions_mut().remove::<InternalCause>() {
+        tracing::error!(error = %cause, "internal error");
+    }
+    response
 }
 
 /// The JSON body of every error response.
@@ -39,6 +64,7 @@ impl AppError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            cause: None,
         }
     }
 
@@ -85,14 +111,17 @@ impl AppError {
         AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
-    /// An internal failure: logged in full, answered generically.
+    /// An internal failure: answered generically, its cause (with the
+    /// chain of sources) logged by [`log_internal_errors`].
     pub fn internal(error: impl std::fmt::Display) -> AppError {
-        tracing::error!(%error, "internal error");
-        AppError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an internal error occurred; it has been logged",
-        )
+        AppError {
+            cause: Some(error.to_string()),
+            ..AppError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred; it has been logged",
+            )
+        }
     }
 }
 
@@ -105,6 +134,9 @@ impl IntoResponse for AppError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
         if let Some(seconds) = self.retry_after_secs {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -160,37 +192,46 @@ impl From<BytesRejection> for AppError {
     }
 }
 
-impl From<crate::data::DataError> for AppError {
-    fn from(error: crate::data::DataError) -> Self {
-        AppError::internal(error)
-    }
-}
-
-impl From<crate::store::StoreError> for AppError {
-    fn from(error: crate::store::StoreError) -> Self {
-        AppError::internal(error)
-    }
-}
-
-impl From<crate::crypto::KeyRingError> for AppError {
-    fn from(error: crate::crypto::KeyRingError) -> Self {
-        AppError::internal(error)
-    }
-}
-
-impl From<crate::service::committer::CommitError> for AppError {
-    fn from(error: crate::service::committer::CommitError) -> Self {
+impl From<ServiceError> for AppError {
+    fn from(error: ServiceError) -> Self {
         match error {
-            // Handlers that read, modify and write retry this themselves
-            // (see [`Attempts`]); it reaches a client only when the record
-            // kept changing under every attempt.
-            crate::service::committer::CommitError::Conflict => AppError::new(
-                StatusCode::CONFLICT,
-                "conflict",
+            ServiceError::NotFound(what) => AppError::not_found(what),
+            ServiceError::Invalid(message) => AppError::bad_request(message),
+            ServiceError::Forbidden(message) => AppError::forbidden(message),
+            ServiceError::Conflict(message) => AppError::conflict(message),
+            ServiceError::InvalidPlugin(message) => {
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", message)
+            }
+            ServiceError::Unavailable(message) => AppError::unavailable(message),
+            // Read-modify-writes are retried by the service; this reaches a
+            // client only when the record kept changing under every attempt.
+            ServiceError::Commit(CommitError::Conflict) => AppError::conflict(
                 "the record changed while the request was handled; send it again",
             ),
-            error => AppError::internal(error),
+            error => AppError::internal(ErrorChain(&error)),
         }
+    }
+}
+
+/// An error with its sources, for the log: `outer: cause: root cause`.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        write!(f, "{last}")?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            // An `#[error(transparent)]` wrapper says what its source says:
+            // said once.
+            let text = cause.to_string();
+            if text != last {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -233,56 +274,3 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBytes {
 
 /// A result of a handler.
 pub type ApiResult<T> = Result<T, AppError>;
-
-/// Attempts a read-modify-write gets while its commit is refused because
-/// the record changed in between (an event for the same contact was
-/// processed meanwhile; see `store::Batch::expect`). Each attempt reads
-/// afresh, so neither side's change is lost; after the last one the 409
-/// reaches the client.
-///
-/// A loop rather than a closure-taking helper: an async closure borrowing
-/// the handler's extractors makes the handler's future not `Send`.
-pub struct Attempts {
-    left: u32,
-}
-
-impl Attempts {
-    pub fn new() -> Attempts {
-        Attempts { left: 4 }
-    }
-
-    /// Whether to try again after `result`; counts the attempt.
-    pub fn again<T>(&mut self, result: &ApiResult<T>) -> bool {
-        match result {
-            Err(error) if error.status == StatusCode::CONFLICT && self.left > 0 => {
-                self.left -= 1;
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-impl Default for Attempts {
-    fn default() -> Self {
-        Attempts::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_conflicts_are_attempted_again_and_only_a_few_times() {
-        let conflict =
-            || -> ApiResult<()> { Err(crate::service::committer::CommitError::Conflict.into()) };
-        let mut attempts = Attempts::new();
-        let again: Vec<bool> = (0..6).map(|_| attempts.again(&conflict())).collect();
-        assert_eq!(again, vec![true, true, true, true, false, false]);
-        let mut attempts = Attempts::new();
-        assert!(!attempts.again(&Ok(())));
-        assert!(!attempts.again::<()>(&Err(AppError::bad_request("no"))));
-        assert_eq!(conflict().unwrap_err().status, StatusCode::CONFLICT);
-    }
-}

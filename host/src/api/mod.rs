@@ -7,8 +7,12 @@
 //! | `/v1/operator/…` | the operator | operator token |
 //! | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | probes, Prometheus | none |
 //!
+//! Handlers are thin: they extract, authenticate, call one function of the
+//! service layer ([`crate::service`]) and map its error to an answer.
+//!
 //! Layers, outermost first: tracing (method, route, status, latency; no
-//! bodies, no query strings), timeout, security headers on every response.
+//! bodies, no query strings), the log of internal errors, timeout, security
+//! headers on every response.
 
 pub mod auth;
 pub mod dsr;
@@ -24,7 +28,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -42,12 +46,6 @@ pub struct ApiState {
     pub limiter: Arc<KeyedLimiter>,
     /// Per webhook channel.
     pub webhook_limiter: Arc<KeyedLimiter>,
-    /// Operator requests about existing tenants hold it shared; the
-    /// operator's deletions (DELETE, and the due ones of the retention run)
-    /// hold it exclusively. A deletion shreds contact keys, then the tenant
-    /// key, then purges records: a request interleaved with it fails on
-    /// whatever it reads first, and answered 500.
-    pub tenant_deletions: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// The OpenAPI document of every route.
@@ -259,19 +257,7 @@ pub async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = String, content_type = "text/plain"), (status = 503, body = error::ErrorBody)))]
 pub async fn readyz(State(state): State<ApiState>) -> Result<&'static str, error::AppError> {
-    if state.service.stopping() {
-        return Err(error::AppError::unavailable("shutting down"));
-    }
-    state
-        .service
-        .vault
-        .store
-        .get(
-            &crate::ids::TenantId::SYSTEM,
-            crate::store::Kind::Tenants,
-            b"readiness-probe",
-        )
-        .map_err(|e| error::AppError::unavailable(format!("store unavailable: {e}")))?;
+    crate::service::operations::readiness(&state.service)?;
     Ok("ready")
 }
 
@@ -295,6 +281,107 @@ async fn fallback() -> error::AppError {
     error::AppError::not_found("route")
 }
 
+/// Every route but the plugin upload (which has its own body limit), as
+/// (path, handlers). The router is built from this list, and the test that
+/// the OpenAPI document covers every route reads it.
+fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
+    vec![
+        (
+            "/webhooks/whatsapp/{channel_id}",
+            get(webhook::verify).post(webhook::receive),
+        ),
+        (
+            "/v1/tenant",
+            get(tenant::get_tenant).patch(tenant::update_tenant),
+        ),
+        ("/v1/plugins", get(tenant::list_plugins)),
+        (
+            "/v1/installations",
+            get(tenant::list_installations).post(tenant::create_installation),
+        ),
+        (
+            "/v1/installations/order",
+            put(tenant::reorder_installations),
+        ),
+        (
+            "/v1/installations/{installation_id}",
+            get(tenant::get_installation)
+                .patch(tenant::update_installation)
+                .delete(tenant::delete_installation),
+        ),
+        ("/v1/contacts", get(tenant::list_contacts)),
+        ("/v1/contacts/lookup", post(tenant::lookup_contact)),
+        ("/v1/contacts/{contact_id}", get(tenant::get_contact)),
+        (
+            "/v1/contacts/{contact_id}/hand-back",
+            post(tenant::hand_back_contact),
+        ),
+        (
+            "/v1/contacts/{contact_id}/consent",
+            get(tenant::consent_history).post(tenant::record_consent),
+        ),
+        (
+            "/v1/api-keys",
+            get(tenant::list_api_keys).post(tenant::create_api_key),
+        ),
+        ("/v1/api-keys/{key_id}", delete(tenant::revoke_api_key)),
+        ("/v1/audit", get(tenant::query_audit)),
+        ("/v1/audit/verify", get(tenant::verify_audit)),
+        ("/v1/dsr", get(dsr::list)),
+        ("/v1/dsr/access", post(dsr::access)),
+        ("/v1/dsr/rectification", post(dsr::rectification)),
+        ("/v1/dsr/erasure", post(dsr::erasure)),
+        ("/v1/dsr/restriction", post(dsr::restriction)),
+        ("/v1/dsr/objection", post(dsr::objection)),
+        ("/v1/dsr/{request_id}", get(dsr::get)),
+        (
+            "/v1/operator/tenants",
+            get(operator::list_tenants).post(operator::create_tenant),
+        ),
+        (
+            "/v1/operator/tenants/{tenant_id}",
+            get(operator::get_tenant).delete(operator::delete_tenant),
+        ),
+        (
+            "/v1/operator/tenants/{tenant_id}/channels",
+            get(operator::list_channels).post(operator::create_channel),
+        ),
+        (
+            "/v1/operator/tenants/{tenant_id}/channels/{channel_id}",
+            delete(operator::delete_channel),
+        ),
+        (
+            "/v1/operator/tenants/{tenant_id}/offboard",
+            post(operator::offboard),
+        ),
+        (
+            "/v1/operator/tenants/{tenant_id}/export",
+            get(operator::export_tenant),
+        ),
+        (
+            "/v1/operator/tenants/{tenant_id}/audit/verify",
+            get(operator::verify_tenant_audit),
+        ),
+        ("/v1/operator/plugins/{hash}", get(operator::get_plugin)),
+        ("/v1/operator/retention", post(operator::run_retention)),
+        ("/v1/operator/backups", post(operator::create_backup)),
+    ]
+}
+
+/// The route of plugin uploads, with the upload body limit.
+const UPLOADS: &str = "/v1/operator/plugins";
+
+/// Routes without authentication or a body.
+const PROBES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+
+/// Every path the router serves, in the OpenAPI document's spelling.
+pub fn route_paths() -> Vec<&'static str> {
+    let mut paths: Vec<&'static str> = routes().into_iter().map(|(path, _)| path).collect();
+    paths.push(UPLOADS);
+    paths.extend(PROBES);
+    paths
+}
+
 /// The whole application.
 pub fn router(service: Arc<ServiceInner>) -> Router {
     let http = service.config.http.clone();
@@ -304,82 +391,22 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
             http.webhook_requests_per_second,
             http.webhook_requests_per_second.saturating_mul(2),
         )),
-        tenant_deletions: Arc::default(),
         service,
     };
     let uploads = Router::new()
         .route(
-            "/v1/operator/plugins",
+            UPLOADS,
             post(operator::upload_plugin).get(operator::list_plugins),
         )
         .layer(DefaultBodyLimit::max(http.plugin_upload_limit_bytes));
-    let api = Router::new()
-        .route(
-            "/webhooks/whatsapp/{channel_id}",
-            get(webhook::verify).post(webhook::receive),
-        )
-        .route(
-            "/v1/tenant",
-            get(tenant::get_tenant).patch(tenant::update_tenant),
-        )
-        .route("/v1/plugins", get(tenant::list_plugins))
-        .route(
-            "/v1/installations",
-            get(tenant::list_installations).post(tenant::create_installation),
-        )
-        .route(
-            "/v1/installations/order",
-            put(tenant::reorder_installations),
-        )
-        .route(
-            "/v1/installations/{installation_id}",
-            get(tenant::get_installation)
-                .patch(tenant::update_installation)
-                .delete(tenant::delete_installation),
-        )
-        .route("/v1/contacts", get(tenant::list_contacts))
-        .route("/v1/contacts/lookup", post(tenant::lookup_contact))
-        .route("/v1/contacts/{contact_id}", get(tenant::get_contact))
-        .route(
-            "/v1/contacts/{contact_id}/hand-back",
-            post(tenant::hand_back_contact),
-        )
-        .route(
-            "/v1/contacts/{contact_id}/consent",
-            get(tenant::consent_history).post(tenant::record_consent),
-        )
-        .route(
-            "/v1/api-keys",
-            get(tenant::list_api_keys).post(tenant::create_api_key),
-        )
-        .route(
-            "/v1/api-keys/{key_id}",
-            axum::routing::delete(tenant::revoke_api_key),
-        )
-        .route("/v1/audit", get(tenant::query_audit))
-        .route("/v1/audit/verify", get(tenant::verify_audit))
-        .route(
-            "/v1/operator/tenants",
-            get(operator::list_tenants).post(operator::create_tenant),
-        )
-        .route(
-            "/v1/operator/tenants/{tenant_id}",
-            get(operator::get_tenant).delete(operator::delete_tenant),
-        )
-        .route(
-            "/v1/operator/tenants/{tenant_id}/channels",
-            get(operator::list_channels).post(operator::create_channel),
-        )
-        .route(
-            "/v1/operator/tenants/{tenant_id}/channels/{channel_id}",
-            axum::routing::delete(operator::delete_channel),
-        )
-        .route("/v1/operator/plugins/{hash}", get(operator::get_plugin))
+    let api = routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(path, handlers)
+        })
         .layer(DefaultBodyLimit::max(http.body_limit_bytes));
-    let api = api
-        .merge(uploads)
-        .merge(compliance_routes().layer(DefaultBodyLimit::max(http.body_limit_bytes)));
-    api.route("/healthz", get(healthz))
+    api.merge(uploads)
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi_json))
@@ -399,6 +426,7 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
                         tracing::info_span!("http", method = %request.method(), route)
                     }),
                 )
+                .layer(axum::middleware::from_fn(error::log_internal_errors))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     Duration::from_millis(http.request_timeout_ms),
@@ -425,28 +453,25 @@ fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<Hea
     )
 }
 
-/// Data-subject rights, retention, offboarding, backups.
-fn compliance_routes() -> Router<ApiState> {
-    Router::new()
-        .route("/v1/dsr", get(dsr::list))
-        .route("/v1/dsr/access", post(dsr::access))
-        .route("/v1/dsr/rectification", post(dsr::rectification))
-        .route("/v1/dsr/erasure", post(dsr::erasure))
-        .route("/v1/dsr/restriction", post(dsr::restriction))
-        .route("/v1/dsr/objection", post(dsr::objection))
-        .route("/v1/dsr/{request_id}", get(dsr::get))
-        .route("/v1/operator/retention", post(operator::run_retention))
-        .route(
-            "/v1/operator/tenants/{tenant_id}/offboard",
-            post(operator::offboard),
-        )
-        .route(
-            "/v1/operator/tenants/{tenant_id}/export",
-            get(operator::export_tenant),
-        )
-        .route(
-            "/v1/operator/tenants/{tenant_id}/audit/verify",
-            get(operator::verify_tenant_audit),
-        )
-        .route("/v1/operator/backups", post(operator::create_backup))
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_names_exactly_the_routes_served() {
+        let documented: BTreeSet<String> = ApiDoc::openapi().paths.paths.into_keys().collect();
+        let served: BTreeSet<String> = route_paths().into_iter().map(str::to_owned).collect();
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served but not documented: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "documented but not served: {unserved:?}"
+        );
+    }
 }

@@ -69,7 +69,7 @@ impl Commit {
 }
 
 /// The outcome of a commit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Committed {
     /// For each guarded write, whether it was applied.
     pub applied: Vec<bool>,

@@ -1,9 +1,11 @@
 //! Per-tenant context for processing: the tenant's profile, its flow
 //! (enabled installations in order, with their compiled plugins) and its
-//! channels. Cached in memory; every API write that changes one of them
-//! invalidates the tenant's entry.
+//! channels. Cached in memory; every change to one of them invalidates the
+//! tenant's entry (through [`crate::service::change`], the one place
+//! changes are committed).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::data::DataError;
@@ -41,6 +43,11 @@ pub enum ContextError {
     UnknownTenant(TenantId),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error("installation {installation} refers to plugin {plugin}, which is not in the registry")]
+    MissingPlugin {
+        installation: String,
+        plugin: String,
+    },
     #[error(
         "installation {installation} refers to plugin {plugin}, which cannot be loaded: {error}"
     )]
@@ -57,6 +64,13 @@ pub struct TenantContexts {
     registry: Registry,
     vault: crate::data::Vault,
     cache: Arc<RwLock<HashMap<TenantId, Arc<TenantContext>>>>,
+    /// Counts invalidations. A context is built outside the lock (building
+    /// may compile plugins for seconds); it is cached only if no
+    /// invalidation ran meanwhile, and built again otherwise — else a
+    /// context read before a change (a revoked grant, a disabled
+    /// installation) could be cached after the change's invalidation and
+    /// stay in force until the next one.
+    generation: Arc<AtomicU64>,
 }
 
 impl TenantContexts {
@@ -65,14 +79,27 @@ impl TenantContexts {
             registry,
             vault,
             cache: Arc::new(RwLock::new(HashMap::new())),
+            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// The tenant's context, loading it on first use.
     pub fn get(&self, tenant: &TenantId) -> Result<Arc<TenantContext>, ContextError> {
-        if let Some(context) = self.cache.read().expect("context cache lock").get(tenant) {
-            return Ok(context.clone());
+        loop {
+            if let Some(context) = self.cache.read().expect("context cache lock").get(tenant) {
+                return Ok(context.clone());
+            }
+            let generation = self.generation.load(Ordering::Acquire);
+            let context = Arc::new(self.build(tenant)?);
+            let mut cache = self.cache.write().expect("context cache lock");
+            if self.generation.load(Ordering::Acquire) == generation {
+                cache.insert(*tenant, context.clone());
+                return Ok(context);
+            }
         }
+    }
+
+    fn build(&self, tenant: &TenantId) -> Result<TenantContext, ContextError> {
         let profile =
             Tenant::load(&self.vault, tenant)?.ok_or(ContextError::UnknownTenant(*tenant))?;
         let mut flow = Vec::new();
@@ -83,13 +110,9 @@ impl TenantContexts {
             let plugin = match self.registry.loaded(&installation.plugin) {
                 Ok(Some(plugin)) => plugin,
                 Ok(None) => {
-                    return Err(ContextError::Plugin {
+                    return Err(ContextError::MissingPlugin {
                         installation: installation.id.to_string(),
                         plugin: installation.plugin.to_string(),
-                        error: Box::new(RegistryError::Data(DataError::Decode {
-                            kind: "plugins",
-                            reason: "not in the registry".into(),
-                        })),
                     });
                 }
                 Err(error) => {
@@ -106,23 +129,17 @@ impl TenantContexts {
             });
         }
         let channels = Channel::list(&self.vault, tenant)?;
-        let context = Arc::new(TenantContext {
+        Ok(TenantContext {
             tenant: profile,
             flow,
             channels,
-        });
-        self.cache
-            .write()
-            .expect("context cache lock")
-            .insert(*tenant, context.clone());
-        Ok(context)
+        })
     }
 
-    /// Forget the tenant's context (after a change).
+    /// Forget the tenant's context (after a change is committed).
     pub fn invalidate(&self, tenant: &TenantId) {
-        self.cache
-            .write()
-            .expect("context cache lock")
-            .remove(tenant);
+        let mut cache = self.cache.write().expect("context cache lock");
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        cache.remove(tenant);
     }
 }

@@ -1,11 +1,8 @@
 //! Background duties of the running service: the retention sweep and the
-//! deletion of offboarded tenants when their 30 days are up. Both also run
-//! on demand through the operator API (`flowgate retention run`).
-
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
+//! deletion of offboarded tenants when their 30 days are up. They run
+//! periodically and on demand through the operator API (`flowgate
+//! retention run`), both through [`super::operations`], which holds the
+//! tenant-deletion lock around them.
 
 use super::ServiceInner;
 use super::committer::Commit;
@@ -120,27 +117,4 @@ pub fn run_duties(service: &ServiceInner) -> Result<Duties, DataError> {
         retention,
         deleted_tenants,
     })
-}
-
-/// Run the duties every `interval` until `shutdown`.
-pub async fn run_periodically(
-    service: Arc<ServiceInner>,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.cancelled() => return,
-        }
-        let worker = service.clone();
-        let outcome = tokio::task::spawn_blocking(move || run_duties(&worker).map(|_| ())).await;
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::error!(%error, "retention or scheduled deletion failed; retried next run")
-            }
-            Err(error) => tracing::error!(%error, "the maintenance task panicked"),
-        }
-    }
 }

@@ -1,11 +1,42 @@
-//! The running service: store, runtime, committer, workers, outbox sender
-//! and the shared state the HTTP API works on.
+//! The running service, and everything tenants and the operator do with
+//! it.
 //!
-//! A webhook delivery goes: HTTP handler (signature, parse) → committer
-//! (deduplicated into the durable inbox; the handler answers 200) → worker
-//! (the tenant's flow through the plugins) → committer (effects, audit,
-//! inbox removal, queued replies; one atomic write) → outbox sender (Cloud
-//! API) → committer.
+//! **What tenants and the operator do** is one function each, in the
+//! modules below, named after what they act on. Each checks the caller's
+//! scope, validates, reads, and returns a [`change::Change`] that
+//! [`ServiceInner::apply`] commits (retrying when a record it read changed
+//! meanwhile), audits and follows up (context invalidation, key shredding)
+//! in one place. The HTTP API ([`crate::api`]) and the tenant console are
+//! thin faces over these functions: they extract, authenticate, call, and
+//! map [`error::ServiceError`] to their answers.
+//! - tenant: [`settings`], [`installations`], [`plugins`], [`contacts`],
+//!   [`consent`], [`keys`], [`trail`] (the audit trail), [`requests`]
+//!   (data-subject requests);
+//! - operator: [`tenants`], [`channels`], [`plugins`], [`operations`];
+//! - WhatsApp: [`webhooks`].
+//!
+//! **The engine**: a webhook delivery goes: [`webhooks::accept`] (signature,
+//! parse) → [`committer`] (deduplicated into the durable [`inbox`]; the
+//! handler answers 200) → [`workers`] (the tenant's [`flow`] through the
+//! plugins) → committer (effects, audit, inbox removal, queued replies; one
+//! atomic write) → [`outbox`] sender (Cloud API) → committer.
+
+pub mod caller;
+pub mod change;
+pub mod error;
+
+pub mod channels;
+pub mod consent;
+pub mod contacts;
+pub mod installations;
+pub mod keys;
+pub mod operations;
+pub mod plugins;
+pub mod requests;
+pub mod settings;
+pub mod tenants;
+pub mod trail;
+pub mod webhooks;
 
 pub mod committer;
 pub mod context;
@@ -50,6 +81,9 @@ pub struct ServiceInner {
     pub clock: Clock,
     /// blake3 of the operator token; compared in constant time.
     pub operator_token_hash: [u8; 32],
+    /// Held shared by every operator action on an existing tenant and
+    /// exclusively by every tenant deletion (see [`tenants`]).
+    pub tenant_deletions: tokio::sync::RwLock<()>,
     workers: std::sync::RwLock<Option<Workers>>,
     stopping: AtomicBool,
 }
@@ -106,6 +140,7 @@ impl Service {
             outbox: OutboxSignal::default(),
             clock,
             operator_token_hash,
+            tenant_deletions: tokio::sync::RwLock::new(()),
             workers: std::sync::RwLock::new(None),
             stopping: AtomicBool::new(false),
         });
@@ -120,7 +155,7 @@ impl Service {
         }
         let shutdown = CancellationToken::new();
         let sender = tokio::spawn(outbox::run_sender(inner.clone(), shutdown.clone()));
-        let maintenance = tokio::spawn(maintenance::run_periodically(
+        let maintenance = tokio::spawn(operations::run_periodically(
             inner.clone(),
             std::time::Duration::from_secs(inner.config.retention_interval_secs.max(1)),
             shutdown.clone(),

@@ -54,6 +54,17 @@ pub struct ApiKey {
     pub secret_hash: String,
 }
 
+impl Scope {
+    /// The scope's name, as the API spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scope::Admin => "admin",
+            Scope::Dsr => "dsr",
+            Scope::Read => "read",
+        }
+    }
+}
+
 impl ApiKey {
     /// Whether the key carries `scope` (admin carries every scope).
     pub fn allows(&self, scope: Scope) -> bool {
@@ -144,6 +155,13 @@ fn parse(token: &str) -> Option<(ApiKeyId, [u8; 32])> {
         ApiKeyId::from_bytes(from_hex::<16>(id)?),
         from_hex::<32>(secret)?,
     ))
+}
+
+/// The key id a token names, whether or not its secret is right (or even
+/// well-formed).
+pub fn key_id_of(token: &str) -> Option<ApiKeyId> {
+    let (id, _) = token.strip_prefix("fgk_")?.split_once('_')?;
+    Some(ApiKeyId::from_bytes(from_hex::<16>(id)?))
 }
 
 /// Check a bearer token: the tenant and key it belongs to, or `None`.

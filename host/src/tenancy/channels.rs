@@ -116,16 +116,21 @@ impl Channel {
         );
     }
 
-    /// The channel a webhook path names.
-    pub fn load(vault: &Vault, id: &ChannelId) -> Result<Option<Channel>, DataError> {
-        let Some(tenant) = vault
+    /// The tenant whose channel a webhook path names (a routing entry: no
+    /// record is opened).
+    pub fn tenant_of(vault: &Vault, id: &ChannelId) -> Result<Option<TenantId>, DataError> {
+        Ok(vault
             .store
             .get(&TenantId::SYSTEM, Kind::Channels, &Channel::route_key(id))?
-            .and_then(|t| TenantId::from_slice(&t))
-        else {
-            return Ok(None);
-        };
-        Channel::load_for(vault, &tenant, id)
+            .and_then(|t| TenantId::from_slice(&t)))
+    }
+
+    /// The channel a webhook path names.
+    pub fn load(vault: &Vault, id: &ChannelId) -> Result<Option<Channel>, DataError> {
+        match Channel::tenant_of(vault, id)? {
+            Some(tenant) => Channel::load_for(vault, &tenant, id),
+            None => Ok(None),
+        }
     }
 
     /// A channel of a known tenant.

@@ -135,6 +135,11 @@ impl Installation {
         Ok(())
     }
 
+    /// Stage the installation's removal.
+    pub fn stage_removal(&self, tenant: &TenantId, batch: &mut Batch) {
+        batch.delete(*tenant, Kind::Installations, self.id.as_bytes().to_vec());
+    }
+
     /// A tenant's installations in flow order.
     pub fn list(vault: &Vault, tenant: &TenantId) -> Result<Vec<Installation>, DataError> {
         let mut all: Vec<Installation> = super::read_all(vault, tenant, Kind::Installations, b"")?;

@@ -1,0 +1,146 @@
+//! Tenant API keys: authenticating a bearer token, creating keys (the token
+//! is shown once), listing them without secrets, revoking them.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::ServiceInner;
+use super::caller::{Face, TenantCaller};
+use super::change::Change;
+use super::error::{ServiceError, ServiceResult};
+use crate::audit::{Actor, AuditDraft};
+use crate::ids::{ApiKeyId, TenantId};
+use crate::store::{Batch, Kind};
+use crate::tenancy::api_keys::{self, ApiKey, Scope};
+
+/// A new API key.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    pub name: String,
+    pub scopes: BTreeSet<Scope>,
+}
+
+/// A created key: the token is shown once.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedApiKey {
+    pub key: ApiKey,
+    /// The bearer token; store it now, it is not shown again.
+    pub token: String,
+}
+
+/// The caller a token authenticates, through `face`; `None` for a token
+/// that names no live key or carries the wrong secret.
+pub fn authenticate(
+    service: &ServiceInner,
+    token: &str,
+    face: Face,
+) -> ServiceResult<Option<TenantCaller>> {
+    Ok(
+        api_keys::authenticate(&service.vault, token)?.map(|(tenant, key)| TenantCaller {
+            tenant,
+            key,
+            face,
+        }),
+    )
+}
+
+/// Record a failed authentication in the trail of the tenant whose key id
+/// the token names (a wrong secret for an existing key); tokens naming no
+/// key are only logged.
+pub async fn record_failure(service: &ServiceInner, token: &str) {
+    let Some(key_id) = api_keys::key_id_of(token) else {
+        tracing::info!("authentication with a malformed token");
+        return;
+    };
+    let tenant = service
+        .vault
+        .store
+        .get(&TenantId::SYSTEM, Kind::ApiKeys, key_id.as_bytes())
+        .ok()
+        .flatten()
+        .and_then(|t| TenantId::from_slice(&t));
+    if let Some(tenant) = tenant {
+        let draft = AuditDraft::new(
+            tenant,
+            service.clock.now(),
+            Actor::ApiKey(key_id.to_string()),
+            "auth.failed",
+        );
+        let _ = service.record(vec![draft]).await;
+    }
+    tracing::info!("tenant authentication failed");
+}
+
+/// Create an API key; its token is in the answer and nowhere else.
+pub async fn create(
+    service: &ServiceInner,
+    caller: &TenantCaller,
+    request: NewApiKey,
+) -> ServiceResult<CreatedApiKey> {
+    caller.require(Scope::Admin)?;
+    let name = request.name.trim();
+    if request.scopes.is_empty() || name.is_empty() || request.name.len() > 100 {
+        return Err(ServiceError::Invalid(
+            "a key needs a name (1 to 100 characters) and at least one scope".into(),
+        ));
+    }
+    let vault = &service.vault;
+    let keys = vault.keys.tenant(&caller.tenant)?;
+    let created = api_keys::create(&keys, name, request.scopes, service.clock.now());
+    let mut batch = Batch::new();
+    api_keys::stage(vault, &mut batch, &caller.tenant, &created.record)?;
+    let audit = caller.audit(
+        service.clock.now(),
+        "api-key.created",
+        serde_json::json!({"key": created.record.id, "scopes": created.record.scopes}),
+    );
+    let answer = CreatedApiKey {
+        key: created.record.public(),
+        token: created.token,
+    };
+    let (answer, _) = service
+        .commit_change(Change::new(batch, vec![audit], answer))
+        .await?;
+    Ok(answer)
+}
+
+/// The tenant's keys, without secrets.
+pub fn list(service: &ServiceInner, caller: &TenantCaller) -> ServiceResult<Vec<ApiKey>> {
+    caller.require(Scope::Admin)?;
+    Ok(api_keys::list(&service.vault, &caller.tenant)?
+        .iter()
+        .map(ApiKey::public)
+        .collect())
+}
+
+/// Revoke a key, by its id as given in a path.
+pub async fn revoke(
+    service: &ServiceInner,
+    caller: &TenantCaller,
+    raw_id: &str,
+) -> ServiceResult<()> {
+    caller.require(Scope::Admin)?;
+    let id: ApiKeyId = raw_id
+        .parse()
+        .map_err(|_| ServiceError::NotFound("API key"))?;
+    service
+        .apply(|| {
+            if !api_keys::list(&service.vault, &caller.tenant)?
+                .iter()
+                .any(|k| k.id == id)
+            {
+                return Err(ServiceError::NotFound("API key"));
+            }
+            let mut batch = Batch::new();
+            api_keys::stage_revocation(&mut batch, &caller.tenant, &id);
+            let audit = caller.audit(
+                service.clock.now(),
+                "api-key.revoked",
+                serde_json::json!({"key": id}),
+            );
+            Ok(Change::new(batch, vec![audit], ()))
+        })
+        .await
+}

@@ -1,0 +1,157 @@
+//! Accepting a WhatsApp webhook delivery: check its signature with the
+//! secret of the channel its path names (never one chosen by the body),
+//! parse it, check every item is for one of the tenant's phone numbers,
+//! then deduplicate and store its items durably in the inbox and hand them
+//! to the workers. Processing happens after the answer; a crash after it
+//! loses nothing.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::ServiceInner;
+use super::committer::Commit;
+use super::error::ServiceError;
+use super::inbox;
+use super::metrics::label;
+use crate::channel::whatsapp::{payload, signature};
+use crate::ids::ChannelId;
+use crate::tenancy::channels::Channel;
+
+/// The answer to an accepted delivery.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// Always `ok`.
+    pub status: String,
+    /// Items stored for processing.
+    pub accepted: usize,
+    /// Items already received before (not stored again).
+    pub duplicates: usize,
+}
+
+/// Why a delivery was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("channel not found")]
+    UnknownChannel,
+    #[error(transparent)]
+    BadSignature(#[from] signature::SignatureError),
+    #[error(transparent)]
+    Malformed(#[from] payload::PayloadError),
+    #[error(
+        "the delivery has an item for phone number id {0}, which is not a channel of this tenant"
+    )]
+    ForeignNumber(String),
+    /// Storing failed: WhatsApp should deliver it again.
+    #[error("the delivery could not be stored; retry")]
+    NotStored(#[source] ServiceError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// Accept the delivery `body` for channel `id`, signed with `signature`
+/// (the `X-Hub-Signature-256` header). `received` is when it arrived.
+pub async fn accept(
+    service: &ServiceInner,
+    id: &ChannelId,
+    signature: Option<&str>,
+    body: &[u8],
+    received: Instant,
+) -> Result<Accepted, WebhookError> {
+    let refuse = |reason: &str| {
+        service
+            .metrics
+            .webhook_refused
+            .get_or_create(&label("reason", reason))
+            .inc();
+    };
+    // The tenant's context holds its channels, secrets opened: no record
+    // is read and opened per delivery.
+    let tenant = Channel::tenant_of(&service.vault, id)
+        .map_err(ServiceError::from)?
+        .ok_or(WebhookError::UnknownChannel)?;
+    let context = service.contexts.get(&tenant).map_err(ServiceError::from)?;
+    let channel = context.channel(id).ok_or(WebhookError::UnknownChannel)?;
+    if let Err(error) = signature::verify(channel.app_secret.as_bytes(), body, signature) {
+        refuse("signature");
+        return Err(error.into());
+    }
+    let delivery = payload::parse(body).inspect_err(|_| refuse("malformed"))?;
+    if let Some(foreign) = delivery.items.iter().find(|item| {
+        !context
+            .channels
+            .iter()
+            .any(|c| c.phone_number_id == item.phone_number_id())
+    }) {
+        refuse("foreign-number");
+        return Err(WebhookError::ForeignNumber(
+            foreign.phone_number_id().to_owned(),
+        ));
+    }
+    let now = service.clock.now();
+    // Items go to the channel that owns their phone number (one Meta app
+    // may serve several numbers of the same tenant).
+    let mut guarded = Vec::new();
+    let mut jobs = Vec::new();
+    for item in delivery.items {
+        let owner = context
+            .channels
+            .iter()
+            .find(|c| c.phone_number_id == item.phone_number_id())
+            .map(|c| c.id)
+            .unwrap_or(channel.id);
+        let (g, j) = inbox::prepare(
+            &service.vault,
+            &tenant,
+            &owner,
+            payload::Delivery { items: vec![item] },
+            now,
+        )
+        .map_err(ServiceError::from)?;
+        guarded.extend(g);
+        jobs.extend(j);
+    }
+    let committed = service
+        .committer
+        .commit(Commit {
+            guarded,
+            ..Commit::default()
+        })
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "storing a webhook delivery failed");
+            WebhookError::NotStored(error.into())
+        })?;
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    for (job, applied) in jobs.into_iter().zip(committed.applied) {
+        let kind = match job.item.item {
+            payload::DeliveryItem::Message(_) => "message",
+            payload::DeliveryItem::Status(_) => "status",
+        };
+        let outcome = if applied { "accepted" } else { "duplicate" };
+        service
+            .metrics
+            .webhook_items
+            .get_or_create(&vec![
+                ("kind".into(), kind.into()),
+                ("outcome".into(), outcome.into()),
+            ])
+            .inc();
+        if applied {
+            accepted += 1;
+            service.dispatch(job, received);
+        } else {
+            duplicates += 1;
+        }
+    }
+    service
+        .metrics
+        .webhook_ack_seconds
+        .observe(received.elapsed().as_secs_f64());
+    Ok(Accepted {
+        status: "ok".into(),
+        accepted,
+        duplicates,
+    })
+}
