@@ -150,13 +150,9 @@ impl Vault {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+// Defined with the clock; re-exported to keep callers' paths
+// (`flowgate::data::unix_now`).
+pub use crate::clock::unix_now;
 
 /// A vault in `dir` with a fixed master key, for unit tests.
 #[cfg(test)]
