@@ -2,11 +2,14 @@
 //! the keys from the [`KeyRing`].
 //!
 //! [`Vault`] seals and opens records; [`contacts`], [`consent`] and
-//! [`plugin_state`] are the record kinds of issue-level meaning. Writes are
-//! staged into a [`Batch`] so everything one event changes commits together.
+//! [`plugin_state`] are the record kinds of issue-level meaning; [`expiry`]
+//! says how long each class of them is kept and indexes when each was
+//! written. Writes are staged into a [`Batch`] so everything one event
+//! changes commits together.
 
 pub mod consent;
 pub mod contacts;
+pub mod expiry;
 pub mod messages;
 pub mod plugin_state;
 
