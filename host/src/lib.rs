@@ -8,6 +8,8 @@
 //! - [`view`]: the minimised, consent-checked view a plugin is shown.
 //! - [`runtime`]: the sandbox plugins run in.
 //! - [`plugin`]: what a plugin is to the host (manifest, actions).
+//! - [`bindings`]: the `flowgate:plugin` WIT world's types, which both of
+//!   them (and [`view`]) speak.
 //! - [`data`]: tenant data (contacts, consent, plugin state), sealed with
 //!   keys from [`crypto`] and kept in a [`store`].
 //! - [`tenancy`]: tenants, channels, installations, API keys; [`registry`]:
@@ -17,6 +19,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod bindings;
 pub mod channel;
 pub mod clock;
 pub mod compliance;

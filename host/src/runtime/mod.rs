@@ -18,7 +18,6 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
-pub mod bindings;
 mod breaker;
 mod component;
 mod host_state;
@@ -39,6 +38,9 @@ pub use host_state::{LogLine, PluginState};
 pub use invoke::{Call, CallError, Invocation, InvokeFailure, ReusedInstance};
 pub use limits::Limits;
 
+// The bindings are their own module, below both the runtime and `plugin`;
+// re-exported to keep callers' paths (`flowgate::runtime::bindings`).
+pub use crate::bindings;
 use host_state::HostState;
 use ticker::EpochTicker;
 
