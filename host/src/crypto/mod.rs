@@ -8,7 +8,9 @@
 //! place does not open. Identifiers used for lookups (phone numbers, BSUIDs)
 //! are stored only as keyed hashes.
 
+pub mod key_store;
 pub mod keyring;
+pub mod sled_key_store;
 
 use std::fmt;
 
@@ -16,7 +18,9 @@ use aes_siv::aead::KeyInit;
 use aes_siv::siv::Aes256Siv;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+pub use key_store::{KeySpace, KeyStore, KeyStoreError};
 pub use keyring::{KeyRing, KeyRingError, TenantKeys};
+pub use sled_key_store::SledKeyStore;
 // Hex lives in its own crate, below every crate that writes bytes as text;
 // re-exported here to keep callers' paths (`flowgate::crypto::to_hex`).
 pub use flowgate_hex::{decode_hex, from_hex, to_hex};
