@@ -35,3 +35,7 @@ pub mod service;
 pub mod store;
 pub mod tenancy;
 pub mod view;
+
+/// The test that keeps the modules above free of import cycles.
+#[cfg(test)]
+mod module_graph;
