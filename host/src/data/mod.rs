@@ -35,7 +35,13 @@ pub enum DataError {
     #[error("a {kind} record does not decode: {reason}")]
     Decode { kind: &'static str, reason: String },
     /// The committer could not apply a write (the service is stopping, or
-    /// the store failed).
+    /// the store failed); the committer's error is the source. (Boxed: the
+    /// committer's error type lives in the service, above this module.)
+    #[error("the write was not committed: {0}")]
+    NotCommitted(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The same, when only the committer's message is at hand. Kept for
+    /// callers that build it from text (the compliance benchmark); new code
+    /// keeps the source with [`DataError::NotCommitted`].
     #[error("the write was not committed: {0}")]
     Commit(String),
 }
