@@ -14,9 +14,9 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::bindings::types as wit;
 use crate::channel::whatsapp::payload::{DeliveryState, MessageKind};
 use crate::plugin::{DataField, Manifest, Purpose};
+use flowgate_runtime::bindings::types as wit;
 
 /// The contact's processing state, derived from the consent ledger and the
 /// data-subject requests.
