@@ -1,4 +1,4 @@
-//! Tenant data: sealed records over the [`Store`](crate::store::Store), with
+//! Tenant data: sealed records over the [`Store`], with
 //! the keys from the [`KeyRing`].
 //!
 //! [`Vault`] seals and opens records; [`contacts`], [`consent`] and
