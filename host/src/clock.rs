@@ -19,7 +19,7 @@ impl Clock {
 
     /// Now, in seconds since the Unix epoch.
     pub fn now(&self) -> u64 {
-        let system = crate::data::unix_now() as i64;
+        let system = unix_now() as i64;
         (system + self.offset.load(Ordering::Relaxed)).max(0) as u64
     }
 
@@ -27,6 +27,14 @@ impl Clock {
     pub fn advance(&self, seconds: i64) {
         self.offset.fetch_add(seconds, Ordering::Relaxed);
     }
+}
+
+/// Seconds since the Unix epoch, by the system clock (no offset).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::crypto::{from_hex, random_bytes, to_hex};
+use flowgate_hex::{from_hex, to_hex};
 
 /// Why text is not an id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,9 +26,12 @@ macro_rules! define_id {
             /// The text prefix of this kind of id.
             pub const PREFIX: &'static str = $prefix;
 
-            /// A new random id.
+            /// A new random id, from the same generator as
+            /// `crypto::random_bytes` (the thread's ChaCha generator, seeded
+            /// from the operating system): ids sit below `crypto`, which
+            /// keys its ring by them.
             pub fn generate() -> Self {
-                Self(random_bytes())
+                Self(rand::random())
             }
 
             /// The id's 16 bytes (how it is stored in keys).

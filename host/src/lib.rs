@@ -6,8 +6,9 @@
 //! outbox) → the pieces below.
 //! - [`channel`]: WhatsApp Cloud API webhooks in, messages out.
 //! - [`view`]: the minimised, consent-checked view a plugin is shown.
-//! - [`runtime`]: the sandbox plugins run in.
-//! - [`plugin`]: what a plugin is to the host (manifest, actions).
+//! - [`runtime`] (the `flowgate-runtime` crate): the sandbox plugins run
+//!   in; with [`plugin`], what a plugin is to the host (manifest, actions),
+//!   and [`runtime::bindings`], the `flowgate:plugin` WIT world's types.
 //! - [`data`]: tenant data (contacts, consent, plugin state), sealed with
 //!   keys from [`crypto`] and kept in a [`store`].
 //! - [`tenancy`]: tenants, channels, installations, API keys; [`registry`]:
@@ -24,11 +25,20 @@ pub mod config;
 pub mod crypto;
 pub mod data;
 pub mod ids;
-pub mod plugin;
 pub mod registry;
-pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod store;
 pub mod tenancy;
 pub mod view;
+
+// The plugin runtime, the plugin model and the WIT bindings are one crate
+// below the host; re-exported to keep callers' paths
+// (`flowgate::runtime::Runtime`, `flowgate::plugin::Manifest`,
+// `flowgate::runtime::bindings::types`).
+pub use flowgate_runtime as runtime;
+pub use flowgate_runtime::plugin;
+
+/// The test that keeps the modules above free of import cycles.
+#[cfg(test)]
+mod module_graph;

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::channel::whatsapp::payload::{DeliveryState, MessageKind};
 use crate::plugin::{DataField, Manifest, Purpose};
-use crate::runtime::bindings::types as wit;
+use flowgate_runtime::bindings::types as wit;
 
 /// The contact's processing state, derived from the consent ledger and the
 /// data-subject requests.

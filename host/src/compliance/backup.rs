@@ -28,16 +28,12 @@ pub enum BackupError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("{0} is not a flowgate backup (or a newer version)")]
     NotABackup(String),
     #[error("the backup is damaged: {0}")]
     Damaged(String),
-}
-
-impl From<crate::store::StoreError> for BackupError {
-    fn from(error: crate::store::StoreError) -> Self {
-        BackupError::Data(error.into())
-    }
 }
 
 /// What a backup holds.

@@ -7,10 +7,12 @@
 //! its status and times.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, Actor, AuditDraft, AuditEntry};
+use crate::crypto::TenantKeys;
 use crate::data::consent::{ConsentLedger, ConsentRecord};
 use crate::data::contacts::{Contacts, LeadScore, LoadedContact};
 use crate::data::{DataError, Vault, messages, plugin_state};
@@ -143,18 +145,6 @@ pub enum DsrError {
     Data(#[from] DataError),
 }
 
-impl From<crate::store::StoreError> for DsrError {
-    fn from(error: crate::store::StoreError) -> Self {
-        DsrError::Data(error.into())
-    }
-}
-
-impl From<crate::crypto::KeyRingError> for DsrError {
-    fn from(error: crate::crypto::KeyRingError) -> Self {
-        DsrError::Data(error.into())
-    }
-}
-
 /// What a request produced: writes, audit entries, the request record, and
 /// whether the contact's key is to be shredded once they are durable.
 pub struct Outcome<T> {
@@ -191,8 +181,14 @@ impl<'v> Dsr<'v> {
     }
 
     fn pseudonym(&self, contact: &ContactId) -> Result<String, DsrError> {
-        let keys = self.vault.keys.tenant(&self.tenant)?;
+        let keys = self.tenant_keys()?;
         Ok(audit::contact_pseudonym(&keys, contact))
+    }
+
+    // The key ring's and the store's errors reach `DsrError` as the data
+    // errors they are (its `Data` variant), as the API maps them.
+    fn tenant_keys(&self) -> Result<Arc<TenantKeys>, DataError> {
+        Ok(self.vault.keys.tenant(&self.tenant)?)
     }
 
     fn finish<T>(
@@ -206,7 +202,7 @@ impl<'v> Dsr<'v> {
     ) -> Result<Outcome<T>, DsrError> {
         let request = RequestRecord {
             id: RequestId::generate(),
-            seq: self.vault.store.next_id()?,
+            seq: self.vault.store.next_id().map_err(DataError::Store)?,
             kind,
             contact,
             status: "completed".into(),
@@ -214,7 +210,7 @@ impl<'v> Dsr<'v> {
             completed_at: Some(self.now),
             details: details.clone(),
         };
-        let keys = self.vault.keys.tenant(&self.tenant)?;
+        let keys = self.tenant_keys()?;
         self.vault.stage(
             &mut batch,
             &keys.records,

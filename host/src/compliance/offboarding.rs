@@ -51,16 +51,12 @@ pub enum ExportError {
     UnknownTenant(TenantId),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Dsr(String),
-}
-
-impl From<crate::store::StoreError> for ExportError {
-    fn from(error: crate::store::StoreError) -> Self {
-        ExportError::Data(error.into())
-    }
+    #[error(transparent)]
+    Dsr(#[from] crate::compliance::dsr::DsrError),
 }
 
 /// Write a tenant's export as NDJSON.
@@ -118,9 +114,7 @@ pub fn export(
                 continue;
             };
             if let Some(loaded) = contacts.load(&id)? {
-                let export = dsr
-                    .export(&loaded)
-                    .map_err(|e| ExportError::Dsr(e.to_string()))?;
+                let export = dsr.export(&loaded)?;
                 line(
                     out,
                     json!({"type": "contact", "contact": export}),

@@ -1,198 +1,22 @@
-//! Retention periods per data class.
+//! The retention sweep: every record past its class's period is removed
+//! (or, for previews, cleared), tenant by tenant.
 //!
-//! The service's maximums are the product's commitments: message previews
-//! 90 days, message metadata 1 year, collected reviews 90 days, consent
-//! records 7 years. A tenant may shorten a period, never lengthen it.
-
-use serde::{Deserialize, Serialize};
-
-/// The longest each class may be kept, in days.
-pub const MAX_PREVIEW_DAYS: u32 = 90;
-pub const MAX_METADATA_DAYS: u32 = 365;
-pub const MAX_REVIEW_DAYS: u32 = 90;
-pub const MAX_CONSENT_DAYS: u32 = 7 * 365 + 2;
-
-/// A tenant's retention periods, in days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetentionPolicy {
-    /// Message previews and stored message content (at most 90).
-    pub message_previews_days: u32,
-    /// Message metadata: time, kind, direction, delivery status (at most 365).
-    pub message_metadata_days: u32,
-    /// Reviews collected by plugins (at most 90).
-    pub reviews_days: u32,
-    /// Consent records (at most 2557, seven years).
-    pub consent_records_days: u32,
-}
-
-impl Default for RetentionPolicy {
-    fn default() -> Self {
-        RetentionPolicy {
-            message_previews_days: MAX_PREVIEW_DAYS,
-            message_metadata_days: MAX_METADATA_DAYS,
-            reviews_days: MAX_REVIEW_DAYS,
-            consent_records_days: MAX_CONSENT_DAYS,
-        }
-    }
-}
-
-/// A period longer than the service allows, or zero.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{class}: {days} days is outside 1..={max}; a tenant may shorten a retention period, not lengthen it"
-)]
-pub struct RetentionError {
-    pub class: &'static str,
-    pub days: u32,
-    pub max: u32,
-}
-
-impl RetentionPolicy {
-    /// Check every period against the service's maximums.
-    pub fn validate(&self) -> Result<(), RetentionError> {
-        let checks = [
-            (
-                "message_previews_days",
-                self.message_previews_days,
-                MAX_PREVIEW_DAYS,
-            ),
-            (
-                "message_metadata_days",
-                self.message_metadata_days,
-                MAX_METADATA_DAYS,
-            ),
-            ("reviews_days", self.reviews_days, MAX_REVIEW_DAYS),
-            (
-                "consent_records_days",
-                self.consent_records_days,
-                MAX_CONSENT_DAYS,
-            ),
-        ];
-        for (class, days, max) in checks {
-            if days == 0 || days > max {
-                return Err(RetentionError { class, days, max });
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn periods_may_shrink_but_not_grow() {
-        assert!(RetentionPolicy::default().validate().is_ok());
-        let shorter = RetentionPolicy {
-            message_previews_days: 7,
-            ..RetentionPolicy::default()
-        };
-        assert!(shorter.validate().is_ok());
-        let longer = RetentionPolicy {
-            message_metadata_days: 400,
-            ..RetentionPolicy::default()
-        };
-        assert_eq!(
-            longer.validate().unwrap_err().class,
-            "message_metadata_days"
-        );
-        let zero = RetentionPolicy {
-            reviews_days: 0,
-            ..RetentionPolicy::default()
-        };
-        assert!(zero.validate().is_err());
-    }
-}
-
-// ------------------------------------------------------------------ sweeping
+//! The periods and the expiry index the sweep reads live with the data they
+//! govern, in [`crate::data::expiry`]: the record kinds stage their index
+//! entries there, below this module.
 
 use crate::crypto::SecretKey;
+use crate::data::expiry::{self, Class};
 use crate::data::{DataError, Vault};
 use crate::ids::{ContactId, TenantId};
 use crate::store::{Batch, Kind};
 
-/// How long deduplication records are kept: WhatsApp retries a webhook for
-/// up to 7 days; a month covers that with room.
-pub const DEDUP_DAYS: u32 = 30;
-
-/// A data class in the retention index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Class {
-    /// A message record's preview and stored content.
-    Preview = 1,
-    /// A message record itself (metadata).
-    Metadata = 2,
-    /// The WhatsApp-id index entry of an outbound message (with its record).
-    WamidIndex = 3,
-    /// Plugin state: what plugins collect about a contact (the "collected
-    /// reviews" class), kept 90 days after its last write.
-    PluginState = 4,
-    /// A consent ledger record.
-    Consent = 5,
-    /// A webhook deduplication record.
-    Dedup = 6,
-}
-
-impl Class {
-    const ALL: [Class; 6] = [
-        Class::Preview,
-        Class::Metadata,
-        Class::WamidIndex,
-        Class::PluginState,
-        Class::Consent,
-        Class::Dedup,
-    ];
-
-    fn days(self, policy: &RetentionPolicy) -> u32 {
-        match self {
-            Class::Preview => policy.message_previews_days,
-            Class::Metadata | Class::WamidIndex => policy.message_metadata_days,
-            Class::PluginState => policy.reviews_days,
-            Class::Consent => policy.consent_records_days,
-            Class::Dedup => DEDUP_DAYS,
-        }
-    }
-
-    fn kind(self) -> Kind {
-        match self {
-            Class::Preview | Class::Metadata | Class::WamidIndex => Kind::Messages,
-            Class::PluginState => Kind::PluginState,
-            Class::Consent => Kind::Consent,
-            Class::Dedup => Kind::Dedup,
-        }
-    }
-}
-
-/// The retention index key: class ‖ time written ‖ target key. Ordered by
-/// class, then time, so a sweep reads exactly the entries that are due —
-/// its cost follows what expires, not the size of the store — and a
-/// shortened period applies to data already written.
-fn index_key(class: Class, written_at: u64, target: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(9 + target.len());
-    key.push(class as u8);
-    key.extend_from_slice(&written_at.to_be_bytes());
-    key.extend_from_slice(target);
-    key
-}
-
-/// Stage the retention index entry of a record written at `written_at`.
-pub fn stage_index(
-    batch: &mut Batch,
-    tenant: &TenantId,
-    class: Class,
-    written_at: u64,
-    target: &[u8],
-) {
-    batch.put(
-        *tenant,
-        Kind::Expiry,
-        index_key(class, written_at, target),
-        Vec::new(),
-    );
-}
+// The periods and the index moved to `data::expiry`; re-exported to keep
+// callers' paths (`flowgate::compliance::retention::RetentionPolicy`).
+pub use crate::data::expiry::{
+    DEDUP_DAYS, MAX_CONSENT_DAYS, MAX_METADATA_DAYS, MAX_PREVIEW_DAYS, MAX_REVIEW_DAYS,
+    RetentionError, RetentionPolicy, stage_index,
+};
 
 /// What one sweep of one tenant did.
 #[derive(
@@ -259,18 +83,20 @@ pub fn sweep(
         loop {
             // Peek at the oldest entry first: when nothing is due (the
             // common case between sweeps) one key is read, not a chunk.
-            let oldest = vault
-                .store
-                .scan(tenant, Kind::Expiry, &[class as u8], None, 1)?;
-            if !oldest.first().is_some_and(|(key, _)| due_by(key, cutoff)) {
+            let prefix = expiry::class_prefix(class);
+            let oldest = vault.store.scan(tenant, Kind::Expiry, &prefix, None, 1)?;
+            if !oldest
+                .first()
+                .is_some_and(|(key, _)| expiry::due_by(key, cutoff))
+            {
                 break;
             }
             let page = vault
                 .store
-                .scan(tenant, Kind::Expiry, &[class as u8], None, CHUNK)?;
+                .scan(tenant, Kind::Expiry, &prefix, None, CHUNK)?;
             let due: Vec<&(Vec<u8>, Vec<u8>)> = page
                 .iter()
-                .take_while(|(key, _)| due_by(key, cutoff))
+                .take_while(|(key, _)| expiry::due_by(key, cutoff))
                 .collect();
             if due.is_empty() {
                 break;
@@ -279,8 +105,7 @@ pub fn sweep(
             let mut report = SweepReport::default();
             let mut keys = ContactKeys::default();
             for (key, _) in &due {
-                let written_at = u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"));
-                let target = &key[9..];
+                let (written_at, target) = expiry::parse_entry(key).expect("a due entry parses");
                 batch.delete(*tenant, Kind::Expiry, key.clone());
                 expire(
                     vault,
@@ -301,14 +126,6 @@ pub fn sweep(
         }
     }
     Ok(total)
-}
-
-/// Whether an index entry was written at or before `cutoff`.
-fn due_by(index_key: &[u8], cutoff: u64) -> bool {
-    index_key
-        .get(1..9)
-        .map(|t| u64::from_be_bytes(t.try_into().expect("8 bytes")))
-        .is_some_and(|written| written <= cutoff)
 }
 
 /// Contact keys unwrapped during one chunk: a contact's messages expire
@@ -407,21 +224,20 @@ fn expire(
     Ok(())
 }
 
-/// Sweep every tenant; returns the reports of tenants where something was
-/// removed. Each tenant's run is audited by `audit`.
+/// Sweep every tenant under its own policy, committing each chunk through
+/// `commit`; returns each tenant's report, empty ones included. Auditing the
+/// run is the caller's (`service::maintenance`).
 pub fn sweep_all(
     vault: &Vault,
     now: u64,
     commit: &mut dyn FnMut(Batch) -> Result<(), DataError>,
 ) -> Result<Vec<(TenantId, SweepReport)>, DataError> {
     let mut reports = Vec::new();
-    let mut total = SweepReport::default();
     for tenant in crate::tenancy::tenant::Tenant::list_ids(vault)? {
         let Some(profile) = crate::tenancy::tenant::Tenant::load(vault, &tenant)? else {
             continue;
         };
         let report = sweep(vault, &tenant, &profile.retention, now, commit)?;
-        total.add(&report);
         reports.push((tenant, report));
     }
     Ok(reports)

@@ -1,10 +1,11 @@
 //! The key ring: wrapped tenant and contact keys, kept apart from the data.
 //!
-//! The ring lives in its own sled database (`<data-dir>/keys`), separate from
-//! the records (`<data-dir>/records`). That separation is what makes erasure
-//! real: deleting a contact's wrapped key here makes every copy of that
-//! contact's records unreadable, including copies of the records directory
-//! taken before the erasure and backups (which hold records, not keys).
+//! The ring lives in its own store ([`KeyStore`]; embedded, its own sled
+//! database in `<data-dir>/keys`), separate from the records
+//! (`<data-dir>/records`). That separation is what makes erasure real:
+//! deleting a contact's wrapped key here makes every copy of that contact's
+//! records unreadable, including copies of the records directory taken
+//! before the erasure and backups (which hold records, not keys).
 //!
 //! - The operator's **master key** (from a file or the environment) wraps
 //!   each tenant key. Rotating it re-wraps tenant keys; no record changes.
@@ -17,17 +18,20 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use super::key_store::{KeySpace, KeyStore, KeyStoreError, WrappedEntry};
+use super::sled_key_store::SledKeyStore;
 use super::{KeyId, OpenError, SecretKey};
 use crate::ids::{ContactId, TenantId};
 
-const TENANT_KEYS: &str = "tenant_keys";
-const CONTACT_KEYS: &str = "contact_keys";
+/// Entries read from the key store at a time, when a whole space or a
+/// tenant's contacts are walked.
+const SCAN_PAGE: usize = 1024;
 
 /// Why the key ring could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
     #[error("key store: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] KeyStoreError),
     #[error("tenant {0} has no key (unknown or deleted tenant)")]
     NoTenantKey(TenantId),
     #[error(
@@ -103,9 +107,7 @@ fn contact_entry(tenant: &TenantId, contact: &ContactId) -> [u8; 32] {
 /// The key ring. Cheap to share (`Arc`); tenant keys are cached unwrapped in
 /// memory, contact keys are unwrapped on use.
 pub struct KeyRing {
-    db: sled::Db,
-    tenants: sled::Tree,
-    contacts: sled::Tree,
+    store: Box<dyn KeyStore>,
     master: RwLock<SecretKey>,
     cache: RwLock<HashMap<TenantId, Arc<TenantKeys>>>,
     /// Contact keys created since the last flush.
@@ -113,19 +115,20 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// Open (or create) the key store in `dir` with the operator's master key.
+    /// Open (or create) the embedded key store in `dir` with the operator's
+    /// master key.
     pub fn open(dir: &Path, master: SecretKey) -> Result<KeyRing, KeyRingError> {
-        let db = crate::store::sled_store::open_db(
-            &sled::Config::new().path(dir).cache_capacity(256 << 20),
-        )?;
-        Ok(KeyRing {
-            tenants: db.open_tree(TENANT_KEYS)?,
-            contacts: db.open_tree(CONTACT_KEYS)?,
-            db,
+        Ok(KeyRing::new(Box::new(SledKeyStore::open(dir)?), master))
+    }
+
+    /// The ring over a key store, with the operator's master key.
+    pub fn new(store: Box<dyn KeyStore>, master: SecretKey) -> KeyRing {
+        KeyRing {
+            store,
             master: RwLock::new(master),
             cache: RwLock::new(HashMap::new()),
             dirty: std::sync::atomic::AtomicBool::new(false),
-        })
+        }
     }
 
     /// The configured master key's identifier.
@@ -135,7 +138,7 @@ impl KeyRing {
 
     /// Create a tenant's key. Idempotent: an existing key is kept.
     pub fn create_tenant(&self, tenant: &TenantId) -> Result<Arc<TenantKeys>, KeyRingError> {
-        if self.tenants.contains_key(tenant.as_bytes())? {
+        if self.has_tenant(tenant)? {
             return self.tenant(tenant);
         }
         let root = SecretKey::generate();
@@ -143,12 +146,13 @@ impl KeyRing {
         let mut entry = master.id().0.to_vec();
         entry.extend(master.wrap(&tenant_context(tenant), &root));
         drop(master);
-        self.tenants
-            .compare_and_swap(tenant.as_bytes(), None as Option<&[u8]>, Some(entry))?
-            .ok();
+        // Created only if absent: of two creations at once, both read back
+        // the one that was written.
+        self.store
+            .create(KeySpace::Tenants, tenant.as_bytes(), &entry)?;
         // A key that exists only in memory is worthless: make it durable
         // before any record sealed with it can be.
-        self.db.flush()?;
+        self.store.flush()?;
         self.tenant(tenant)
     }
 
@@ -158,8 +162,8 @@ impl KeyRing {
             return Ok(keys.clone());
         }
         let entry = self
-            .tenants
-            .get(tenant.as_bytes())?
+            .store
+            .get(KeySpace::Tenants, tenant.as_bytes())?
             .ok_or(KeyRingError::NoTenantKey(*tenant))?;
         let root = self.unwrap_tenant(tenant, &entry)?;
         let keys = Arc::new(TenantKeys::derive(&root));
@@ -188,7 +192,10 @@ impl KeyRing {
 
     /// Whether the tenant has a key.
     pub fn has_tenant(&self, tenant: &TenantId) -> Result<bool, KeyRingError> {
-        Ok(self.tenants.contains_key(tenant.as_bytes())?)
+        Ok(self
+            .store
+            .get(KeySpace::Tenants, tenant.as_bytes())?
+            .is_some())
     }
 
     /// Create the key of a new contact. Contact ids are random and fresh,
@@ -203,8 +210,11 @@ impl KeyRing {
         let keys = self.tenant(tenant)?;
         let key = SecretKey::generate();
         let wrapped = keys.wrapping.wrap(&contact_context(tenant, contact), &key);
-        self.contacts
-            .insert(contact_entry(tenant, contact), wrapped)?;
+        self.store.put(
+            KeySpace::Contacts,
+            &contact_entry(tenant, contact),
+            &wrapped,
+        )?;
         self.dirty.store(true, std::sync::atomic::Ordering::Release);
         Ok(key)
     }
@@ -215,7 +225,10 @@ impl KeyRing {
         tenant: &TenantId,
         contact: &ContactId,
     ) -> Result<Option<SecretKey>, KeyRingError> {
-        let Some(wrapped) = self.contacts.get(contact_entry(tenant, contact))? else {
+        let Some(wrapped) = self
+            .store
+            .get(KeySpace::Contacts, &contact_entry(tenant, contact))?
+        else {
             return Ok(None);
         };
         let keys = self.tenant(tenant)?;
@@ -233,24 +246,35 @@ impl KeyRing {
         contact: &ContactId,
     ) -> Result<bool, KeyRingError> {
         let existed = self
-            .contacts
-            .remove(contact_entry(tenant, contact))?
-            .is_some();
-        self.db.flush()?;
+            .store
+            .delete(KeySpace::Contacts, &contact_entry(tenant, contact))?;
+        self.store.flush()?;
         Ok(existed)
     }
 
     /// Crypto-shred a tenant: delete its key and all its contact keys.
     pub fn shred_tenant(&self, tenant: &TenantId) -> Result<u64, KeyRingError> {
         let mut removed = 0;
-        for entry in self.contacts.scan_prefix(tenant.as_bytes()) {
-            let (key, _) = entry?;
-            self.contacts.remove(key)?;
-            removed += 1;
+        let mut after = None;
+        loop {
+            let page = self.store.scan(
+                KeySpace::Contacts,
+                tenant.as_bytes(),
+                after.as_deref(),
+                SCAN_PAGE,
+            )?;
+            for (key, _) in &page {
+                self.store.delete(KeySpace::Contacts, key)?;
+                removed += 1;
+            }
+            match page.into_iter().last() {
+                Some((key, _)) => after = Some(key),
+                None => break,
+            }
         }
-        self.tenants.remove(tenant.as_bytes())?;
+        self.store.delete(KeySpace::Tenants, tenant.as_bytes())?;
         self.cache.write().expect("key cache lock").remove(tenant);
-        self.db.flush()?;
+        self.store.flush()?;
         Ok(removed)
     }
 
@@ -260,8 +284,7 @@ impl KeyRing {
     pub fn rotate_master(&self, new_master: SecretKey) -> Result<usize, KeyRingError> {
         let mut master = self.master.write().expect("master key lock");
         let mut rewrapped = Vec::new();
-        for entry in self.tenants.iter() {
-            let (tenant_bytes, value) = entry?;
+        for (tenant_bytes, value) in self.tenant_entries()? {
             let tenant =
                 TenantId::from_slice(&tenant_bytes).ok_or(KeyRingError::Corrupt(OpenError))?;
             let (id, wrapped) = value.split_at(8.min(value.len()));
@@ -277,21 +300,34 @@ impl KeyRing {
             entry.extend(new_master.wrap(&tenant_context(&tenant), &root));
             rewrapped.push((tenant_bytes, entry));
         }
-        // One insert per tenant (no sled batch: see the store's journal for
-        // why); an interrupted rotation is finished by running it again.
+        // One put per tenant; an interrupted rotation is finished by running
+        // it again.
         for (tenant, entry) in &rewrapped {
-            self.tenants.insert(tenant.clone(), entry.clone())?;
+            self.store.put(KeySpace::Tenants, tenant, entry)?;
         }
-        self.db.flush()?;
+        self.store.flush()?;
         *master = new_master;
         Ok(rewrapped.len())
+    }
+
+    /// Every wrapped tenant key, by tenant id.
+    fn tenant_entries(&self) -> Result<Vec<WrappedEntry>, KeyRingError> {
+        let mut entries = Vec::new();
+        loop {
+            let after = entries.last().map(|(key, _): &WrappedEntry| key.as_slice());
+            let page = self.store.scan(KeySpace::Tenants, b"", after, SCAN_PAGE)?;
+            if page.is_empty() {
+                return Ok(entries);
+            }
+            entries.extend(page);
+        }
     }
 
     /// Make created keys durable (an fsync only when keys were created
     /// since the last flush: this runs before every commit group).
     pub fn flush(&self) -> Result<(), KeyRingError> {
         if self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel)
-            && let Err(error) = self.db.flush()
+            && let Err(error) = self.store.flush()
         {
             self.dirty.store(true, std::sync::atomic::Ordering::Release);
             return Err(error.into());
@@ -301,7 +337,7 @@ impl KeyRing {
 
     /// Number of contact keys held (for metrics and tests).
     pub fn contact_key_count(&self) -> usize {
-        self.contacts.len()
+        self.store.count(KeySpace::Contacts)
     }
 }
 

@@ -5,7 +5,7 @@
 //! are the tenant's proof and outlive an erasure, in the minimal form the law
 //! allows — a random contact id that no longer resolves to anyone, the
 //! purpose, the decision, its source, a keyed hash of the evidence and the
-//! time. They are kept 7 years (see retention).
+//! time. They are kept 7 years (see [`super::expiry`]).
 
 use std::collections::BTreeSet;
 
@@ -151,10 +151,10 @@ impl<'v> ConsentLedger<'v> {
             &key,
             record,
         );
-        crate::compliance::retention::stage_index(
+        super::expiry::stage_index(
             batch,
             &self.tenant,
-            crate::compliance::retention::Class::Consent,
+            super::expiry::Class::Consent,
             record.at,
             &key,
         );

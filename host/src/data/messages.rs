@@ -7,9 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::expiry::{self, Class};
 use super::{DataError, Vault};
 use crate::channel::whatsapp::payload::{DeliveryState, MessageKind};
-use crate::compliance::retention::{self, Class};
 use crate::crypto::{SecretKey, TenantKeys};
 use crate::ids::{ContactId, TenantId};
 use crate::store::{Batch, Kind};
@@ -74,7 +74,7 @@ pub struct Owner<'a> {
 }
 
 /// Stage a message record (and, for outbound messages with a WhatsApp id,
-/// its status index entry), with the retention index entries that expire
+/// its status index entry), with the expiry index entries that expire
 /// its preview and, later, the record. Re-staging a record (a status
 /// update) writes the same index keys again.
 pub fn stage(
@@ -94,12 +94,12 @@ pub fn stage(
         record,
     );
     if record.preview.is_some() || record.content.is_some() {
-        retention::stage_index(batch, owner.tenant, Class::Preview, record.at, &key);
+        expiry::stage_index(batch, owner.tenant, Class::Preview, record.at, &key);
     }
-    retention::stage_index(batch, owner.tenant, Class::Metadata, record.at, &key);
+    expiry::stage_index(batch, owner.tenant, Class::Metadata, record.at, &key);
     if let Some(wamid) = wamid {
         let index = wamid_index_key(owner.keys, wamid);
-        retention::stage_index(batch, owner.tenant, Class::WamidIndex, record.at, &index);
+        expiry::stage_index(batch, owner.tenant, Class::WamidIndex, record.at, &index);
         batch.put(*owner.tenant, Kind::Messages, index, key);
     }
 }

@@ -74,10 +74,10 @@ pub fn stage(vault: &Vault, batch: &mut Batch, slot: Slot<'_>, entries: Entries,
             &key,
             &map,
         );
-        crate::compliance::retention::stage_index(
+        super::expiry::stage_index(
             batch,
             slot.tenant,
-            crate::compliance::retention::Class::PluginState,
+            super::expiry::Class::PluginState,
             now,
             &key,
         );

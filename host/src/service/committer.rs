@@ -77,12 +77,21 @@ pub struct Committed {
     pub audit: Vec<AuditEntry>,
 }
 
-/// Why a commit failed.
+/// Why a commit failed. `Clone`: one failure answers every request of its
+/// group, so a source error is shared behind an `Arc`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CommitError {
-    /// Nothing of the group was written (storage failed).
+    /// Nothing of the group was written (the key ring or the store failed).
     #[error("commit failed: {0}")]
-    Failed(String),
+    Failed(#[source] Arc<DataError>),
+    /// The committer thread has stopped (the service is shutting down):
+    /// the request was not taken.
+    #[error("commit failed: the committer has stopped")]
+    Stopped,
+    /// The committer thread stopped after taking the request, before
+    /// answering it: whether it was written is unknown.
+    #[error("commit failed: the committer stopped before answering")]
+    Unanswered,
     /// A record this commit was computed from had been rewritten by an
     /// earlier commit (see [`crate::store::Batch::expect`]). Nothing of
     /// this commit was written; the rest of its group was. The caller reads
@@ -91,15 +100,17 @@ pub enum CommitError {
     Conflict,
 }
 
-impl From<crate::crypto::KeyRingError> for CommitError {
-    fn from(error: crate::crypto::KeyRingError) -> Self {
-        CommitError::Failed(error.to_string())
+// Written out rather than `#[from]`: the source goes behind an `Arc`, and a
+// store's conflict is this error's own variant, not a failure.
+impl From<DataError> for CommitError {
+    fn from(error: DataError) -> Self {
+        CommitError::Failed(Arc::new(error))
     }
 }
 
-impl From<DataError> for CommitError {
-    fn from(error: DataError) -> Self {
-        CommitError::Failed(error.to_string())
+impl From<crate::crypto::KeyRingError> for CommitError {
+    fn from(error: crate::crypto::KeyRingError) -> Self {
+        DataError::from(error).into()
     }
 }
 
@@ -107,7 +118,7 @@ impl From<crate::store::StoreError> for CommitError {
     fn from(error: crate::store::StoreError) -> Self {
         match error {
             crate::store::StoreError::Conflict => CommitError::Conflict,
-            error => CommitError::Failed(error.to_string()),
+            error => DataError::from(error).into(),
         }
     }
 }
@@ -180,10 +191,8 @@ impl Committer {
                 reply,
                 early: None,
             })
-            .map_err(|_| CommitError::Failed("the committer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| CommitError::Failed("the committer stopped before answering".into()))?
+            .map_err(|_| CommitError::Stopped)?;
+        answer.await.map_err(|_| CommitError::Unanswered)?
     }
 
     /// Commit and wait (from a plain thread).
@@ -217,10 +226,10 @@ impl Committer {
                 reply,
                 early,
             })
-            .map_err(|_| CommitError::Failed("the committer has stopped".into()))?;
+            .map_err(|_| CommitError::Stopped)?;
         answer
             .blocking_recv()
-            .map_err(|_| CommitError::Failed("the committer stopped before answering".into()))?
+            .map_err(|_| CommitError::Unanswered)?
     }
 
     /// Run `work` on the committer thread after every earlier commit is
@@ -235,10 +244,10 @@ impl Committer {
                 reply,
                 early: None,
             })
-            .map_err(|_| CommitError::Failed("the committer has stopped".into()))?;
+            .map_err(|_| CommitError::Stopped)?;
         answer
             .await
-            .map_err(|_| CommitError::Failed("the committer stopped before answering".into()))?
+            .map_err(|_| CommitError::Unanswered)?
             .map(|_| ())
     }
 
@@ -765,5 +774,24 @@ mod tests {
             .flat_map(|c| c.audit.iter().map(|e| e.seq))
             .collect();
         assert_eq!(chained, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_failed_commit_keeps_its_cause_and_answers_every_request_with_it() {
+        use std::error::Error as _;
+        let disk = std::io::Error::other("disk full");
+        let error = CommitError::from(crate::store::StoreError::Export(disk));
+        assert_eq!(
+            error.to_string(),
+            "commit failed: storage: writing: disk full"
+        );
+        // The clone each request of the group gets still leads to the cause.
+        let copy = error.clone();
+        let root = std::iter::successors(copy.source(), |e| (*e).source()).last();
+        assert_eq!(root.map(|e| e.to_string()).as_deref(), Some("disk full"));
+        assert!(matches!(
+            CommitError::from(crate::store::StoreError::Conflict),
+            CommitError::Conflict
+        ));
     }
 }

@@ -39,19 +39,11 @@ pub enum ProcessError {
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Keys(#[from] crate::crypto::KeyRingError),
+    #[error(transparent)]
     Context(#[from] super::context::ContextError),
-}
-
-impl From<crate::store::StoreError> for ProcessError {
-    fn from(error: crate::store::StoreError) -> Self {
-        ProcessError::Data(error.into())
-    }
-}
-
-impl From<crate::crypto::KeyRingError> for ProcessError {
-    fn from(error: crate::crypto::KeyRingError) -> Self {
-        ProcessError::Data(error.into())
-    }
 }
 
 /// The outcome of processing: what to commit, and whether replies were

@@ -102,10 +102,10 @@ pub fn prepare(
             dedup.clone(),
             now.to_be_bytes().to_vec(),
         );
-        crate::compliance::retention::stage_index(
+        crate::data::expiry::stage_index(
             &mut batch,
             tenant,
-            crate::compliance::retention::Class::Dedup,
+            crate::data::expiry::Class::Dedup,
             now,
             &dedup,
         );

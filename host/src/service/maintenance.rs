@@ -21,7 +21,7 @@ pub fn run_retention(service: &ServiceInner) -> Result<Vec<(TenantId, SweepRepor
             .committer
             .commit_blocking(Commit::new(batch, Vec::new()))
             .map(|_| ())
-            .map_err(|e| DataError::Commit(e.to_string()))
+            .map_err(|e| DataError::NotCommitted(e.into()))
     };
     let reports = retention::sweep_all(&service.vault, now, &mut commit)?;
     let mut audit = Vec::new();
@@ -80,7 +80,7 @@ fn commit_audit(service: &ServiceInner, audit: Vec<AuditDraft>) -> Result<(), Da
         .committer
         .commit_blocking(Commit::new(crate::store::Batch::new(), audit))
         .map(|_| ())
-        .map_err(|e| DataError::Commit(e.to_string()))
+        .map_err(|e| DataError::NotCommitted(e.into()))
 }
 
 /// Everything one maintenance run did.

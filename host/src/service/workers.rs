@@ -92,8 +92,10 @@ fn run(service: Arc<ServiceInner>, receiver: mpsc::Receiver<(InboxJob, Instant)>
 /// Why processing an item did not commit.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Process(#[from] flow::ProcessError),
+    #[error(transparent)]
+    Commit(CommitError),
     #[error("{}", CommitError::Conflict)]
     Conflict,
 }
@@ -114,7 +116,7 @@ fn process_and_commit(
     received: Instant,
     unrecorded: &mut Vec<AuditDraft>,
 ) -> Result<(), Failure> {
-    let mut processed = flow::process(service, job).map_err(|e| Failure::Failed(e.to_string()))?;
+    let mut processed = flow::process(service, job)?;
     let earlier = std::mem::take(unrecorded);
     let mut pending = earlier.clone();
     pending.append(&mut processed.lasting);
@@ -158,7 +160,7 @@ fn process_and_commit(
             *unrecorded = pending;
             Err(match error {
                 CommitError::Conflict => Failure::Conflict,
-                error => Failure::Failed(error.to_string()),
+                error => Failure::Commit(error),
             })
         }
     }

@@ -107,20 +107,19 @@ impl Kind {
 /// half-written (batches are atomic).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The embedded store failed.
     #[error("storage: {0}")]
-    Backend(String),
-    #[error("storage write aborted: {0}")]
-    Aborted(String),
+    Backend(#[from] sled::Error),
+    /// A journal record (a batch a crash interrupted) does not decode.
+    #[error("storage: a journal record does not decode")]
+    DamagedJournal,
+    /// The sink an export was writing to failed.
+    #[error("storage: writing: {0}")]
+    Export(#[source] std::io::Error),
     /// A record the batch expected (see [`Batch::expect`]) had changed;
     /// nothing of the batch was written.
     #[error("a record changed since it was read; nothing was written")]
     Conflict,
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(error: sled::Error) -> Self {
-        StoreError::Backend(error.to_string())
-    }
 }
 
 /// One write of a batch.

@@ -260,7 +260,7 @@ impl SledStore {
     /// drop a batch whose journal was cut off before its last chunk (none
     /// of its writes had been applied).
     fn replay_journal(&self) -> Result<(), StoreError> {
-        let damaged = || StoreError::Backend("a journal record does not decode".into());
+        let damaged = || StoreError::DamagedJournal;
         let mut batch_id: Option<Vec<u8>> = None;
         let mut pending: Vec<JournalOp> = Vec::new();
         for entry in self.journal.iter() {
@@ -442,8 +442,7 @@ impl Store for SledStore {
         for kind in Kind::ALL {
             for item in self.tree(kind).iter() {
                 let (key, value) = item?;
-                sink(kind, &key, &value)
-                    .map_err(|e| StoreError::Backend(format!("writing: {e}")))?;
+                sink(kind, &key, &value).map_err(StoreError::Export)?;
                 count += 1;
             }
         }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::compliance::retention::RetentionPolicy;
+use crate::data::expiry::RetentionPolicy;
 use crate::data::{DataError, Vault};
 use crate::ids::TenantId;
 use crate::store::{Batch, Kind};

@@ -317,7 +317,7 @@ fn accept(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::whatsapp::client::{CloudApiClient, CloudApiConfig, Recipient};
+    use crate::client::{CloudApiClient, CloudApiConfig, Recipient};
 
     #[tokio::test]
     async fn the_client_and_the_fake_speak_the_same_format() {

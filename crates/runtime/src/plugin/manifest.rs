@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::bindings::types as wit;
+use crate::bindings::types as wit;
 
 /// Longest accepted manifest summary, in characters.
 const MAX_SUMMARY_CHARS: usize = 200;

@@ -1,4 +1,13 @@
-//! The sandbox plugins run in.
+//! The sandbox flowgate's plugins run in, and what a plugin is to the host.
+//!
+//! - [`bindings`]: the `flowgate:plugin` WIT world, generated once; every
+//!   other module speaks its types.
+//! - [`plugin`]: a plugin's validated manifest and the actions it may ask
+//!   for, checked against what it declared.
+//! - The crate root: the [`Runtime`] that loads components and runs calls.
+//!
+//! Nothing here knows about tenants, contacts or storage: the host builds
+//! the event a plugin is shown and applies the actions it returns.
 //!
 //! One wasmtime [`Engine`] with the pooling allocator serves every tenant.
 //! Each plugin is compiled once and kept as an [`InstancePre`](wasmtime::component::InstancePre)
@@ -9,8 +18,8 @@
 //! actions and texts. A trap ends that call only.
 //!
 //! ```no_run
-//! use flowgate::runtime::{Call, Runtime, RuntimeConfig};
-//! # fn event() -> flowgate::runtime::bindings::types::Event { unimplemented!() }
+//! use flowgate_runtime::{Call, Runtime, RuntimeConfig};
+//! # fn event() -> flowgate_runtime::bindings::types::Event { unimplemented!() }
 //! let runtime = Runtime::new(RuntimeConfig::default())?;
 //! let plugin = runtime.load(&std::fs::read("labeller.wasm")?)?;
 //! let invocation = runtime.invoke(&plugin, Call::new(event()))?;
@@ -19,6 +28,8 @@
 //! ```
 
 pub mod bindings;
+pub mod plugin;
+
 mod breaker;
 mod component;
 mod host_state;

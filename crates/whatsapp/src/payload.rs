@@ -437,8 +437,8 @@ fn status_update(phone_number_id: &str, status: WireStatus) -> Result<StatusUpda
 mod tests {
     use super::*;
 
-    const TEXT: &str = include_str!("../../../../tests/samples/whatsapp/text-message.json");
-    const STATUS: &str = include_str!("../../../../tests/samples/whatsapp/status-sent.json");
+    const TEXT: &str = include_str!("../../../tests/samples/whatsapp/text-message.json");
+    const STATUS: &str = include_str!("../../../tests/samples/whatsapp/status-sent.json");
 
     fn wrap(value: &str) -> String {
         format!(

@@ -12,8 +12,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{log, state, types};
 use super::limits::Limits;
+use crate::bindings::{log, state, types};
 
 /// Bytes of WASI stdout/stderr kept per call. Writing more traps the call:
 /// a plugin that floods its output is misbehaving.
@@ -299,7 +299,7 @@ impl ResourceLimiter for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::state::Host as _;
+    use crate::bindings::state::Host as _;
 
     fn host(entries: &[(&str, &[u8])]) -> HostState {
         let entries = entries

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Plugin, PluginPre, types as wit};
 use super::breaker::{BreakerOpen, BreakerTransition};
 use super::host_state::{HostState, LogLine, PluginState};
 use super::{EPOCH_TICK, LoadedPlugin, Runtime};
+use crate::bindings::{Plugin, PluginPre, types as wit};
 use crate::plugin::{Action, Refusal};
 
 /// The input of one `handle` call.

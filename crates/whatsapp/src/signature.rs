@@ -24,7 +24,7 @@ pub fn verify(app_secret: &[u8], body: &[u8], header: Option<&str>) -> Result<()
         .trim()
         .strip_prefix("sha256=")
         .ok_or(SignatureError::Malformed)?;
-    let expected = crate::crypto::from_hex::<32>(hex).ok_or(SignatureError::Malformed)?;
+    let expected = flowgate_hex::from_hex::<32>(hex).ok_or(SignatureError::Malformed)?;
     let mut mac = HmacSha256::new_from_slice(app_secret).expect("HMAC takes keys of any length");
     mac.update(body);
     // `verify_slice` compares in constant time.
@@ -38,7 +38,7 @@ pub fn sign(app_secret: &[u8], body: &[u8]) -> String {
     mac.update(body);
     format!(
         "sha256={}",
-        crate::crypto::to_hex(&mac.finalize().into_bytes())
+        flowgate_hex::to_hex(&mac.finalize().into_bytes())
     )
 }
 

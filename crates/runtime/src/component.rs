@@ -6,10 +6,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use wasmtime::component::Component;
 
-use super::bindings::PluginPre;
 use super::host_state::{HostState, PluginState};
 use super::invoke::{CallError, InvokeFailure};
 use super::{Runtime, invoke};
+use crate::bindings::PluginPre;
 use crate::plugin::{Manifest, ManifestError};
 
 /// The blake3 hash of a component's bytes: its identity in the registry and

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{Capability, Manifest};
-use crate::runtime::bindings::types as wit;
+use crate::bindings::types as wit;
 
 /// WhatsApp's limit on a text message body, in characters.
 pub const MAX_REPLY_CHARS: usize = 4096;

@@ -3,7 +3,7 @@
 
 wasmtime::component::bindgen!({
     world: "plugin",
-    path: "../wit",
+    path: "../../wit",
 });
 
 pub use self::flowgate::plugin::log;
