@@ -123,7 +123,8 @@ impl Service {
         let registry = Registry::new(vault.clone(), runtime.clone());
         // The committer thread runs as long as any handle exists; every
         // group it commits is flushed, so nothing waits for it at shutdown.
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
+        metrics.watch_store(vault.store.clone());
         let (committer, _committer_thread) =
             Committer::start(vault.clone(), metrics.commit.clone());
         let contexts = TenantContexts::new(vault.clone(), registry.clone());
