@@ -190,6 +190,17 @@ impl ServiceConfig {
     }
 }
 
+impl ServiceConfig {
+    /// How the embedded store uses memory and disk.
+    pub fn store(&self) -> crate::store::StoreConfig {
+        crate::store::StoreConfig {
+            cache_bytes: self.store_cache_mb << 20,
+            overlay_bytes: (self.store_overlay_mb << 20) as usize,
+            checkpoint_interval: std::time::Duration::from_secs(self.checkpoint_interval_secs),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,16 +224,5 @@ mod tests {
         assert!(config.validate().is_err());
         config.operator_token = "0123456789abcdef".into();
         assert!(config.validate().is_ok());
-    }
-}
-
-impl ServiceConfig {
-    /// How the embedded store uses memory and disk.
-    pub fn store(&self) -> crate::store::StoreConfig {
-        crate::store::StoreConfig {
-            cache_bytes: self.store_cache_mb << 20,
-            overlay_bytes: (self.store_overlay_mb << 20) as usize,
-            checkpoint_interval: std::time::Duration::from_secs(self.checkpoint_interval_secs),
-        }
     }
 }
