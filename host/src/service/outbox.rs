@@ -80,12 +80,13 @@ pub struct OutboxEntry {
 }
 
 /// The `biz_opaque_callback_data` of a reply: its message sequence, which
-/// is also the first part of its outbox key. No personal data.
+/// is also the first part of its outbox key, and which names the reply's
+/// message record in its status webhooks. No personal data.
 pub fn callback_data(seq: u64) -> String {
     format!("flowgate:{seq}")
 }
 
-fn parse_callback_data(data: &str) -> Option<u64> {
+pub fn parse_callback_data(data: &str) -> Option<u64> {
     let digits = data.strip_prefix("flowgate:")?;
     // Digits only: `u64::from_str` would also take a leading `+`.
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -153,7 +154,7 @@ pub fn stage_reply(
         contact: reply.contact,
         contact_key: reply.contact_key,
     };
-    messages::stage(vault, batch, owner, &record, None);
+    messages::stage(vault, batch, owner, &record);
     let entry = OutboxEntry {
         channel: reply.channel,
         message_seq: seq,
@@ -539,8 +540,8 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
             .or_else(|| confirmation(vault, &tenant, entry.message_seq).transpose())
             .transpose()
             .map_err(|e| e.to_string())?;
-        if let Some(wamid) = confirmed {
-            return outcome.sent(&entry, &wamid, Delivered::Confirmed).await;
+        if confirmed.is_some() {
+            return outcome.sent(&entry, Delivered::Confirmed).await;
         }
     }
     let contacts = Contacts::of(vault, tenant).map_err(|e| e.to_string())?;
@@ -613,9 +614,9 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
     // A status webhook that arrived during the send, if any.
     let early = service.outbox.take_early(entry.message_seq);
     match sent {
-        Ok(wamid) => outcome.sent(&entry, &wamid, Delivered::Answered).await,
+        Ok(_) => outcome.sent(&entry, Delivered::Answered).await,
         Err(error) if error.in_doubt => match early {
-            Some(wamid) => outcome.sent(&entry, &wamid, Delivered::Confirmed).await,
+            Some(_) => outcome.sent(&entry, Delivered::Confirmed).await,
             None if entry.attempts + 1 < MAX_ATTEMPTS => {
                 // Maybe sent: stay marked and wait for the status webhook
                 // (the entry is due again only after the window).
@@ -703,13 +704,7 @@ impl Outcome<'_> {
     }
 
     /// Remove the entry (and any confirmation of it), mark its message.
-    fn stage_end(
-        &self,
-        batch: &mut Batch,
-        entry: &OutboxEntry,
-        state: DeliveryState,
-        wamid: Option<&str>,
-    ) {
+    fn stage_end(&self, batch: &mut Batch, entry: &OutboxEntry, state: DeliveryState) {
         batch.delete(TenantId::SYSTEM, Kind::Outbox, self.key.to_vec());
         if self.in_doubt {
             batch.delete(
@@ -731,13 +726,12 @@ impl Outcome<'_> {
             entry.message_seq,
             state,
             self.now,
-            wamid,
         );
     }
 
-    async fn sent(&self, entry: &OutboxEntry, wamid: &str, how: Delivered) -> Result<(), String> {
+    async fn sent(&self, entry: &OutboxEntry, how: Delivered) -> Result<(), String> {
         let mut batch = Batch::new();
-        self.stage_end(&mut batch, entry, DeliveryState::Sent, Some(wamid));
+        self.stage_end(&mut batch, entry, DeliveryState::Sent);
         self.count("sent");
         let mut details = serde_json::json!({
             "origin": entry.origin,
@@ -779,7 +773,7 @@ impl Outcome<'_> {
         details: serde_json::Value,
     ) -> Result<(), String> {
         let mut batch = Batch::new();
-        self.stage_end(&mut batch, entry, DeliveryState::Failed, None);
+        self.stage_end(&mut batch, entry, DeliveryState::Failed);
         self.count(outcome);
         commit(self.service, batch, vec![self.audit(action, details)]).await
     }
@@ -792,14 +786,13 @@ fn mark_message(
     seq: u64,
     state: DeliveryState,
     now: u64,
-    wamid: Option<&str>,
 ) {
     if let Ok(Some(mut record)) =
         messages::load(vault, owner.tenant, owner.contact, owner.contact_key, seq)
     {
         record.status = Some(state);
         record.status_at = Some(now);
-        messages::stage(vault, batch, owner, &record, wamid);
+        messages::restage(vault, batch, owner, &record);
     }
 }
 
