@@ -60,9 +60,9 @@ pub struct Processed {
     pub commit: Commit,
     /// Outbox keys of the replies this event queued.
     pub replies: Vec<Vec<u8>>,
-    /// A status webhook confirmed a send in doubt: the sender should look
-    /// once this is committed.
-    pub wake_sender: bool,
+    /// Outbox entries whose sends in doubt a status webhook confirmed: the
+    /// sender settles them once this is committed.
+    pub confirmed: Vec<Vec<u8>>,
     /// Copies of the commit's audit entries that record something already
     /// done in memory whatever becomes of this commit (a breaker opening):
     /// if the commit is refused and the item processed again, they must
@@ -80,7 +80,7 @@ struct Event<'a> {
     audit: Vec<AuditDraft>,
     lasting: Vec<AuditDraft>,
     replies: Vec<Vec<u8>>,
-    wake_sender: bool,
+    confirmed: Vec<Vec<u8>>,
 }
 
 impl Event<'_> {
@@ -117,7 +117,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
     let nothing = |batch| Processed {
         commit: Commit::new(batch, Vec::new()),
         replies: Vec::new(),
-        wake_sender: false,
+        confirmed: Vec::new(),
         lasting: Vec::new(),
     };
     let stored = service
@@ -156,7 +156,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
         audit: Vec::new(),
         lasting: Vec::new(),
         replies: Vec::new(),
-        wake_sender: false,
+        confirmed: Vec::new(),
     };
     let channel = job.item.channel;
     match &job.item.item {
@@ -165,7 +165,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
     }
     Ok(Processed {
         replies: event.replies,
-        wake_sender: event.wake_sender,
+        confirmed: event.confirmed,
         commit: Commit::new(event.batch, event.audit),
         lasting: event.lasting,
     })
@@ -371,9 +371,13 @@ fn on_status(
         status.callback.as_deref(),
         &status.wamid,
     )?;
-    if confirmed != outbox::Confirmed::No {
-        event.wake_sender = confirmed == outbox::Confirmed::Staged;
-        return Ok(());
+    match confirmed {
+        outbox::Confirmed::No => {}
+        outbox::Confirmed::Staged(key) => {
+            event.confirmed.push(key);
+            return Ok(());
+        }
+        outbox::Confirmed::Noted => return Ok(()),
     }
     let contact_id = contact.id;
     let contacts = Contacts::of(vault, event.tenant)?;
