@@ -99,14 +99,7 @@ fn populate(
                 content: None,
                 origin: (!inbound).then(|| "auto-reply".to_owned()),
             };
-            let wamid = format!("wamid.{tenant_no}.{i}.{m}");
-            messages::stage(
-                vault,
-                &mut batch,
-                owner,
-                &record,
-                (!inbound).then_some(wamid.as_str()),
-            );
+            messages::stage(vault, &mut batch, owner, &record);
         }
         ledger
             .stage_append(

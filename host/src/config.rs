@@ -89,6 +89,13 @@ pub struct ServiceConfig {
     pub max_instances: u32,
     /// Store page cache, in MiB.
     pub store_cache_mb: u64,
+    /// Records written since the last checkpoint that are held in memory
+    /// before they are written back to sled, in MiB. Commits wait while
+    /// twice this is waiting for a checkpoint.
+    pub store_overlay_mb: u64,
+    /// Checkpoint at least this often while records are written, in
+    /// seconds: bounds the log a restart replays.
+    pub checkpoint_interval_secs: u64,
     /// Seconds to let in-flight work finish on shutdown.
     pub shutdown_grace_secs: u64,
     /// Seconds between retention sweeps (and checks for offboarded tenants
@@ -113,6 +120,8 @@ impl Default for ServiceConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_instances: 256,
             store_cache_mb: 1024,
+            store_overlay_mb: 64,
+            checkpoint_interval_secs: 10,
             shutdown_grace_secs: 20,
             retention_interval_secs: 3600,
             backup_dir: PathBuf::from("flowgate-backups"),
@@ -159,6 +168,11 @@ impl ServiceConfig {
                     .into(),
             ));
         }
+        if self.store_overlay_mb == 0 || self.checkpoint_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "store_overlay_mb and checkpoint_interval_secs must be at least 1".into(),
+            ));
+        }
         if self.workers == 0 || self.workers > 256 {
             return Err(ConfigError::Invalid("workers must be 1 to 256".into()));
         }
@@ -173,6 +187,17 @@ impl ServiceConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl ServiceConfig {
+    /// How the embedded store uses memory and disk.
+    pub fn store(&self) -> crate::store::StoreConfig {
+        crate::store::StoreConfig {
+            cache_bytes: self.store_cache_mb << 20,
+            overlay_bytes: (self.store_overlay_mb << 20) as usize,
+            checkpoint_interval: std::time::Duration::from_secs(self.checkpoint_interval_secs),
+        }
     }
 }
 

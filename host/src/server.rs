@@ -82,11 +82,9 @@ pub fn write_private(path: &Path, text: &str) -> Result<()> {
 
 /// Open the vault in the configured data directory.
 pub fn open_vault(config: &ServiceConfig, master: SecretKey) -> Result<Vault> {
-    let records = crate::store::SledStore::open_with_cache(
-        &config.data_dir.join("records"),
-        config.store_cache_mb << 20,
-    )
-    .with_context(|| format!("opening the records in {}", config.data_dir.display()))?;
+    let records =
+        crate::store::SledStore::open_with(&config.data_dir.join("records"), config.store())
+            .with_context(|| format!("opening the records in {}", config.data_dir.display()))?;
     let keys = crate::crypto::KeyRing::open(&config.data_dir.join("keys"), master)
         .with_context(|| format!("opening the key ring in {}", config.data_dir.display()))?;
     let vault = Vault::new(std::sync::Arc::new(records), std::sync::Arc::new(keys));
@@ -113,6 +111,7 @@ pub async fn serve(
         .await
         .context("serving HTTP")?;
     tracing::info!("shutting down: finishing work in flight");
+    let store = service.inner.vault.store.clone();
     if tokio::time::timeout(grace, service.shutdown())
         .await
         .is_err()
@@ -120,6 +119,11 @@ pub async fn serve(
         tracing::warn!(
             "work in flight did not finish within the grace period; it resumes on restart"
         );
+    }
+    // Everything logged goes to the checkpoint, so the next start replays
+    // nothing.
+    if let Err(error) = tokio::task::spawn_blocking(move || store.checkpoint()).await? {
+        tracing::warn!(%error, "the last checkpoint failed; the next start replays the log");
     }
     Ok(())
 }

@@ -520,6 +520,55 @@ async fn a_tenant_may_shorten_retention_but_not_lengthen_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_outlives_its_expired_consent_record() {
+    let (service, tenant) = setup().await;
+    service
+        .ok(
+            Method::PATCH,
+            "/v1/tenant",
+            &tenant.admin,
+            Some(json!({"retention": {"consent_records_days": 1}})),
+        )
+        .await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("5001", "wamid.STOP1", "111", "Ana", "STOP", now()),
+        )
+        .await;
+    service.settle().await;
+    assert_eq!(contact(&service, &tenant, "111").await["opted_out"], true);
+    // The STOP record expires and is swept away...
+    service.clock.advance(2 * DAY);
+    let run = service
+        .ok(Method::POST, "/v1/operator/retention", OPERATOR, None)
+        .await;
+    assert!(
+        run["retention"][0]["report"]["consent_records_deleted"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{run}"
+    );
+    // ... then the tenant records an unrelated consent: the opt-out stands.
+    let id = contact(&service, &tenant, "111").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let after = service
+        .ok(
+            Method::POST,
+            &format!("/v1/contacts/{id}/consent"),
+            &tenant.admin,
+            Some(json!({"purpose": "personalize.profiling", "decision": "granted"})),
+        )
+        .await;
+    assert_eq!(after["opted_out"], true, "{after}");
+    assert_eq!(after["consents"], json!(["personalize.profiling"]));
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_or_deleted_audit_entry_is_detected() {
     let (service, tenant) = setup().await;
     let verified = service
@@ -897,9 +946,49 @@ async fn an_erasure_made_while_an_event_is_processed_leaves_nothing_behind() {
         messages.is_empty(),
         "no message stored under the erased contact"
     );
-    // The message that arrived before the erasure was processed after it: as
-    // a new contact, which knows only that message.
-    let now_known = contact(&service, &tenant, "444").await;
-    assert_ne!(now_known["id"], id.as_str());
+    // No trace names it: no retention-index entry (they carry the contact
+    // id and the times it wrote), no queued delivery, and no key.
+    let index = store
+        .scan(&tenant_id, Kind::Expiry, b"", None, 10_000)
+        .unwrap();
+    assert!(
+        index.iter().all(|(key, _)| {
+            flowgate::compliance::retention::target_contact(key) != Some(old.as_bytes())
+        }),
+        "a retention-index entry still names the erased contact"
+    );
+    let inbox = store
+        .scan(
+            &flowgate::ids::TenantId::SYSTEM,
+            Kind::Inbox,
+            b"",
+            None,
+            10_000,
+        )
+        .unwrap();
+    assert!(
+        inbox
+            .iter()
+            .all(|(key, _)| key.get(25..41) != Some(old.as_bytes()))
+    );
+    assert!(
+        service
+            .vault
+            .keys
+            .contact(&tenant_id, &old)
+            .unwrap()
+            .is_none()
+    );
+    // The message that arrived before the erasure and waited behind the
+    // slow event went with the contact: nothing brings the contact back.
+    let (status, _) = service
+        .request(
+            Method::POST,
+            "/v1/contacts/lookup",
+            &tenant.admin,
+            Some(json!({"wa_id": "444"})),
+        )
+        .await;
+    assert_eq!(status, 404, "the erased contact is not re-created");
     service.stop().await;
 }

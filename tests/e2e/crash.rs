@@ -206,9 +206,13 @@ fn auto_reply() -> (&'static str, Value) {
 async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
     // A slow plugin (an endless loop stopped by a 150 ms deadline) keeps
     // items waiting in the inbox long enough to kill the server over them.
-    let (data, fake, port, config) =
-        prepare("[limits]\nfuel = 100000000000\ndeadline_ms = 150\nbreaker_failures = 1000\n")
-            .await;
+    // A reply marked as being sent when the kill came is in doubt: with no
+    // status webhook to settle it, it is sent again after the 20 s
+    // confirmation window, within the wait below.
+    let (data, fake, port, config) = prepare(
+        "confirm_timeout_secs = 20\n[limits]\nfuel = 100000000000\ndeadline_ms = 150\nbreaker_failures = 1000\n",
+    )
+    .await;
     let mut server = start(&config, port).await;
     let http = reqwest::Client::new();
     let base = server.base.clone();

@@ -481,7 +481,10 @@ async fn a_send_in_doubt_is_settled_by_its_status_webhook_and_not_sent_again() {
     assert_eq!(service.fake.sent().len(), 2);
     // The settled send learned its wamid: its later statuses find it.
     service
-        .deliver(&tenant, &delivered_status("1011", &sent[0].wamid, "777"))
+        .deliver(
+            &tenant,
+            &delivered_status("1011", &sent[0].wamid, "777", sent[0].callback.as_deref()),
+        )
         .await;
     service.settle().await;
     let statuses = service.audit_of(&tenant, "message.status").await;
@@ -819,7 +822,12 @@ async fn system_messages_status_updates_and_bsuid_contacts_are_handled() {
     let sent = service.fake.sent();
     assert_eq!(sent[0].to, "BR.1502576394655843");
     // Its status comes back.
-    let status = delivered_status("106540352242922", &sent[0].wamid, "BR.1502576394655843");
+    let status = delivered_status(
+        "106540352242922",
+        &sent[0].wamid,
+        "BR.1502576394655843",
+        sent[0].callback.as_deref(),
+    );
     service.deliver(&tenant, &status).await;
     // A number change moves the contact to the new number.
     let change = std::fs::read_to_string(concat!(

@@ -230,13 +230,11 @@ pub fn remove_unrecoverable(vault: &Vault) -> Result<u64, BackupError> {
                 false
             } else if TenantId::from_slice(tenant) == Some(TenantId::SYSTEM) {
                 match kind {
-                    // shard ‖ seq ‖ tenant
-                    Kind::Inbox => key.get(9..25).is_none_or(|t| {
-                        vault
-                            .keys
-                            .has_tenant(&TenantId::from_slice(t).expect("16 bytes"))
-                            .unwrap_or(false)
-                    }),
+                    // shard ‖ seq ‖ tenant ‖ contact: an item of an erased
+                    // contact would bring the contact back if processed.
+                    Kind::Inbox => {
+                        contact_alive(key.get(9..25).unwrap_or_default(), key.get(25..41))?
+                    }
                     // seq ‖ tenant ‖ contact
                     Kind::Outbox => {
                         contact_alive(key.get(8..24).unwrap_or_default(), key.get(24..40))?
@@ -258,6 +256,12 @@ pub fn remove_unrecoverable(vault: &Vault) -> Result<u64, BackupError> {
                         )?;
                         contact_alive(tenant, target.as_deref())?
                     }
+                    // Retention index entries name a contact's records
+                    // (and when it wrote): class ‖ time ‖ target.
+                    Kind::Expiry => match crate::data::expiry::target_contact(key) {
+                        Some(contact) => contact_alive(tenant, Some(contact))?,
+                        None => true,
+                    },
                     _ => true,
                 }
             };
@@ -340,5 +344,61 @@ mod tests {
             restore(&vault, &dir.path().join("junk")),
             Err(BackupError::NotABackup(_))
         ));
+    }
+
+    #[test]
+    fn a_restore_drops_what_an_erased_contact_left_queued_and_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = crate::data::test_vault(&dir.path().join("data"));
+        let tenant = TenantId::generate();
+        vault.keys.create_tenant(&tenant).unwrap();
+        let (erased, kept) = (ContactId::generate(), ContactId::generate());
+        for contact in [&erased, &kept] {
+            vault.keys.create_contact(&tenant, contact).unwrap();
+        }
+        // Each contact: an acknowledged delivery still in the inbox (key
+        // shard ‖ seq ‖ tenant ‖ contact) and a message's retention-index
+        // entry (class ‖ time ‖ `m` ‖ contact ‖ seq).
+        let mut batch = Batch::new();
+        for (seq, contact) in [(1u64, &erased), (2, &kept)] {
+            let inbox_key = [
+                &[7u8][..],
+                &seq.to_be_bytes(),
+                tenant.as_bytes(),
+                contact.as_bytes(),
+            ]
+            .concat();
+            batch.put(TenantId::SYSTEM, Kind::Inbox, inbox_key, b"sealed".to_vec());
+            let target = [b"m".as_slice(), contact.as_bytes(), &seq.to_be_bytes()].concat();
+            crate::compliance::retention::stage_index(
+                &mut batch,
+                &tenant,
+                crate::data::expiry::Class::Metadata,
+                100,
+                &target,
+            );
+        }
+        vault.store.commit(&batch).unwrap();
+        let path = dir.path().join("backup.fgb");
+        create(vault.store.as_ref(), &path).unwrap();
+        // Erased after the backup was taken: its key is gone.
+        vault.keys.shred_contact(&tenant, &erased).unwrap();
+        let restored = restore(&vault, &path).unwrap();
+        assert_eq!(restored.unrecoverable_removed, 2);
+        let inbox = vault
+            .store
+            .scan(&TenantId::SYSTEM, Kind::Inbox, b"", None, 10)
+            .unwrap();
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(&inbox[0].0[25..41], kept.as_bytes());
+        let index = vault
+            .store
+            .scan(&tenant, Kind::Expiry, b"", None, 10)
+            .unwrap();
+        assert_eq!(index.len(), 1);
+        assert_eq!(
+            crate::data::expiry::target_contact(&index[0].0),
+            Some(kept.as_bytes().as_slice())
+        );
     }
 }

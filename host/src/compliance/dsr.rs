@@ -15,6 +15,7 @@ use crate::audit::{self, Actor, AuditDraft, AuditEntry};
 use crate::crypto::TenantKeys;
 use crate::data::consent::{ConsentLedger, ConsentRecord};
 use crate::data::contacts::{Contacts, LeadScore, LoadedContact};
+use crate::data::expiry as retention;
 use crate::data::{DataError, Vault, messages, plugin_state};
 use crate::ids::{ContactId, InstallationId, RequestId, TenantId};
 use crate::plugin::Purpose;
@@ -266,13 +267,14 @@ impl<'v> Dsr<'v> {
             crate::tenancy::installations::Installation::list(self.vault, &self.tenant)?;
         let states = plugin_state::all_for_contact(self.vault, &self.tenant, &c.id, &loaded.key)?
             .into_iter()
-            .map(|(installation, entries)| PluginStateExport {
+            .map(|(installation, state)| PluginStateExport {
                 plugin: installations
                     .iter()
                     .find(|i| i.id == installation)
                     .map(|i| i.plugin_id.clone()),
                 installation,
-                entries: entries
+                entries: state
+                    .entries
                     .into_iter()
                     .map(|(k, v)| {
                         // Text only when it reads as text: plugins often
@@ -384,20 +386,61 @@ impl<'v> Dsr<'v> {
     /// minimal proof: a random contact id that now resolves to no one, the
     /// purpose, the decision, a keyed hash of the evidence and the time.
     pub fn erase(&self, subject: &Subject) -> Result<Outcome<()>, DsrError> {
-        let loaded = self.find(subject)?;
+        let loaded = match (self.find(subject), subject.contact_id) {
+            (Ok(loaded), _) => loaded,
+            // Asked again for a contact already erased (a retry after a
+            // lost answer or a crash): the same answer, and the key
+            // shredded if it was not yet.
+            (Err(DsrError::UnknownContact), Some(id)) => {
+                let earlier = requests(self.vault, &self.tenant)?
+                    .into_iter()
+                    .rev()
+                    .find(|r| r.kind == RequestKind::Erasure && r.contact == id)
+                    .ok_or(DsrError::UnknownContact)?;
+                return Ok(Outcome {
+                    batch: Batch::new(),
+                    audit: Vec::new(),
+                    request: earlier,
+                    result: (),
+                    shred: Some(id),
+                });
+            }
+            (Err(error), _) => return Err(error),
+        };
         let id = loaded.contact.id;
+        let key = &loaded.key;
         let contacts = self.contacts()?;
         let mut batch = Batch::new();
         contacts.stage_removal(&mut batch, &loaded);
+        // Messages, with their retention index entries (which name the
+        // contact and the times it wrote).
         let message_prefix = [b"m".as_slice(), id.as_bytes()].concat();
         let mut removed_messages = 0;
-        for (key, _) in scan_all(self.vault, &self.tenant, Kind::Messages, &message_prefix)? {
-            batch.delete(self.tenant, Kind::Messages, key);
+        for (record_key, sealed) in
+            scan_all(self.vault, &self.tenant, Kind::Messages, &message_prefix)?
+        {
+            let record: messages::MessageRecord =
+                self.vault
+                    .open(key, &self.tenant, Kind::Messages, &record_key, &sealed)?;
+            for (class, at, target) in messages::index_entries(&id, &record) {
+                retention::stage_unindex(&mut batch, &self.tenant, class, at, &target);
+            }
+            batch.delete(self.tenant, Kind::Messages, record_key);
             removed_messages += 1;
         }
         let mut removed_states = 0;
-        for (key, _) in scan_all(self.vault, &self.tenant, Kind::PluginState, id.as_bytes())? {
-            batch.delete(self.tenant, Kind::PluginState, key);
+        for (installation, map) in
+            plugin_state::all_for_contact(self.vault, &self.tenant, &id, key)?
+        {
+            let (at, target) = plugin_state::index_entry(&installation, &id, &map);
+            retention::stage_unindex(
+                &mut batch,
+                &self.tenant,
+                retention::Class::PluginState,
+                at,
+                &target,
+            );
+            batch.delete(self.tenant, Kind::PluginState, target);
             removed_states += 1;
         }
         // Replies still queued for the contact.
@@ -413,10 +456,31 @@ impl<'v> Dsr<'v> {
                 removed_replies += 1;
             }
         }
+        // Deliveries acknowledged but not yet processed (inbox keys are
+        // `shard ‖ seq ‖ tenant ‖ contact`, see `service::inbox`): they
+        // would otherwise bring the contact back when processed.
+        let mut removed_deliveries = 0;
+        for (key, _) in scan_all(self.vault, &TenantId::SYSTEM, Kind::Inbox, b"")? {
+            if key.get(9..25) == Some(self.tenant.as_bytes().as_slice())
+                && key.get(25..41) == Some(id.as_bytes().as_slice())
+            {
+                batch.delete(TenantId::SYSTEM, Kind::Inbox, key);
+                removed_deliveries += 1;
+            }
+        }
+        // The key is shredded once this is durable; until then this
+        // marker says it must be, so a crash in between cannot leave it.
+        batch.put(
+            TenantId::SYSTEM,
+            Kind::Requests,
+            pending_shred_key(&self.tenant, &id),
+            Vec::new(),
+        );
         let details = serde_json::json!({
             "messages": removed_messages,
             "plugin_states": removed_states,
             "queued_replies": removed_replies,
+            "queued_deliveries": removed_deliveries,
             "consent_records_kept": ConsentLedger::of(self.vault, self.tenant)?.history(&id)?.len(),
         });
         self.finish(batch, RequestKind::Erasure, id, details, (), true)
@@ -527,10 +591,101 @@ fn scan_all(
     }
 }
 
+/// The system record that a contact's key is still to be shredded.
+fn pending_shred_key(tenant: &TenantId, contact: &ContactId) -> Vec<u8> {
+    [tenant.as_bytes().as_slice(), contact.as_bytes()].concat()
+}
+
+/// Contacts whose erasure is committed and whose key may not be shredded
+/// yet (a crash came in between): (tenant, contact).
+pub fn pending_shreds(vault: &Vault) -> Result<Vec<(TenantId, ContactId)>, DataError> {
+    Ok(scan_all(vault, &TenantId::SYSTEM, Kind::Requests, b"")?
+        .into_iter()
+        .filter_map(|(key, _)| {
+            Some((
+                TenantId::from_slice(key.get(..16)?)?,
+                ContactId::from_slice(key.get(16..32)?)?,
+            ))
+        })
+        .collect())
+}
+
+/// Finish every erasure a crash interrupted between its commit and its
+/// shredding; returns how many.
+pub fn finish_pending_shreds(vault: &Vault) -> Result<usize, DataError> {
+    let pending = pending_shreds(vault)?;
+    for (tenant, contact) in &pending {
+        finish_shred(vault, tenant, contact)?;
+    }
+    Ok(pending.len())
+}
+
+/// Shred a contact's key, then forget that it was pending.
+pub fn finish_shred(
+    vault: &Vault,
+    tenant: &TenantId,
+    contact: &ContactId,
+) -> Result<(), DataError> {
+    vault.keys.shred_contact(tenant, contact)?;
+    let mut batch = Batch::new();
+    batch.delete(
+        TenantId::SYSTEM,
+        Kind::Requests,
+        pending_shred_key(tenant, contact),
+    );
+    vault.store.commit(&batch)?;
+    Ok(())
+}
+
 /// Read a tenant's request records, oldest id first.
 pub fn requests(vault: &Vault, tenant: &TenantId) -> Result<Vec<RequestRecord>, DataError> {
     let mut records: Vec<RequestRecord> =
         crate::tenancy::read_all(vault, tenant, Kind::Requests, b"")?;
     records.sort_by_key(|r| r.seq);
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_erasure_cut_off_before_its_key_is_shredded_is_finished_and_answers_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = crate::data::test_vault(dir.path());
+        let tenant = TenantId::generate();
+        vault.keys.create_tenant(&tenant).unwrap();
+        let contacts = Contacts::of(&vault, tenant).unwrap();
+        let loaded = contacts
+            .resolve_inbound(Some("4915100000001"), None, Some("Ana"), 1)
+            .unwrap();
+        let id = loaded.contact.id;
+        let mut batch = Batch::new();
+        contacts.stage(&mut batch, &loaded);
+        vault.store.commit(&batch).unwrap();
+        let dsr = Dsr {
+            vault: &vault,
+            tenant,
+            actor: Actor::System,
+            now: 10,
+        };
+        let subject = Subject {
+            contact_id: Some(id),
+            ..Subject::default()
+        };
+        let outcome = dsr.erase(&subject).unwrap();
+        assert_eq!(outcome.shred, Some(id));
+        // The erasure's writes land; the process dies before the key goes.
+        vault.store.commit(&outcome.batch).unwrap();
+        assert!(vault.keys.contact(&tenant, &id).unwrap().is_some());
+        assert_eq!(pending_shreds(&vault).unwrap(), vec![(tenant, id)]);
+        // Asked again: the same request, not "no such contact".
+        let again = dsr.erase(&subject).unwrap();
+        assert_eq!(again.request.id, outcome.request.id);
+        assert!(again.batch.is_empty());
+        // The next start (or maintenance run) finishes it.
+        assert_eq!(finish_pending_shreds(&vault).unwrap(), 1);
+        assert!(vault.keys.contact(&tenant, &id).unwrap().is_none());
+        assert!(pending_shreds(&vault).unwrap().is_empty());
+    }
 }

@@ -95,21 +95,32 @@ pub struct ConsentState {
     pub consents: BTreeSet<Purpose>,
 }
 
-/// Fold records (in ledger order) into the current state: the latest
-/// decision per subject wins.
+impl ConsentState {
+    /// The state after `record`: its decision replaces the one before for
+    /// its subject.
+    pub fn apply(&mut self, record: &ConsentRecord) {
+        match (&record.subject, record.decision) {
+            (Subject::Messaging, Decision::Withdrawn) => self.opted_out = true,
+            (Subject::Messaging, Decision::Granted) => self.opted_out = false,
+            (Subject::Purpose(p), Decision::Granted) => {
+                self.consents.insert(p.clone());
+            }
+            (Subject::Purpose(p), Decision::Withdrawn) => {
+                self.consents.remove(p);
+            }
+        }
+    }
+}
+
+/// Fold records (in ledger order) into a state: the latest decision per
+/// subject wins. The current state is kept on the contact and changed one
+/// record at a time ([`ConsentState::apply`]), never refolded from the
+/// ledger: retention deletes old records, and a STOP whose record expired
+/// must still stand.
 pub fn derive(records: &[ConsentRecord]) -> ConsentState {
     let mut state = ConsentState::default();
     for record in records {
-        match (&record.subject, record.decision) {
-            (Subject::Messaging, Decision::Withdrawn) => state.opted_out = true,
-            (Subject::Messaging, Decision::Granted) => state.opted_out = false,
-            (Subject::Purpose(p), Decision::Granted) => {
-                state.consents.insert(p.clone());
-            }
-            (Subject::Purpose(p), Decision::Withdrawn) => {
-                state.consents.remove(p);
-            }
-        }
+        state.apply(record);
     }
     state
 }

@@ -128,6 +128,16 @@ pub struct LoadedContact {
 }
 
 impl LoadedContact {
+    /// A contact seen for the first time at `at`, not yet written.
+    fn created(id: ContactId, key: SecretKey, at: u64) -> LoadedContact {
+        LoadedContact {
+            contact: Contact::new(id, at),
+            key,
+            previous: None,
+            stored: None,
+        }
+    }
+
     /// Whether the contact was created by this event.
     pub fn is_new(&self) -> bool {
         self.previous.is_none()
@@ -137,6 +147,40 @@ impl LoadedContact {
     pub fn is_changed(&self) -> bool {
         self.previous.as_ref() != Some(&self.contact)
     }
+}
+
+/// A contact named by an acknowledged delivery: its id and the key the
+/// delivery is sealed with (see [`Contacts::admit`]).
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub id: ContactId,
+    pub key: SecretKey,
+    /// Created for this delivery (its key is new).
+    pub created: bool,
+}
+
+/// A loaded contact updated by an inbound message: identifiers linked,
+/// profile name and seen times.
+fn touched(
+    mut loaded: LoadedContact,
+    wa_id: Option<&str>,
+    user_id: Option<&str>,
+    profile_name: Option<&str>,
+    at: u64,
+) -> LoadedContact {
+    let contact = &mut loaded.contact;
+    if let Some(wa_id) = wa_id.map(normalize_wa_id).filter(|w| !w.is_empty()) {
+        contact.wa_id = Some(wa_id);
+    }
+    if let Some(user_id) = user_id.filter(|u| !u.is_empty()) {
+        contact.user_id = Some(user_id.to_owned());
+    }
+    if let Some(name) = profile_name.filter(|n| !n.trim().is_empty()) {
+        contact.profile_name = Some(name.to_owned());
+    }
+    contact.last_seen = contact.last_seen.max(at);
+    contact.last_inbound = Some(contact.last_inbound.unwrap_or(0).max(at));
+    loaded
 }
 
 /// One tenant's contacts.
@@ -196,25 +240,10 @@ impl<'v> Contacts<'v> {
 
     /// Load a contact and its key; `None` when unknown or erased.
     pub fn load(&self, id: &ContactId) -> Result<Option<LoadedContact>, DataError> {
-        let Some(key) = self.vault.keys.contact(&self.tenant, id)? else {
-            return Ok(None);
-        };
-        let Some(stored) = self
-            .vault
-            .store
-            .get(&self.tenant, Kind::Contacts, id.as_bytes())?
-        else {
-            return Ok(None);
-        };
-        let contact: Contact =
-            self.vault
-                .open(&key, &self.tenant, Kind::Contacts, id.as_bytes(), &stored)?;
-        Ok(Some(LoadedContact {
-            previous: Some(contact.clone()),
-            contact,
-            key,
-            stored: Some(stored),
-        }))
+        match self.vault.keys.contact(&self.tenant, id)? {
+            Some(key) => self.load_with(id, &key),
+            None => Ok(None),
+        }
     }
 
     /// Find and load by identifiers.
@@ -240,34 +269,139 @@ impl<'v> Contacts<'v> {
         profile_name: Option<&str>,
         at: u64,
     ) -> Result<LoadedContact, DataError> {
-        let wa_id = wa_id.map(normalize_wa_id).filter(|w| !w.is_empty());
-        let user_id = user_id.filter(|u| !u.is_empty()).map(str::to_owned);
-        let mut loaded = match self.find_and_load(wa_id.as_deref(), user_id.as_deref())? {
+        let normalized = wa_id.map(normalize_wa_id).filter(|w| !w.is_empty());
+        let user = user_id.filter(|u| !u.is_empty());
+        let loaded = match self.find_and_load(normalized.as_deref(), user)? {
             Some(loaded) => loaded,
             None => {
                 let id = ContactId::generate();
                 let key = self.vault.keys.create_contact(&self.tenant, &id)?;
-                LoadedContact {
-                    contact: Contact::new(id, at),
-                    key,
-                    previous: None,
-                    stored: None,
-                }
+                LoadedContact::created(id, key, at)
             }
         };
-        let contact = &mut loaded.contact;
-        if wa_id.is_some() {
-            contact.wa_id = wa_id;
+        Ok(touched(loaded, wa_id, user_id, profile_name, at))
+    }
+
+    /// The contact an acknowledged delivery named (see [`Contacts::admit`]),
+    /// loaded with the key the delivery was sealed with, or created with
+    /// that id when this is its first event; updated as
+    /// [`Contacts::resolve_inbound`] does.
+    pub fn resolve_admitted(
+        &self,
+        admitted: &Admitted,
+        wa_id: Option<&str>,
+        user_id: Option<&str>,
+        profile_name: Option<&str>,
+        at: u64,
+    ) -> Result<LoadedContact, DataError> {
+        let loaded = match self.load_with(&admitted.id, &admitted.key)? {
+            Some(loaded) => loaded,
+            None => LoadedContact::created(admitted.id, admitted.key.clone(), at),
+        };
+        Ok(touched(loaded, wa_id, user_id, profile_name, at))
+    }
+
+    /// The contact a delivery is about, for its acknowledgement: found by
+    /// its identifiers or created — its id and key, and, staged into
+    /// `batch`, the index entries that make the next delivery find it.
+    /// Those are written on condition that the identifiers are still as
+    /// read, so two deliveries racing for one new number cannot make two
+    /// contacts (the loser's commit is refused and it looks again). The
+    /// record itself is written by the contact's first event. `create`:
+    /// false finds only (delivery statuses are about known contacts).
+    pub fn admit(
+        &self,
+        batch: &mut Batch,
+        wa_id: Option<&str>,
+        user_id: Option<&str>,
+        create: bool,
+    ) -> Result<Option<Admitted>, DataError> {
+        let identifiers = [
+            (
+                INDEX_WA_ID,
+                wa_id.map(normalize_wa_id).filter(|w| !w.is_empty()),
+            ),
+            (
+                INDEX_USER_ID,
+                user_id.filter(|u| !u.is_empty()).map(str::to_owned),
+            ),
+        ];
+        let mut found = Vec::with_capacity(2);
+        for (kind, identifier) in &identifiers {
+            let Some(identifier) = identifier else {
+                continue;
+            };
+            let key = self.index_key(*kind, identifier);
+            let stored = self
+                .vault
+                .store
+                .get(&self.tenant, Kind::ContactIndex, &key)?;
+            found.push((key, stored));
         }
-        if user_id.is_some() {
-            contact.user_id = user_id;
+        // The phone number's contact first, then the BSUID's, if its key
+        // is still there (an erased contact's entries are gone with it).
+        let mut existing = None;
+        for (_, stored) in &found {
+            if let Some(id) = stored.as_deref().and_then(ContactId::from_slice)
+                && let Some(key) = self.vault.keys.contact(&self.tenant, &id)?
+            {
+                existing = Some(Admitted {
+                    id,
+                    key,
+                    created: false,
+                });
+                break;
+            }
         }
-        if let Some(name) = profile_name.filter(|n| !n.trim().is_empty()) {
-            contact.profile_name = Some(name.to_owned());
+        let admitted = match existing {
+            Some(admitted) => admitted,
+            None if create => {
+                let id = ContactId::generate();
+                let key = self.vault.keys.create_contact(&self.tenant, &id)?;
+                Admitted {
+                    id,
+                    key,
+                    created: true,
+                }
+            }
+            None => return Ok(None),
+        };
+        for (key, stored) in found {
+            if stored.as_deref() != Some(admitted.id.as_bytes().as_slice()) {
+                batch.expect(self.tenant, Kind::ContactIndex, key.clone(), stored);
+                batch.put(
+                    self.tenant,
+                    Kind::ContactIndex,
+                    key,
+                    admitted.id.as_bytes().to_vec(),
+                );
+            }
         }
-        contact.last_seen = contact.last_seen.max(at);
-        contact.last_inbound = Some(contact.last_inbound.unwrap_or(0).max(at));
-        Ok(loaded)
+        Ok(Some(admitted))
+    }
+
+    /// Load a contact's record with a key already at hand.
+    fn load_with(
+        &self,
+        id: &ContactId,
+        key: &SecretKey,
+    ) -> Result<Option<LoadedContact>, DataError> {
+        let Some(stored) = self
+            .vault
+            .store
+            .get(&self.tenant, Kind::Contacts, id.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        let contact: Contact =
+            self.vault
+                .open(key, &self.tenant, Kind::Contacts, id.as_bytes(), &stored)?;
+        Ok(Some(LoadedContact {
+            previous: Some(contact.clone()),
+            contact,
+            key: key.clone(),
+            stored: Some(stored),
+        }))
     }
 
     /// Make `batch` apply only if the contact's record is still as it was

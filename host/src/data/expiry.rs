@@ -155,6 +155,33 @@ fn index_key(class: Class, written_at: u64, target: &[u8]) -> Vec<u8> {
     key
 }
 
+/// The contact an index entry's target belongs to, if any: a message
+/// (`m` ‖ contact ‖ seq) or a plugin state (contact ‖ installation).
+pub fn target_contact(index_key: &[u8]) -> Option<&[u8]> {
+    let class = *index_key.first()?;
+    let target = index_key.get(9..)?;
+    match class {
+        c if c == Class::Preview as u8 || c == Class::Metadata as u8 => (target.first()
+            == Some(&b'm'))
+        .then(|| target.get(1..17))
+        .flatten(),
+        c if c == Class::PluginState as u8 => target.get(..16),
+        _ => None,
+    }
+}
+
+/// Stage the removal of an expiry index entry (its record is erased, or
+/// rewritten with a later entry).
+pub fn stage_unindex(
+    batch: &mut Batch,
+    tenant: &TenantId,
+    class: Class,
+    written_at: u64,
+    target: &[u8],
+) {
+    batch.delete(*tenant, Kind::Expiry, index_key(class, written_at, target));
+}
+
 /// Stage the index entry of a record written at `written_at`.
 pub fn stage_index(
     batch: &mut Batch,

@@ -2,8 +2,8 @@
 //! and the full text only when the tenant switched message storage on.
 //!
 //! Records are sealed with the contact's key (erased with the contact).
-//! Outbound messages are also indexed by a keyed hash of their WhatsApp id,
-//! so status webhooks find them without the id being stored in the clear.
+//! A reply's status webhooks name it by the callback data it was sent with
+//! (its sequence), so no index of WhatsApp ids is kept.
 
 use serde::{Deserialize, Serialize};
 
@@ -60,10 +60,6 @@ pub fn message_key(contact: &ContactId, seq: u64) -> Vec<u8> {
     key
 }
 
-fn wamid_index_key(keys: &TenantKeys, wamid: &str) -> Vec<u8> {
-    [b"w".as_slice(), &keys.lookup_hash("wamid", wamid)].concat()
-}
-
 /// Whose messages: the tenant, its keys, the contact and the contact's key.
 #[derive(Clone, Copy)]
 pub struct Owner<'a> {
@@ -73,56 +69,38 @@ pub struct Owner<'a> {
     pub contact_key: &'a SecretKey,
 }
 
-/// Stage a message record (and, for outbound messages with a WhatsApp id,
-/// its status index entry), with the expiry index entries that expire
-/// its preview and, later, the record. Re-staging a record (a status
-/// update) writes the same index keys again.
-pub fn stage(
-    vault: &Vault,
-    batch: &mut Batch,
-    owner: Owner<'_>,
-    record: &MessageRecord,
-    wamid: Option<&str>,
-) {
-    let key = message_key(owner.contact, record.seq);
+/// Stage a new message record, with the retention index entries that
+/// expire its preview and, later, the record.
+pub fn stage(vault: &Vault, batch: &mut Batch, owner: Owner<'_>, record: &MessageRecord) {
+    restage(vault, batch, owner, record);
+    for (class, at, key) in index_entries(owner.contact, record) {
+        expiry::stage_index(batch, owner.tenant, class, at, &key);
+    }
+}
+
+/// Stage a changed message record (a delivery status): its retention
+/// index entries, which depend only on when it was written, stay.
+pub fn restage(vault: &Vault, batch: &mut Batch, owner: Owner<'_>, record: &MessageRecord) {
     vault.stage(
         batch,
         owner.contact_key,
         owner.tenant,
         Kind::Messages,
-        &key,
+        &message_key(owner.contact, record.seq),
         record,
     );
-    if record.preview.is_some() || record.content.is_some() {
-        expiry::stage_index(batch, owner.tenant, Class::Preview, record.at, &key);
-    }
-    expiry::stage_index(batch, owner.tenant, Class::Metadata, record.at, &key);
-    if let Some(wamid) = wamid {
-        let index = wamid_index_key(owner.keys, wamid);
-        expiry::stage_index(batch, owner.tenant, Class::WamidIndex, record.at, &index);
-        batch.put(*owner.tenant, Kind::Messages, index, key);
-    }
 }
 
-/// Find the record of an outbound message by its WhatsApp id: (contact, seq).
-pub fn find_by_wamid(
-    vault: &Vault,
-    tenant: &TenantId,
-    keys: &TenantKeys,
-    wamid: &str,
-) -> Result<Option<(ContactId, u64)>, DataError> {
-    let Some(key) = vault
-        .store
-        .get(tenant, Kind::Messages, &wamid_index_key(keys, wamid))?
-    else {
-        return Ok(None);
-    };
-    if key.len() != 25 {
-        return Ok(None);
+/// The retention index entries of a record: (class, time, target key).
+/// An erasure removes them with the record.
+pub fn index_entries(contact: &ContactId, record: &MessageRecord) -> Vec<(Class, u64, Vec<u8>)> {
+    let key = message_key(contact, record.seq);
+    let mut entries = Vec::with_capacity(2);
+    if record.preview.is_some() || record.content.is_some() {
+        entries.push((Class::Preview, record.at, key.clone()));
     }
-    let contact = ContactId::from_slice(&key[1..17]).expect("16 bytes");
-    let seq = u64::from_be_bytes(key[17..25].try_into().expect("8 bytes"));
-    Ok(Some((contact, seq)))
+    entries.push((Class::Metadata, record.at, key));
+    entries
 }
 
 /// Load one message record.

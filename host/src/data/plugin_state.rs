@@ -37,14 +37,26 @@ pub fn load(
     installation: &InstallationId,
     contact: &ContactId,
     contact_key: &SecretKey,
-) -> Result<BTreeMap<String, Vec<u8>>, DataError> {
+) -> Result<Entries, DataError> {
+    Ok(load_state(vault, tenant, installation, contact, contact_key)?.entries)
+}
+
+/// Load the state with when it was last written (empty, written at 0,
+/// when none).
+pub fn load_state(
+    vault: &Vault,
+    tenant: &TenantId,
+    installation: &InstallationId,
+    contact: &ContactId,
+    contact_key: &SecretKey,
+) -> Result<StateMap, DataError> {
     let map: Option<StateMap> = vault.read(
         contact_key,
         tenant,
         Kind::PluginState,
         &state_key(installation, contact),
     )?;
-    Ok(map.unwrap_or_default().entries)
+    Ok(map.unwrap_or_default())
 }
 
 /// Whose state: tenant, installation, contact and the contact's key.
@@ -56,9 +68,33 @@ pub struct Slot<'a> {
     pub contact_key: &'a SecretKey,
 }
 
-/// Stage the state after a call at `now`; an empty map deletes the record.
+/// Stage a new state at `now`; an empty map deletes the record.
 pub fn stage(vault: &Vault, batch: &mut Batch, slot: Slot<'_>, entries: Entries, now: u64) {
+    restage(vault, batch, slot, entries, 0, now);
+}
+
+/// Stage the state after a call at `now`; an empty map deletes the record.
+/// `previous` is when the record was last written (0: it did not exist):
+/// its retention index entry is replaced, so a record has one entry, found
+/// again by an erasure, however often it is written.
+pub fn restage(
+    vault: &Vault,
+    batch: &mut Batch,
+    slot: Slot<'_>,
+    entries: Entries,
+    previous: u64,
+    now: u64,
+) {
     let key = state_key(slot.installation, slot.contact);
+    if previous != 0 && previous != now {
+        crate::data::expiry::stage_unindex(
+            batch,
+            slot.tenant,
+            crate::data::expiry::Class::PluginState,
+            previous,
+            &key,
+        );
+    }
     if entries.is_empty() {
         batch.delete(*slot.tenant, Kind::PluginState, key);
     } else {
@@ -84,14 +120,23 @@ pub fn stage(vault: &Vault, batch: &mut Batch, slot: Slot<'_>, entries: Entries,
     }
 }
 
+/// The retention index entry of a stored state: (time, target key).
+pub fn index_entry(
+    installation: &InstallationId,
+    contact: &ContactId,
+    map: &StateMap,
+) -> (u64, Vec<u8>) {
+    (map.written_at, state_key(installation, contact))
+}
+
 /// Every installation's state for one contact (for export and erasure):
-/// (installation, entries), including installations since removed.
+/// (installation, state), including installations since removed.
 pub fn all_for_contact(
     vault: &Vault,
     tenant: &TenantId,
     contact: &ContactId,
     contact_key: &SecretKey,
-) -> Result<Vec<(InstallationId, Entries)>, DataError> {
+) -> Result<Vec<(InstallationId, StateMap)>, DataError> {
     let mut found = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
@@ -111,7 +156,7 @@ pub fn all_for_contact(
                 reason: "malformed key".into(),
             })?;
             let map: StateMap = vault.open(contact_key, tenant, Kind::PluginState, key, sealed)?;
-            found.push((installation, map.entries));
+            found.push((installation, map));
         }
         after = page.last().map(|(k, _)| k.clone());
     }

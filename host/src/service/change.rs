@@ -127,7 +127,10 @@ impl ServiceInner {
             self.contexts.invalidate(&tenant);
         }
         if let Some((tenant, contact)) = change.shreds {
-            self.vault.keys.shred_contact(&tenant, &contact)?;
+            // Should this fail (or the process die first), the pending
+            // shred the change recorded is finished at the next start or
+            // maintenance run.
+            crate::compliance::dsr::finish_shred(&self.vault, &tenant, &contact)?;
         }
         Ok((change.result, committed))
     }

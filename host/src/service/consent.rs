@@ -9,7 +9,7 @@ use super::change::Change;
 use super::contacts::{ContactOut, parse_id};
 use super::error::{ServiceError, ServiceResult};
 use crate::audit::contact_pseudonym;
-use crate::data::consent::{self, ConsentLedger, ConsentRecord, Decision, Source, Subject};
+use crate::data::consent::{ConsentLedger, ConsentRecord, ConsentState, Decision, Source, Subject};
 use crate::data::contacts::Contacts;
 use crate::plugin::Purpose;
 use crate::store::Batch;
@@ -70,11 +70,16 @@ pub async fn record(
             };
             let mut batch = Batch::new();
             ledger.stage_append(&mut batch, &record)?;
-            let mut history = ledger.history(id)?;
-            history.push(record);
-            let derived = consent::derive(&history);
-            loaded.contact.opted_out = derived.opted_out;
-            loaded.contact.consents = derived.consents.into_iter().collect();
+            // The contact's state changed by this one record — not refolded
+            // from the ledger, whose older records retention may have
+            // deleted (an expired STOP must still stand).
+            let mut state = ConsentState {
+                opted_out: loaded.contact.opted_out,
+                consents: loaded.contact.consents.iter().cloned().collect(),
+            };
+            state.apply(&record);
+            loaded.contact.opted_out = state.opted_out;
+            loaded.contact.consents = state.consents.into_iter().collect();
             contacts.stage(&mut batch, &loaded);
             let audit = caller
                 .audit(

@@ -22,7 +22,7 @@ use crate::channel::whatsapp::payload::{DeliveryItem, InboundMessage, StatusUpda
 use crate::crypto::TenantKeys;
 use crate::data::DataError;
 use crate::data::consent::{ConsentLedger, ConsentRecord, Decision, Source, Subject};
-use crate::data::contacts::{Contacts, LeadScore, LoadedContact};
+use crate::data::contacts::{Admitted, Contacts, LeadScore, LoadedContact};
 use crate::data::messages::{self, Direction, MessageRecord};
 use crate::data::plugin_state;
 use crate::ids::TenantId;
@@ -52,9 +52,9 @@ pub struct Processed {
     pub commit: Commit,
     /// Outbox keys of the replies this event queued.
     pub replies: Vec<Vec<u8>>,
-    /// A status webhook confirmed a send in doubt: the sender should look
-    /// once this is committed.
-    pub wake_sender: bool,
+    /// Outbox entries whose sends in doubt a status webhook confirmed: the
+    /// sender settles them once this is committed.
+    pub confirmed: Vec<Vec<u8>>,
     /// Copies of the commit's audit entries that record something already
     /// done in memory whatever becomes of this commit (a breaker opening):
     /// if the commit is refused and the item processed again, they must
@@ -72,7 +72,7 @@ struct Event<'a> {
     audit: Vec<AuditDraft>,
     lasting: Vec<AuditDraft>,
     replies: Vec<Vec<u8>>,
-    wake_sender: bool,
+    confirmed: Vec<Vec<u8>>,
 }
 
 impl Event<'_> {
@@ -106,19 +106,36 @@ impl Event<'_> {
 
 /// Process one inbox item into a commit.
 pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, ProcessError> {
+    let nothing = |batch| Processed {
+        commit: Commit::new(batch, Vec::new()),
+        replies: Vec::new(),
+        confirmed: Vec::new(),
+        lasting: Vec::new(),
+    };
+    let stored = service
+        .vault
+        .store
+        .get(&TenantId::SYSTEM, Kind::Inbox, &job.key)?;
+    if stored.as_ref() != Some(&job.sealed) {
+        // Gone since it was queued: processed already (a redone attempt),
+        // or removed with its contact by an erasure.
+        return Ok(nothing(Batch::new()));
+    }
+    // Removed with the effects, on condition it is still there: an
+    // erasure committed meanwhile refuses this commit, and the item is
+    // looked at again (and found gone).
     let mut batch = Batch::new();
+    batch.expect(
+        TenantId::SYSTEM,
+        Kind::Inbox,
+        job.key.clone(),
+        Some(job.sealed.clone()),
+    );
     batch.delete(TenantId::SYSTEM, Kind::Inbox, job.key.clone());
     let context = match service.contexts.get(&job.tenant) {
         Ok(context) => context,
-        Err(super::context::ContextError::UnknownTenant(_)) => {
-            // The tenant was deleted after the delivery was acknowledged.
-            return Ok(Processed {
-                commit: Commit::new(batch, Vec::new()),
-                replies: Vec::new(),
-                wake_sender: false,
-                lasting: Vec::new(),
-            });
-        }
+        // The tenant was deleted after the delivery was acknowledged.
+        Err(super::context::ContextError::UnknownTenant(_)) => return Ok(nothing(batch)),
         Err(error) => return Err(error.into()),
     };
     let mut event = Event {
@@ -131,16 +148,16 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
         audit: Vec::new(),
         lasting: Vec::new(),
         replies: Vec::new(),
-        wake_sender: false,
+        confirmed: Vec::new(),
     };
     let channel = job.item.channel;
     match &job.item.item {
-        DeliveryItem::Message(message) => on_message(&mut event, channel, message)?,
-        DeliveryItem::Status(status) => on_status(&mut event, channel, status)?,
+        DeliveryItem::Message(message) => on_message(&mut event, channel, &job.contact, message)?,
+        DeliveryItem::Status(status) => on_status(&mut event, channel, &job.contact, status)?,
     }
     Ok(Processed {
         replies: event.replies,
-        wake_sender: event.wake_sender,
+        confirmed: event.confirmed,
         commit: Commit::new(event.batch, event.audit),
         lasting: event.lasting,
     })
@@ -149,11 +166,13 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
 fn on_message(
     event: &mut Event<'_>,
     channel: crate::ids::ChannelId,
+    contact: &Admitted,
     message: &InboundMessage,
 ) -> Result<(), ProcessError> {
     let vault = &event.service.vault;
     let contacts = Contacts::of(vault, event.tenant)?;
-    let mut loaded = contacts.resolve_inbound(
+    let mut loaded = contacts.resolve_admitted(
+        contact,
         message.from.wa_id.as_deref(),
         message.from.user_id.as_deref(),
         message.from.profile_name.as_deref(),
@@ -193,7 +212,7 @@ fn on_message(
         contact: &loaded.contact.id,
         contact_key: &loaded.key,
     };
-    messages::stage(vault, &mut event.batch, owner, &record, None);
+    messages::stage(vault, &mut event.batch, owner, &record);
     event.note(
         Actor::Webhook(channel.to_string()),
         "message.received",
@@ -320,42 +339,58 @@ fn on_keyword(
 fn on_status(
     event: &mut Event<'_>,
     channel: crate::ids::ChannelId,
+    contact: &Admitted,
     status: &StatusUpdate,
 ) -> Result<(), ProcessError> {
     let vault = &event.service.vault;
-    let Some((contact_id, seq)) =
-        messages::find_by_wamid(vault, &event.tenant, &event.keys, &status.wamid)?
+    // Replies carry their message's sequence as callback data, which
+    // WhatsApp echoes in their statuses: that names the message. A status
+    // without it is about a message this service did not send.
+    let Some(seq) = status
+        .callback
+        .as_deref()
+        .and_then(outbox::parse_callback_data)
     else {
-        // Not known by its wamid: perhaps a reply whose send ended in
-        // doubt, which this status confirms (the sender settles it); or a
-        // message not sent by this service, or long expired.
-        let confirmed = outbox::confirm(
-            event.service,
-            &mut event.batch,
-            &event.tenant,
-            &event.keys,
-            status.callback.as_deref(),
-            &status.wamid,
-        )?;
-        event.wake_sender = confirmed == outbox::Confirmed::Staged;
         return Ok(());
     };
+    // A reply whose send ended in doubt: this status confirms it (the
+    // sender settles it).
+    let confirmed = outbox::confirm(
+        event.service,
+        &mut event.batch,
+        &event.tenant,
+        &event.keys,
+        status.callback.as_deref(),
+        &status.wamid,
+    )?;
+    match confirmed {
+        outbox::Confirmed::No => {}
+        outbox::Confirmed::Staged(key) => {
+            event.confirmed.push(key);
+            return Ok(());
+        }
+        outbox::Confirmed::Noted => return Ok(()),
+    }
+    let contact_id = contact.id;
     let contacts = Contacts::of(vault, event.tenant)?;
     let Some(mut loaded) = contacts.load(&contact_id)? else {
         return Ok(());
     };
     let subject = contact_pseudonym(&event.keys, &contact_id);
-    if let Some(mut record) = messages::load(vault, &event.tenant, &contact_id, &loaded.key, seq)? {
-        record.status = Some(status.status);
-        record.status_at = Some(status.timestamp);
-        let owner = messages::Owner {
-            tenant: &event.tenant,
-            keys: &event.keys,
-            contact: &contact_id,
-            contact_key: &loaded.key,
-        };
-        messages::stage(vault, &mut event.batch, owner, &record, None);
-    }
+    let Some(mut record) = messages::load(vault, &event.tenant, &contact_id, &loaded.key, seq)?
+    else {
+        // Expired, or not a message of this contact.
+        return Ok(());
+    };
+    record.status = Some(status.status);
+    record.status_at = Some(status.timestamp);
+    let owner = messages::Owner {
+        tenant: &event.tenant,
+        keys: &event.keys,
+        contact: &contact_id,
+        contact_key: &loaded.key,
+    };
+    messages::restage(vault, &mut event.batch, owner, &record);
     event.note(
         Actor::System,
         "message.status",
@@ -453,7 +488,7 @@ fn run_step(
         },
     );
     let vault = &service.vault;
-    let state = plugin_state::load(
+    let state = plugin_state::load_state(
         vault,
         &event.tenant,
         &installation.id,
@@ -465,7 +500,7 @@ fn run_step(
         &step.plugin,
         Call::new(built)
             .installation(installation.id.to_string())
-            .state(PluginState::new(state)),
+            .state(PluginState::new(state.entries)),
     );
     service
         .metrics
@@ -498,11 +533,12 @@ fn run_step(
                     contact: &loaded.contact.id,
                     contact_key: &loaded.key,
                 };
-                plugin_state::stage(
+                plugin_state::restage(
                     vault,
                     &mut event.batch,
                     slot,
                     invocation.state.merged(),
+                    state.written_at,
                     event.now,
                 );
             }

@@ -1,23 +1,30 @@
 //! The durable inbox: webhook deliveries acknowledged but not yet processed.
 //!
 //! A verified delivery is split into its items (each message, each status).
-//! Each item is deduplicated on its WhatsApp id (a keyed hash, per tenant)
-//! and written to the inbox, sealed with the tenant's key — all in one
-//! guarded, durable commit before the webhook answers 200. A worker later
-//! removes the item in the same commit as the item's effects, so an item is
-//! processed exactly once even across crashes.
+//! Each item is deduplicated on its WhatsApp id (a keyed hash, per tenant),
+//! its contact found or created ([`Contacts::admit`]), and written to the
+//! inbox sealed with *that contact's* key — all in one guarded, durable
+//! commit before the webhook answers 200. A worker later removes the item
+//! in the same commit as the item's effects, on condition that it is still
+//! there, so an item is processed exactly once even across crashes.
+//!
+//! Sealing with the contact's key is what makes an erasure reach items not
+//! yet processed: once the key is shredded, an item queued before the
+//! erasure (or restored from a backup taken before it) cannot be opened and
+//! is dropped — it can never bring the contact back.
 //!
 //! Inbox keys live under the system tenant so recovery can scan them in one
-//! pass: `shard ‖ sequence ‖ tenant`. The shard is a hash of the tenant and
-//! the contact, so one contact's items always go to the same worker, in
-//! order.
+//! pass: `shard ‖ sequence ‖ tenant ‖ contact`. The shard is a hash of the
+//! tenant and the contact, so one contact's items always go to the same
+//! worker, in order.
 
 use serde::{Deserialize, Serialize};
 
 use crate::channel::whatsapp::payload::{Delivery, DeliveryItem};
-use crate::crypto::TenantKeys;
+use crate::crypto::{SecretKey, TenantKeys};
+use crate::data::contacts::{Admitted, Contacts};
 use crate::data::{DataError, Vault, record_context};
-use crate::ids::{ChannelId, TenantId};
+use crate::ids::{ChannelId, ContactId, TenantId};
 use crate::service::committer::Guarded;
 use crate::store::{Batch, Kind};
 
@@ -34,33 +41,39 @@ pub struct InboxItem {
 pub struct InboxJob {
     /// Its key in the system inbox.
     pub key: Vec<u8>,
+    /// The item as stored: the worker's commit removes it only if it is
+    /// still exactly this (an erasure may have removed it meanwhile).
+    pub sealed: Vec<u8>,
     pub tenant: TenantId,
+    /// The contact it is about, with the key it is sealed with.
+    pub contact: Admitted,
     pub shard: u8,
     pub item: InboxItem,
 }
 
-/// The shard of an item: one contact's items share a shard.
-pub fn shard_of(tenant: &TenantId, item: &DeliveryItem) -> u8 {
-    let who = match item {
-        DeliveryItem::Message(m) => m.from.wa_id.as_deref().or(m.from.user_id.as_deref()),
-        DeliveryItem::Status(s) => s
-            .recipient
-            .wa_id
-            .as_deref()
-            .or(s.recipient.user_id.as_deref()),
-    };
+/// The shard of a contact: one contact's items share a shard.
+pub fn shard_of(tenant: &TenantId, contact: &ContactId) -> u8 {
     let mut hasher = blake3::Hasher::new();
     hasher.update(tenant.as_bytes());
-    hasher.update(who.unwrap_or_default().as_bytes());
+    hasher.update(contact.as_bytes());
     hasher.finalize().as_bytes()[0]
 }
 
-fn inbox_key(shard: u8, seq: u64, tenant: &TenantId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(25);
+fn inbox_key(shard: u8, seq: u64, tenant: &TenantId, contact: &ContactId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(41);
     key.push(shard);
     key.extend_from_slice(&seq.to_be_bytes());
     key.extend_from_slice(tenant.as_bytes());
+    key.extend_from_slice(contact.as_bytes());
     key
+}
+
+/// The tenant and contact an inbox key names.
+pub fn parse_key(key: &[u8]) -> Option<(TenantId, ContactId)> {
+    Some((
+        TenantId::from_slice(key.get(9..25)?)?,
+        ContactId::from_slice(key.get(25..41)?)?,
+    ))
 }
 
 /// The deduplication key of an item: its WhatsApp id, and for statuses the
@@ -73,29 +86,58 @@ pub fn dedup_key(keys: &TenantKeys, item: &DeliveryItem) -> Vec<u8> {
     keys.lookup_hash("delivery", &identity).to_vec()
 }
 
-/// Prepare the guarded writes that put a delivery's items in the inbox.
-/// Returns the writes and, in the same order, the jobs to hand to workers
-/// for the writes that apply.
+/// What a delivery's items become: the guarded writes that put them in the
+/// inbox and, in the same order, the jobs to hand to workers for the
+/// writes that apply; contacts created for them (to forget if the commit
+/// is refused); and how many statuses named no known contact (dropped).
+#[derive(Default)]
+pub struct Prepared {
+    pub guarded: Vec<Guarded>,
+    pub jobs: Vec<InboxJob>,
+    pub created: Vec<ContactId>,
+    pub unknown: usize,
+}
+
+/// Prepare a delivery's items for the inbox, adding to `prepared`.
 pub fn prepare(
     vault: &Vault,
     tenant: &TenantId,
     channel: &ChannelId,
     delivery: Delivery,
     now: u64,
-) -> Result<(Vec<Guarded>, Vec<InboxJob>), DataError> {
+    prepared: &mut Prepared,
+) -> Result<(), DataError> {
     let keys = vault.keys.tenant(tenant)?;
-    let mut guarded = Vec::with_capacity(delivery.items.len());
-    let mut jobs = Vec::with_capacity(delivery.items.len());
+    let contacts = Contacts::of(vault, *tenant)?;
     for item in delivery.items {
-        let shard = shard_of(tenant, &item);
-        let key = inbox_key(shard, vault.store.next_id()?, tenant);
+        let mut batch = Batch::new();
+        let (who, create) = match &item {
+            DeliveryItem::Message(m) => (&m.from, true),
+            DeliveryItem::Status(s) => (&s.recipient, false),
+        };
+        let Some(contact) = contacts.admit(
+            &mut batch,
+            who.wa_id.as_deref(),
+            who.user_id.as_deref(),
+            create,
+        )?
+        else {
+            // A status about nobody this tenant knows (erased since, or a
+            // message this service did not send): nothing to keep.
+            prepared.unknown += 1;
+            continue;
+        };
+        if contact.created {
+            prepared.created.push(contact.id);
+        }
+        let shard = shard_of(tenant, &contact.id);
+        let key = inbox_key(shard, vault.store.next_id()?, tenant, &contact.id);
         let dedup = dedup_key(&keys, &item);
         let inbox_item = InboxItem {
             channel: *channel,
             received_at: now,
             item,
         };
-        let mut batch = Batch::new();
         batch.put(
             *tenant,
             Kind::Dedup,
@@ -109,58 +151,78 @@ pub fn prepare(
             now,
             &dedup,
         );
-        batch.put(
-            TenantId::SYSTEM,
-            Kind::Inbox,
-            key.clone(),
-            seal(&keys, tenant, &key, &inbox_item),
-        );
-        guarded.push(Guarded {
+        let sealed = seal(&contact.key, tenant, &key, &inbox_item);
+        batch.put(TenantId::SYSTEM, Kind::Inbox, key.clone(), sealed.clone());
+        prepared.guarded.push(Guarded {
             tenant: *tenant,
             kind: Kind::Dedup,
             key: dedup,
             batch,
         });
-        jobs.push(InboxJob {
+        prepared.jobs.push(InboxJob {
             key,
+            sealed,
             tenant: *tenant,
+            contact,
             shard,
             item: inbox_item,
         });
     }
-    Ok((guarded, jobs))
+    Ok(())
 }
 
-fn seal(keys: &TenantKeys, tenant: &TenantId, key: &[u8], item: &InboxItem) -> Vec<u8> {
+fn seal(contact_key: &SecretKey, tenant: &TenantId, key: &[u8], item: &InboxItem) -> Vec<u8> {
     let plain = serde_json::to_vec(item).expect("inbox items serialize");
-    keys.records
-        .seal(&record_context(tenant, Kind::Inbox, key), &plain)
+    contact_key.seal(&record_context(tenant, Kind::Inbox, key), &plain)
 }
 
-/// Open an inbox entry found by a recovery scan.
-pub fn open(vault: &Vault, key: &[u8], sealed: &[u8]) -> Result<InboxJob, DataError> {
-    let tenant = key
-        .get(9..25)
-        .and_then(TenantId::from_slice)
-        .ok_or(DataError::Decode {
-            kind: "inbox",
-            reason: "malformed key".into(),
-        })?;
-    let keys = vault.keys.tenant(&tenant)?;
-    let plain = keys
-        .records
+/// Open an inbox entry found by a recovery scan; `None` when its tenant or
+/// contact key is gone (the contact was erased, the tenant deleted): the
+/// item is to be dropped.
+pub fn open(vault: &Vault, key: &[u8], sealed: &[u8]) -> Result<Option<InboxJob>, DataError> {
+    let (tenant, contact) = parse_key(key).ok_or(DataError::Decode {
+        kind: "inbox",
+        reason: "malformed key".into(),
+    })?;
+    if !vault.keys.has_tenant(&tenant)? {
+        return Ok(None);
+    }
+    let Some(contact_key) = vault.keys.contact(&tenant, &contact)? else {
+        return Ok(None);
+    };
+    let plain = contact_key
         .open(&record_context(&tenant, Kind::Inbox, key), sealed)
         .map_err(|_| DataError::Sealed { kind: "inbox" })?;
     let item: InboxItem = serde_json::from_slice(&plain).map_err(|e| DataError::Decode {
         kind: "inbox",
         reason: e.to_string(),
     })?;
-    Ok(InboxJob {
+    Ok(Some(InboxJob {
         key: key.to_vec(),
+        sealed: sealed.to_vec(),
         tenant,
+        contact: Admitted {
+            id: contact,
+            key: contact_key,
+            created: false,
+        },
         shard: key[0],
         item,
-    })
+    }))
+}
+
+/// The inbox keys of one contact's items not yet processed (an erasure
+/// removes them with the contact).
+pub fn of_contact(
+    vault: &Vault,
+    tenant: &TenantId,
+    contact: &ContactId,
+) -> Result<Vec<Vec<u8>>, DataError> {
+    Ok(pending(vault)?
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| parse_key(key) == Some((*tenant, *contact)))
+        .collect())
 }
 
 /// Every inbox entry, in shard and sequence order (recovery after a restart).

@@ -101,8 +101,9 @@ pub struct TenantSweep {
     pub report: SweepReport,
 }
 
-/// Retention, then due deletions.
+/// Unfinished erasures, retention, then due deletions.
 pub fn run_duties(service: &ServiceInner) -> Result<Duties, DataError> {
+    crate::compliance::dsr::finish_pending_shreds(&service.vault)?;
     let retention = run_retention(service)?
         .into_iter()
         .map(|(tenant, report)| TenantSweep { tenant, report })

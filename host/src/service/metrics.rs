@@ -4,9 +4,13 @@
 
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -195,6 +199,14 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Export what the store has done (`flowgate_log_*`,
+    /// `flowgate_checkpoint_*`, `flowgate_overlay_bytes`), read at each
+    /// scrape.
+    pub fn watch_store(&mut self, store: std::sync::Arc<dyn crate::store::Store>) {
+        self.registry
+            .register_collector(Box::new(StoreCollector(store)));
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -206,4 +218,72 @@ impl Metrics {
 /// One label pair.
 pub fn label(name: &str, value: &str) -> Labels {
     vec![(name.to_owned(), value.to_owned())]
+}
+
+/// The store's counters at scrape time.
+struct StoreCollector(std::sync::Arc<dyn crate::store::Store>);
+
+impl std::fmt::Debug for StoreCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreCollector")
+    }
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let counters: [(&str, &str, u64); 6] = [
+            (
+                "log_appends",
+                "Records (commit groups) appended to the durable log",
+                stats.log_appends,
+            ),
+            (
+                "log_bytes",
+                "Bytes appended to the durable log",
+                stats.log_bytes,
+            ),
+            (
+                "log_syncs",
+                "Syncs (fsyncs) of the durable log",
+                stats.log_syncs,
+            ),
+            (
+                "checkpoints",
+                "Checkpoints written back to sled",
+                stats.checkpoints,
+            ),
+            (
+                "checkpoint_records",
+                "Records checkpoints wrote back, after coalescing",
+                stats.checkpoint_records,
+            ),
+            (
+                "checkpoint_writes",
+                "sled inserts and removals made by checkpoints (a chunk of records counts once)",
+                stats.checkpoint_writes,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        let seconds = ConstCounter::new(stats.checkpoint_seconds);
+        let metric = encoder.encode_descriptor(
+            "checkpoint_seconds",
+            "Time spent writing checkpoints",
+            None,
+            seconds.metric_type(),
+        )?;
+        seconds.encode(metric)?;
+        let overlay = ConstGauge::new(stats.overlay_bytes as i64);
+        let metric = encoder.encode_descriptor(
+            "overlay_bytes",
+            "Bytes of records logged but not yet checkpointed, held in memory",
+            None,
+            overlay.metric_type(),
+        )?;
+        overlay.encode(metric)
+    }
 }

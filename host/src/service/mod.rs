@@ -123,7 +123,8 @@ impl Service {
         let registry = Registry::new(vault.clone(), runtime.clone());
         // The committer thread runs as long as any handle exists; every
         // group it commits is flushed, so nothing waits for it at shutdown.
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
+        metrics.watch_store(vault.store.clone());
         let (committer, _committer_thread) =
             Committer::start(vault.clone(), metrics.commit.clone());
         let contexts = TenantContexts::new(vault.clone(), registry.clone());
@@ -193,19 +194,30 @@ impl Service {
 
 /// Requeue every inbox item (in shard and sequence order).
 fn recover(inner: &Arc<ServiceInner>) -> anyhow::Result<usize> {
+    let finished = crate::compliance::dsr::finish_pending_shreds(&inner.vault)?;
+    if finished > 0 {
+        tracing::info!(contacts = finished, "finished erasures a stop interrupted");
+    }
     let pending = inbox::pending(&inner.vault)?;
     let count = pending.len();
     for (key, sealed) in pending {
-        match inbox::open(&inner.vault, &key, &sealed) {
-            Ok(job) => inner.dispatch(job, Instant::now()),
-            Err(error) => {
-                // The tenant was deleted (its key shredded): drop the item.
-                tracing::warn!(%error, "dropping an unreadable inbox item");
-                let mut batch = crate::store::Batch::new();
-                batch.delete(crate::ids::TenantId::SYSTEM, crate::store::Kind::Inbox, key);
-                inner.vault.store.commit(&batch)?;
+        let dropped = match inbox::open(&inner.vault, &key, &sealed) {
+            Ok(Some(job)) => {
+                inner.dispatch(job, Instant::now());
+                continue;
             }
-        }
+            // The contact was erased or the tenant deleted (its key
+            // shredded): the item is theirs, and goes with them.
+            Ok(None) => "its contact or tenant is gone",
+            Err(error) => {
+                tracing::warn!(%error, "dropping an unreadable inbox item");
+                "unreadable"
+            }
+        };
+        tracing::info!(reason = dropped, "dropped an inbox item");
+        let mut batch = crate::store::Batch::new();
+        batch.delete(crate::ids::TenantId::SYSTEM, crate::store::Kind::Inbox, key);
+        inner.vault.store.commit(&batch)?;
     }
     Ok(count)
 }

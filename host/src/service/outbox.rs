@@ -80,12 +80,13 @@ pub struct OutboxEntry {
 }
 
 /// The `biz_opaque_callback_data` of a reply: its message sequence, which
-/// is also the first part of its outbox key. No personal data.
+/// is also the first part of its outbox key, and which names the reply's
+/// message record in its status webhooks. No personal data.
 pub fn callback_data(seq: u64) -> String {
     format!("flowgate:{seq}")
 }
 
-fn parse_callback_data(data: &str) -> Option<u64> {
+pub fn parse_callback_data(data: &str) -> Option<u64> {
     let digits = data.strip_prefix("flowgate:")?;
     // Digits only: `u64::from_str` would also take a leading `+`.
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -153,7 +154,7 @@ pub fn stage_reply(
         contact: reply.contact,
         contact_key: reply.contact_key,
     };
-    messages::stage(vault, batch, owner, &record, None);
+    messages::stage(vault, batch, owner, &record);
     let entry = OutboxEntry {
         channel: reply.channel,
         message_seq: seq,
@@ -175,47 +176,91 @@ pub fn stage_reply(
     Ok(key)
 }
 
-/// Wakes the sender and tracks replies in flight and replies not yet
-/// durable.
+/// The sender's schedule: which replies are due when, and which are being
+/// sent. Replies enter it only once the event that queued them is durable
+/// ([`OutboxSignal::release`]) — a reply sent before that could be undone
+/// by a crash and sent again by the event's retry — and, at start, from one
+/// scan of the outbox. The sender never scans the outbox again: it takes
+/// what is due from here.
 #[derive(Clone, Default)]
 pub struct OutboxSignal {
     notify: Arc<Notify>,
+    queue: Arc<Mutex<Queue>>,
     in_flight: Arc<Mutex<HashSet<Vec<u8>>>>,
-    /// Entries committed but not yet flushed. A reply is sent only once the
-    /// event that queued it is durable: otherwise a crash could undo the
-    /// event after its reply went out, and the retried event would send it
-    /// again.
-    not_durable: Arc<Mutex<HashSet<Vec<u8>>>>,
     /// wamids from status webhooks for sends running right now, by reply
     /// sequence (see the module docs).
     early: Arc<Mutex<HashMap<u64, String>>>,
 }
 
-impl OutboxSignal {
-    /// Entries about to be committed: hold them back until durable.
-    pub fn hold(&self, keys: &[Vec<u8>]) {
-        self.not_durable
-            .lock()
-            .expect("outbox lock")
-            .extend(keys.iter().cloned());
+/// Outbox keys by the time they are due (0: at once).
+#[derive(Default)]
+struct Queue {
+    due: std::collections::BTreeSet<(u64, Vec<u8>)>,
+    at: HashMap<Vec<u8>, u64>,
+}
+
+impl Queue {
+    fn schedule(&mut self, key: Vec<u8>, due: u64) {
+        if let Some(before) = self.at.insert(key.clone(), due) {
+            self.due.remove(&(before, key.clone()));
+        }
+        self.due.insert((due, key));
     }
 
-    /// The entries are durable: release them to the sender.
-    pub fn release(&self, keys: &[Vec<u8>]) {
-        let mut held = self.not_durable.lock().expect("outbox lock");
-        for key in keys {
-            held.remove(key);
+    fn forget(&mut self, key: &[u8]) {
+        if let Some(before) = self.at.remove(key) {
+            self.due.remove(&(before, key.to_vec()));
         }
-        drop(held);
+    }
+}
+
+impl OutboxSignal {
+    /// Replies whose events are now durable: due at once.
+    pub fn release(&self, keys: &[Vec<u8>]) {
+        let mut queue = self.queue.lock().expect("outbox lock");
+        for key in keys {
+            queue.schedule(key.clone(), 0);
+        }
+        drop(queue);
         self.wake();
     }
 
-    /// Take an entry for one send; false when a send of it is running.
-    fn claim(&self, key: &[u8]) -> bool {
-        self.in_flight
+    /// Make `key` due at `due` (seconds since the epoch; 0: at once).
+    fn schedule(&self, key: &[u8], due: u64) {
+        self.queue
             .lock()
             .expect("outbox lock")
-            .insert(key.to_vec())
+            .schedule(key.to_vec(), due);
+    }
+
+    /// Claim up to `limit` replies due at `now`, not being sent; and when
+    /// the next one not yet due is.
+    fn take_due(&self, now: u64, limit: usize) -> (Vec<Vec<u8>>, Option<u64>) {
+        let mut queue = self.queue.lock().expect("outbox lock");
+        let mut in_flight = self.in_flight.lock().expect("outbox lock");
+        let mut taken = Vec::new();
+        let mut next = None;
+        for (due, key) in &queue.due {
+            if *due > now {
+                next = Some(*due);
+                break;
+            }
+            if taken.len() >= limit {
+                break;
+            }
+            if in_flight.insert(key.clone()) {
+                taken.push(key.clone());
+            }
+        }
+        for key in &taken {
+            queue.forget(key);
+        }
+        (taken, next)
+    }
+
+    /// How many replies are scheduled (metrics, tests).
+    pub fn scheduled(&self) -> usize {
+        self.queue.lock().expect("outbox lock").at.len()
     }
 
     /// Give a claimed entry back once its send is over. `settled`: the
@@ -266,33 +311,26 @@ pub fn backoff_secs(attempts: u32) -> u64 {
 /// finish.
 pub async fn run_sender(service: Arc<ServiceInner>, shutdown: tokio_util::sync::CancellationToken) {
     let signal = service.outbox.clone();
+    if let Err(error) = schedule_outbox(&service) {
+        tracing::error!(%error, "reading the outbox failed; queued replies wait for the next start");
+    }
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let mut next_due: Option<u64> = None;
-        match due_entries(&service) {
-            Ok(entries) => {
-                for (key, due_at) in entries {
-                    if due_at > service.clock.now() {
-                        next_due = Some(next_due.map_or(due_at, |n| n.min(due_at)));
-                        continue;
-                    }
-                    if tasks.len() >= CONCURRENCY {
-                        break;
-                    }
-                    if !signal.claim(&key) {
-                        continue;
-                    }
-                    let service = service.clone();
-                    tasks.spawn(async move {
-                        let result = send_one(&service, &key).await;
-                        if let Err(error) = &result {
-                            tracing::warn!(%error, "outbox entry not processed; retrying later");
-                        }
-                        service.outbox.unclaim(&key, result.is_ok());
-                    });
+        let now = service.clock.now();
+        let room = CONCURRENCY.saturating_sub(tasks.len());
+        let (due, next_due) = signal.take_due(now, room);
+        for key in due {
+            let service = service.clone();
+            tasks.spawn(async move {
+                let result = send_one(&service, &key).await;
+                if let Err(error) = &result {
+                    tracing::warn!(%error, "outbox entry not processed; retrying later");
+                    service
+                        .outbox
+                        .schedule(&key, service.clock.now() + RETRY_SECS);
                 }
-            }
-            Err(error) => tracing::error!(%error, "reading the outbox failed"),
+                service.outbox.unclaim(&key, result.is_ok());
+            });
         }
         let wait = next_due
             .map(|due| Duration::from_secs(due.saturating_sub(service.clock.now()).max(1)))
@@ -308,53 +346,28 @@ pub async fn run_sender(service: Arc<ServiceInner>, shutdown: tokio_util::sync::
     while tasks.join_next().await.is_some() {}
 }
 
-/// An outbox entry's key, with when it is due.
-type Pending = (Vec<u8>, u64);
+/// Seconds before an entry whose attempt failed to be read or written is
+/// tried again.
+const RETRY_SECS: u64 = 5;
 
-/// Outbox entries not in flight: (key, due time). The due time is
-/// read from the entry, which needs the contact's key.
-fn due_entries(service: &ServiceInner) -> Result<Vec<Pending>, DataError> {
-    let vault = &service.vault;
-    let in_flight = service
-        .outbox
-        .in_flight
-        .lock()
-        .expect("outbox lock")
-        .clone();
-    let mut found = Vec::new();
+/// Schedule every entry the outbox holds, at once: each is read when it
+/// is taken, and put back at its own due time if not due yet.
+fn schedule_outbox(service: &ServiceInner) -> Result<(), DataError> {
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = vault
-            .store
-            .scan(&TenantId::SYSTEM, Kind::Outbox, b"", after.as_deref(), 512)?;
-        if page.is_empty() {
-            return Ok(found);
-        }
-        after = page.last().map(|(k, _)| k.clone());
-        for (key, sealed) in page {
-            if in_flight.contains(&key) {
-                continue;
-            }
-            let due = match open_entry(vault, &key, &sealed) {
-                // A send in doubt that a status webhook confirmed: settle now.
-                Ok(Some((tenant, _, _, entry)))
-                    if entry.sending_since.is_some()
-                        && matches!(
-                            confirmation(vault, &tenant, entry.message_seq),
-                            Ok(Some(_))
-                        ) =>
-                {
-                    0
-                }
-                Ok(Some((_, _, _, entry))) => entry.next_attempt_at,
-                // Erased contact or unreadable entry: let `send_one` drop it.
-                Ok(None) | Err(_) => 0,
-            };
-            found.push((key, due));
-            if found.len() >= 4 * CONCURRENCY {
-                return Ok(found);
-            }
-        }
+        let page = service.vault.store.scan(
+            &TenantId::SYSTEM,
+            Kind::Outbox,
+            b"",
+            after.as_deref(),
+            1024,
+        )?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.clone());
+        let keys: Vec<Vec<u8>> = page.into_iter().map(|(key, _)| key).collect();
+        service.outbox.release(&keys);
     }
 }
 
@@ -397,13 +410,13 @@ struct Confirmation {
 }
 
 /// What a status webhook did for the outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmed {
     /// Not a reply of this tenant marked sending: nothing.
     No,
-    /// A confirmation is staged in the batch: wake the sender once it is
-    /// committed.
-    Staged,
+    /// A confirmation is staged in the batch: schedule this outbox entry
+    /// once it is committed.
+    Staged(Vec<u8>),
     /// Noted for the send running now.
     Noted,
 }
@@ -453,7 +466,7 @@ pub fn confirm(
     }
     drop(in_flight);
     stage_confirmation(vault, batch, tenant, keys, seq, wamid);
-    Ok(Confirmed::Staged)
+    Ok(Confirmed::Staged(key))
 }
 
 fn stage_confirmation(
@@ -539,9 +552,15 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
             .or_else(|| confirmation(vault, &tenant, entry.message_seq).transpose())
             .transpose()
             .map_err(|e| e.to_string())?;
-        if let Some(wamid) = confirmed {
-            return outcome.sent(&entry, &wamid, Delivered::Confirmed).await;
+        if confirmed.is_some() {
+            return outcome.sent(&entry, Delivered::Confirmed).await;
         }
+    }
+    if entry.next_attempt_at > now {
+        // Not due yet (scheduled at once at start, or waiting out a
+        // retry's backoff or a send in doubt's confirmation window).
+        service.outbox.schedule(key, entry.next_attempt_at);
+        return Ok(());
     }
     let contacts = Contacts::of(vault, tenant).map_err(|e| e.to_string())?;
     let loaded = contacts.load(&contact_id).map_err(|e| e.to_string())?;
@@ -595,6 +614,7 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
         Ok(_) => {}
         Err(CommitError::Conflict) => {
             // Nothing was written: check the contact again, at once.
+            service.outbox.schedule(key, 0);
             service.outbox.wake();
             return Ok(());
         }
@@ -613,9 +633,9 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
     // A status webhook that arrived during the send, if any.
     let early = service.outbox.take_early(entry.message_seq);
     match sent {
-        Ok(wamid) => outcome.sent(&entry, &wamid, Delivered::Answered).await,
+        Ok(_) => outcome.sent(&entry, Delivered::Answered).await,
         Err(error) if error.in_doubt => match early {
-            Some(wamid) => outcome.sent(&entry, &wamid, Delivered::Confirmed).await,
+            Some(_) => outcome.sent(&entry, Delivered::Confirmed).await,
             None if entry.attempts + 1 < MAX_ATTEMPTS => {
                 // Maybe sent: stay marked and wait for the status webhook
                 // (the entry is due again only after the window).
@@ -624,12 +644,14 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
                 outcome.stage_entry(&mut batch, &entry);
                 outcome.count("in-doubt");
                 commit(service, batch, Vec::new()).await?;
+                service.outbox.schedule(key, entry.next_attempt_at);
                 // A status that came in meanwhile was noted, not written:
                 // write it now, and the sender settles the entry next.
                 if let Some(wamid) = service.outbox.release_claim(key, entry.message_seq) {
                     let mut batch = Batch::new();
                     outcome.stage_confirmation(&mut batch, entry.message_seq, &wamid);
                     commit(service, batch, Vec::new()).await?;
+                    service.outbox.schedule(key, 0);
                     service.outbox.wake();
                 }
                 Ok(())
@@ -644,7 +666,9 @@ async fn send_one(service: &ServiceInner, key: &[u8]) -> Result<(), String> {
             let mut batch = Batch::new();
             outcome.stage_entry(&mut batch, &entry);
             outcome.count("retry");
-            commit(service, batch, Vec::new()).await
+            commit(service, batch, Vec::new()).await?;
+            service.outbox.schedule(key, entry.next_attempt_at);
+            Ok(())
         }
         Err(error) => outcome.failed(&entry, &error).await,
     }
@@ -703,13 +727,7 @@ impl Outcome<'_> {
     }
 
     /// Remove the entry (and any confirmation of it), mark its message.
-    fn stage_end(
-        &self,
-        batch: &mut Batch,
-        entry: &OutboxEntry,
-        state: DeliveryState,
-        wamid: Option<&str>,
-    ) {
+    fn stage_end(&self, batch: &mut Batch, entry: &OutboxEntry, state: DeliveryState) {
         batch.delete(TenantId::SYSTEM, Kind::Outbox, self.key.to_vec());
         if self.in_doubt {
             batch.delete(
@@ -731,13 +749,12 @@ impl Outcome<'_> {
             entry.message_seq,
             state,
             self.now,
-            wamid,
         );
     }
 
-    async fn sent(&self, entry: &OutboxEntry, wamid: &str, how: Delivered) -> Result<(), String> {
+    async fn sent(&self, entry: &OutboxEntry, how: Delivered) -> Result<(), String> {
         let mut batch = Batch::new();
-        self.stage_end(&mut batch, entry, DeliveryState::Sent, Some(wamid));
+        self.stage_end(&mut batch, entry, DeliveryState::Sent);
         self.count("sent");
         let mut details = serde_json::json!({
             "origin": entry.origin,
@@ -779,7 +796,7 @@ impl Outcome<'_> {
         details: serde_json::Value,
     ) -> Result<(), String> {
         let mut batch = Batch::new();
-        self.stage_end(&mut batch, entry, DeliveryState::Failed, None);
+        self.stage_end(&mut batch, entry, DeliveryState::Failed);
         self.count(outcome);
         commit(self.service, batch, vec![self.audit(action, details)]).await
     }
@@ -792,14 +809,13 @@ fn mark_message(
     seq: u64,
     state: DeliveryState,
     now: u64,
-    wamid: Option<&str>,
 ) {
     if let Ok(Some(mut record)) =
         messages::load(vault, owner.tenant, owner.contact, owner.contact_key, seq)
     {
         record.status = Some(state);
         record.status_at = Some(now);
-        messages::stage(vault, batch, owner, &record, wamid);
+        messages::restage(vault, batch, owner, &record);
     }
 }
 
@@ -824,21 +840,53 @@ mod tests {
     fn a_status_noted_too_late_is_dropped_once_its_send_is_settled() {
         let signal = OutboxSignal::default();
         let key = entry_key(42, &TenantId::generate(), &ContactId::generate());
-        assert!(signal.claim(&key));
-        assert!(!signal.claim(&key), "one send at a time");
+        signal.release(std::slice::from_ref(&key));
+        assert_eq!(signal.take_due(1, 10).0, vec![key.clone()]);
+        signal.schedule(&key, 0);
+        assert!(signal.take_due(1, 10).0.is_empty(), "one send at a time");
         // The send read its note (none) and succeeded; then the status
         // webhook came, found the entry claimed, and noted its wamid.
         assert_eq!(signal.take_early(42), None);
         signal.early.lock().unwrap().insert(42, "wamid.late".into());
         signal.unclaim(&key, true);
         assert!(signal.early.lock().unwrap().is_empty());
-        assert!(signal.claim(&key), "claimable again");
+        assert_eq!(
+            signal.take_due(1, 10).0,
+            vec![key.clone()],
+            "claimable again"
+        );
 
         // An attempt whose outcome could not be written keeps the note for
         // the next attempt.
         signal.early.lock().unwrap().insert(42, "wamid.kept".into());
         signal.unclaim(&key, false);
         assert_eq!(signal.take_early(42).as_deref(), Some("wamid.kept"));
+    }
+
+    #[test]
+    fn replies_are_taken_when_due_in_order_and_once() {
+        let signal = OutboxSignal::default();
+        let tenant = TenantId::generate();
+        let contact = ContactId::generate();
+        let (a, b, c) = (
+            entry_key(1, &tenant, &contact),
+            entry_key(2, &tenant, &contact),
+            entry_key(3, &tenant, &contact),
+        );
+        signal.schedule(&a, 100);
+        signal.schedule(&b, 50);
+        signal.release(std::slice::from_ref(&c));
+        assert_eq!(signal.scheduled(), 3);
+        // At 60: c (at once) and b; a waits, and says when.
+        let (due, next) = signal.take_due(60, 10);
+        assert_eq!(due, vec![c.clone(), b.clone()]);
+        assert_eq!(next, Some(100));
+        // Rescheduling replaces the earlier time.
+        signal.schedule(&a, 10);
+        let (due, next) = signal.take_due(60, 1);
+        assert_eq!(due, vec![a.clone()]);
+        assert_eq!(next, None);
+        assert_eq!(signal.scheduled(), 0);
     }
 
     #[test]

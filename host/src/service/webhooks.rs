@@ -10,7 +10,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::ServiceInner;
-use super::committer::Commit;
+use super::change;
+use super::committer::{Commit, CommitError};
 use super::error::ServiceError;
 use super::inbox;
 use super::metrics::label;
@@ -89,39 +90,57 @@ pub async fn accept(
         ));
     }
     let now = service.clock.now();
-    // Items go to the channel that owns their phone number (one Meta app
-    // may serve several numbers of the same tenant).
-    let mut guarded = Vec::new();
-    let mut jobs = Vec::new();
-    for item in delivery.items {
-        let owner = context
-            .channels
-            .iter()
-            .find(|c| c.phone_number_id == item.phone_number_id())
-            .map(|c| c.id)
-            .unwrap_or(channel.id);
-        let (g, j) = inbox::prepare(
-            &service.vault,
-            &tenant,
-            &owner,
-            payload::Delivery { items: vec![item] },
-            now,
-        )
-        .map_err(ServiceError::from)?;
-        guarded.extend(g);
-        jobs.extend(j);
-    }
-    let committed = service
-        .committer
-        .commit(Commit {
-            guarded,
+    // A delivery naming a new contact writes its index entries on
+    // condition that they are still absent; when another delivery wrote
+    // them first, the commit is refused and this one looks again.
+    let mut attempt = 1;
+    let (jobs, committed, unknown) = loop {
+        let mut prepared = inbox::Prepared::default();
+        for item in &delivery.items {
+            // Items go to the channel that owns their phone number (one
+            // Meta app may serve several numbers of the same tenant).
+            let owner = context
+                .channels
+                .iter()
+                .find(|c| c.phone_number_id == item.phone_number_id())
+                .map(|c| c.id)
+                .unwrap_or(channel.id);
+            let one = payload::Delivery {
+                items: vec![item.clone()],
+            };
+            inbox::prepare(&service.vault, &tenant, &owner, one, now, &mut prepared)
+                .map_err(ServiceError::from)?;
+        }
+        let commit = Commit {
+            guarded: std::mem::take(&mut prepared.guarded),
             ..Commit::default()
-        })
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "storing a webhook delivery failed");
-            WebhookError::NotStored(error.into())
-        })?;
+        };
+        match service.committer.commit(commit).await {
+            Ok(committed) => break (prepared.jobs, committed, prepared.unknown),
+            Err(error) => {
+                // Keys made for contacts that were not written are no use.
+                for contact in &prepared.created {
+                    let _ = service.vault.keys.shred_contact(&tenant, contact);
+                }
+                if matches!(error, CommitError::Conflict) && attempt < change::ATTEMPTS {
+                    attempt += 1;
+                    continue;
+                }
+                tracing::error!(%error, "storing a webhook delivery failed");
+                return Err(WebhookError::NotStored(error.into()));
+            }
+        }
+    };
+    if unknown > 0 {
+        service
+            .metrics
+            .webhook_items
+            .get_or_create(&vec![
+                ("kind".into(), "status".into()),
+                ("outcome".into(), "unknown-contact".into()),
+            ])
+            .inc_by(unknown as u64);
+    }
     let mut accepted = 0;
     let mut duplicates = 0;
     for (job, applied) in jobs.into_iter().zip(committed.applied) {
@@ -143,6 +162,13 @@ pub async fn accept(
             service.dispatch(job, received);
         } else {
             duplicates += 1;
+            if job.contact.created {
+                // Made for a delivery that was a duplicate after all.
+                let _ = service
+                    .vault
+                    .keys
+                    .shred_contact(&job.tenant, &job.contact.id);
+            }
         }
     }
     service
@@ -151,7 +177,9 @@ pub async fn accept(
         .observe(received.elapsed().as_secs_f64());
     Ok(Accepted {
         status: "ok".into(),
-        accepted,
+        // A status about no known contact is taken and dropped: there is
+        // nothing to record it against.
+        accepted: accepted + unknown,
         duplicates,
     })
 }

@@ -122,14 +122,14 @@ fn process_and_commit(
     pending.append(&mut processed.lasting);
     processed.commit.audit.splice(0..0, earlier);
     let replies = processed.replies;
-    let wake_sender = processed.wake_sender;
-    service.outbox.hold(&replies);
+    let confirmed = processed.confirmed;
     let durable_service = service.clone();
-    let durable_replies = replies.clone();
+    let durable_replies = replies;
     let on_durable = Box::new(move |flushed: Result<(), CommitError>| {
         if flushed.is_err() {
             // Not durable: the event stays in the inbox (its removal was in
-            // the same write) and its replies stay held in this process.
+            // the same write) and its replies are not released to the
+            // sender (a crash could undo them after they went out).
             return;
         }
         let service = durable_service;
@@ -149,14 +149,13 @@ fn process_and_commit(
     let result = service
         .committer
         .commit_applied_blocking(processed.commit, on_durable);
-    if wake_sender && result.is_ok() {
+    if !confirmed.is_empty() && result.is_ok() {
         // A confirmation of a send in doubt is readable now.
-        service.outbox.wake();
+        service.outbox.release(&confirmed);
     }
     match result {
         Ok(_) => Ok(()),
         Err(error) => {
-            service.outbox.release(&replies);
             *unrecorded = pending;
             Err(match error {
                 CommitError::Conflict => Failure::Conflict,

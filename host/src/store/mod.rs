@@ -2,18 +2,25 @@
 //!
 //! Every read and write names a tenant; the implementation prefixes keys
 //! with it, so a query that is not scoped to a tenant cannot be written.
-//! Records are grouped by [`Kind`] (one sled tree each). Values arrive here
-//! already sealed (see [`crate::data`]); the store never sees plaintext.
+//! Records are grouped by [`Kind`]. Values arrive here already sealed (see
+//! [`crate::data`]); the store never sees plaintext.
 //!
-//! [`SledStore`] is the embedded implementation; a distributed backend can
-//! implement [`Store`] without callers changing.
+//! [`SledStore`] is the embedded implementation: each commit group is one
+//! record appended to a [`log`] (one sync per flush), applied to an
+//! in-memory [`overlay`] that serves reads at once, and written back to
+//! sled ([`sled_store`]) coalesced by a checkpointer; recovery is the
+//! checkpoint plus the log's tail. A distributed backend implements
+//! [`Store`] (and [`log::Log`]) without callers changing.
 
-pub(crate) mod sled_store;
+pub mod chunk;
+mod embedded;
+pub mod group;
+pub mod log;
+mod merge;
+pub mod overlay;
+pub mod sled_store;
 
-pub use sled_store::SledStore;
-/// The journal's record format, public for the fuzz targets (`fuzz/`).
-#[doc(hidden)]
-pub use sled_store::{JournalOp, decode_journal, encode_journal};
+pub use embedded::{SledStore, StoreConfig, StoreStats};
 
 use crate::ids::TenantId;
 
@@ -55,6 +62,48 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind's stable code in log records and overlay keys. Never
+    /// reuse or renumber one: records written with it are read back by it.
+    pub const fn code(self) -> u8 {
+        match self {
+            Kind::Tenants => 1,
+            Kind::Contacts => 2,
+            Kind::ContactIndex => 3,
+            Kind::Consent => 4,
+            Kind::PluginState => 5,
+            Kind::Messages => 6,
+            Kind::Inbox => 7,
+            Kind::Outbox => 8,
+            Kind::Dedup => 9,
+            Kind::Installations => 10,
+            Kind::Channels => 11,
+            Kind::ApiKeys => 12,
+            Kind::Plugins => 13,
+            Kind::Audit => 14,
+            Kind::Expiry => 15,
+            Kind::Requests => 16,
+        }
+    }
+
+    /// The kind with this code.
+    pub fn from_code(code: u8) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// For keys this kind keeps in chunks, the length of the prefix (after
+    /// the tenant) that groups them: records written in key order under
+    /// one prefix and read as a run — audit entries by sequence (`e`), a
+    /// contact's messages (`m` ‖ contact), retention-index entries by class
+    /// and time. `None`: the key is kept on its own.
+    pub fn chunked_prefix(self, key: &[u8]) -> Option<usize> {
+        match (self, key.first()) {
+            (Kind::Audit, Some(b'e')) => Some(1),
+            (Kind::Messages, Some(b'm')) if key.len() > 17 => Some(17),
+            (Kind::Expiry, Some(_)) if key.len() > 1 => Some(1),
+            _ => None,
+        }
+    }
+
     /// The kind with this tree name.
     pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == name)
@@ -109,10 +158,13 @@ impl Kind {
 pub enum StoreError {
     /// The embedded store failed.
     #[error("storage: {0}")]
-    Backend(#[from] sled::Error),
-    /// A journal record (a batch a crash interrupted) does not decode.
-    #[error("storage: a journal record does not decode")]
-    DamagedJournal,
+    Sled(#[from] sled::Error),
+    /// The log of commit groups failed.
+    #[error(transparent)]
+    Log(#[from] log::LogError),
+    /// A record the store wrote does not decode.
+    #[error("{what} is damaged")]
+    Damaged { what: String },
     /// The sink an export was writing to failed.
     #[error("storage: writing: {0}")]
     Export(#[source] std::io::Error),
@@ -289,4 +341,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete one record by its raw key.
     fn delete_raw(&self, kind: Kind, raw_key: &[u8]) -> Result<(), StoreError>;
+
+    /// Write everything committed so far back to the store's checkpoint
+    /// and cut the log (tests, benchmarks, a clean shutdown).
+    fn checkpoint(&self) -> Result<(), StoreError>;
+
+    /// What the store has done since it opened, for metrics.
+    fn stats(&self) -> StoreStats;
 }

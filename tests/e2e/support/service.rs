@@ -325,8 +325,18 @@ pub fn text_message(
 
 /// A `delivered` status webhook body for a message sent to `recipient`
 /// (a phone number, or a BSUID).
-pub fn delivered_status(phone_number_id: &str, wamid: &str, recipient: &str) -> String {
+/// A `delivered` status of a message sent with `callback` as its
+/// `biz_opaque_callback_data`, which WhatsApp echoes in its statuses.
+pub fn delivered_status(
+    phone_number_id: &str,
+    wamid: &str,
+    recipient: &str,
+    callback: Option<&str>,
+) -> String {
     let mut status = json!({"id": wamid, "status": "delivered", "timestamp": now().to_string()});
+    if let Some(callback) = callback {
+        status["biz_opaque_callback_data"] = callback.into();
+    }
     let field = if recipient.bytes().all(|b| b.is_ascii_digit()) {
         "recipient_id"
     } else {
