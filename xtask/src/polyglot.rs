@@ -569,11 +569,12 @@ fn install_node(dir: &Path, guest_dir: &Path) -> Result<Tool> {
         dir.display()
     );
     // `npm install` with the lock in place installs exactly the locked
-    // versions and checks their integrity hashes. Not `npm ci`: it insists
-    // on lock entries for every platform's optional binary package, and
-    // some that jco 1.35 names were never published, so no lock can satisfy
-    // it. No install scripts: none of these packages needs one (their
-    // binaries come as per-platform packages).
+    // versions and checks their integrity hashes. A lock that lacks an entry
+    // npm would write (it records every platform's optional binary package,
+    // not only this machine's) is completed in the copy, and the comparison
+    // below warns about it: the committed lock must be what npm writes. No
+    // install scripts: none of these packages needs one (their binaries
+    // come as per-platform packages).
     run_captured(
         Command::new(npm)
             .current_dir(dir)
