@@ -82,7 +82,7 @@ fn main() -> Result<()> {
         Task::Demo { args } => {
             guests::build(&root, &[])?;
             let mut command = cargo(&root);
-            command.args(["run", "--quiet", "--package", "flowgate", "--", "demo"]);
+            command.args(["run", "--quiet", "--package", "flowgate-cli", "--", "demo"]);
             command.arg("--guests").arg(guests::output_dir(&root));
             command.args(args);
             run(command)?;
@@ -99,7 +99,7 @@ fn main() -> Result<()> {
                 "--workspace",
                 "--all-targets",
                 "--features",
-                "flowgate/native-plugins",
+                "flowgate-cli/native-plugins",
             ]);
             test.args(&args);
             run(test)?;
@@ -123,7 +123,7 @@ fn main() -> Result<()> {
             bench.args([
                 "bench",
                 "--package",
-                "flowgate",
+                "flowgate-cli",
                 "--features",
                 "native-plugins",
             ]);

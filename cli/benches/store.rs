@@ -10,7 +10,7 @@
 //!    1,000,000): index hash, index read, contact key unwrap, record open.
 //!    The baseline reads the same sled trees without any crypto.
 //!
-//! `cargo bench -p flowgate --bench store -- [--contacts N] [--lookups N]`
+//! `cargo bench -p flowgate-cli --bench store -- [--contacts N] [--lookups N]`
 //! (`cargo xtask bench -- --bench store` runs it too.)
 
 mod common;

@@ -14,7 +14,7 @@
 //! message.
 //!
 //! `cargo xtask bench -- --bench polyglot` (builds the guests first), or
-//! `cargo bench -p flowgate --bench polyglot -- --events 1000`.
+//! `cargo bench -p flowgate-cli --bench polyglot -- --events 1000`.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -17,7 +17,7 @@
 //!    record expiry for `--expiring` messages (default 200,000) of a third
 //!    tenant, against plain sled removal of as many keys.
 //!
-//! `cargo bench -p flowgate --bench compliance -- [--contacts N] [--messages N]`
+//! `cargo bench -p flowgate-cli --bench compliance -- [--contacts N] [--messages N]`
 
 mod common;
 use common::{Summary, arg, summarize};
