@@ -67,10 +67,10 @@ fn main() -> Result<()> {
             guests::build(&root, &names)?;
         }
         Task::ListGuests => {
-            for guest in guests::discover(&root)? {
+            for guest in guest_discovery::rust_guests(&root)? {
                 println!("{:<24} {}", guest.package, guest.dir.display());
             }
-            for guest in polyglot::discover(&root)? {
+            for guest in guest_discovery::polyglot_guests(&root)? {
                 println!(
                     "{:<24} {} ({:?})",
                     guest.name,
