@@ -1,7 +1,9 @@
 //! Which guests the repository has, by xtask's rules: the one place they
 //! are written, read by `cargo xtask build-guests` (which builds them) and by
 //! the test kit's build script (which generates `foreach_guest!`, so that a
-//! guest without a component test fails to compile).
+//! guest without a component test fails to compile). Also the one place for
+//! what both read of a guest xtask could not build ([`skip_note`],
+//! [`ALLOW_SKIPPED`]).
 //!
 //! - A Rust guest is a crate under `plugins/`, `examples/` or `tests/guests/`
 //!   whose Cargo.toml says `[package.metadata.flowgate] guest = true`, and
@@ -33,6 +35,23 @@ use serde::Deserialize;
 
 /// The directories whose subdirectories may be guests.
 pub const GUEST_DIRS: [&str; 3] = ["plugins", "examples", "tests/guests"];
+
+/// The environment variable that lets what needs a guest xtask could not
+/// build (its tool could not be installed) pass without running:
+/// `FLOWGATE_ALLOW_SKIPPED_GUESTS=1`. Unset, such a guest fails the tests
+/// that need it and `cargo xtask test`.
+pub const ALLOW_SKIPPED: &str = "FLOWGATE_ALLOW_SKIPPED_GUESTS";
+
+/// Whether [`ALLOW_SKIPPED`] is set (to anything but `0`).
+pub fn skipping_allowed() -> bool {
+    std::env::var(ALLOW_SKIPPED).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Where xtask writes why it did not build guest `name`, beside the
+/// components in `out_dir`.
+pub fn skip_note(out_dir: &Path, name: &str) -> PathBuf {
+    out_dir.join(format!("{name}.skipped"))
+}
 
 /// A guest crate of this workspace.
 #[derive(Debug, Clone)]
