@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use crate::support::guests_dir;
+use flowgate_testkit::guests::guests_dir;
 
 fn flowgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flowgate"))

@@ -1,4 +1,5 @@
-//! Tenant data at rest: real bytes in sled, real keys, real plugins.
+//! The data layer: tenant data at rest, as real bytes in sled sealed with
+//! real keys, written from what real plugins did.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ use flowgate::runtime::{Call, PluginState};
 use flowgate::store::{Batch, Kind};
 use flowgate::view::{self, EventContext, MessageFacts};
 
-use crate::support::{NOW, load, shared_runtime};
+use flowgate_testkit::event::NOW;
+use flowgate_testkit::guests::{load, shared_runtime};
 
 const MASTER: [u8; 64] = [0x5a; 64];
 

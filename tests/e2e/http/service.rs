@@ -5,30 +5,20 @@ use serde_json::{Value, json};
 
 use flowgate::channel::whatsapp::fake::Stall;
 use flowgate::store::Kind;
-
-use crate::support::service::{
-    OPERATOR, TestService, TestTenant, delivered_status, metric, now, text_message,
-};
+use flowgate_testkit::metrics::metric;
+use flowgate_testkit::now;
+use flowgate_testkit::service::{OPERATOR, TestService};
+use flowgate_testkit::setup::{Install, TenantSpec, TestTenant};
+use flowgate_testkit::webhook::{delivered_status, text_message};
 
 const FAQ: &str = r#"[{"keywords": ["hours", "price", "red"], "reply": "Happy to help, {name}!"}]"#;
 
+/// A tenant whose flow labels pricing questions and answers FAQ entries.
 async fn shop(service: &TestService, name: &str, phone: &str) -> TestTenant {
-    let tenant = service.tenant(name, phone).await;
-    service
-        .enable(
-            &tenant,
-            "labeller",
-            json!({"rules": r#"[{"label": "pricing", "keywords": ["price"]}]"#}),
-        )
-        .await;
-    service
-        .enable(
-            &tenant,
-            "auto-reply",
-            json!({"faq": FAQ, "cooldown-minutes": "0"}),
-        )
-        .await;
-    tenant
+    let spec = TenantSpec::new(name, phone)
+        .install(crate::pricing_labels())
+        .install(Install::new("auto-reply").config(json!({"faq": FAQ, "cooldown-minutes": "0"})));
+    service.tenant_with(&spec).await
 }
 
 async fn ready_service() -> TestService {
@@ -65,14 +55,7 @@ async fn a_conversation_runs_through_the_flow_and_replies_are_sent() {
     assert_eq!(sent[0].text, "Happy to help, Ana!");
     assert_eq!(sent[0].phone_number_id, "1001");
 
-    let contact = service
-        .ok(
-            Method::POST,
-            "/v1/contacts/lookup",
-            &tenant.admin,
-            Some(json!({"wa_id": "+1 650 555 1234"})),
-        )
-        .await;
+    let contact = service.contact(&tenant, "+1 650 555 1234").await;
     assert_eq!(contact["labels"], json!(["pricing"]));
     assert_eq!(contact["profile_name"], "Ana");
 
@@ -80,19 +63,8 @@ async fn a_conversation_runs_through_the_flow_and_replies_are_sent() {
         .ok(Method::GET, "/v1/audit/verify", &tenant.admin, None)
         .await;
     assert_eq!(verify["intact"], true);
-    let invoked = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=plugin.invoked",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    assert_eq!(
-        invoked.as_array().unwrap().len(),
-        2,
-        "labeller then auto-reply"
-    );
+    let invoked = service.audit_of(&tenant, "plugin.invoked").await;
+    assert_eq!(invoked.len(), 2, "labeller then auto-reply");
     assert_eq!(
         invoked[0]["details"]["disclosed"],
         json!(["user.content.private", "user.behavior.labels"])
@@ -206,15 +178,8 @@ async fn repeated_deliveries_are_processed_once() {
     assert_eq!((accepted, duplicates), (1, 2));
     service.settle().await;
     assert_eq!(service.fake.sent().len(), 1);
-    let received = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=message.received",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    assert_eq!(received.as_array().unwrap().len(), 1);
+    let received = service.audit_of(&tenant, "message.received").await;
+    assert_eq!(received.len(), 1);
     service.stop().await;
 }
 
@@ -230,14 +195,7 @@ async fn no_tenant_can_reach_another_tenants_data() {
         )
         .await;
     service.settle().await;
-    let b_contact = service
-        .ok(
-            Method::POST,
-            "/v1/contacts/lookup",
-            &b.admin,
-            Some(json!({"wa_id": "333"})),
-        )
-        .await;
+    let b_contact = service.contact(&b, "333").await;
     let b_contact_id = b_contact["id"].as_str().unwrap();
     let b_installations = service
         .ok(Method::GET, "/v1/installations", &b.admin, None)
@@ -340,40 +298,15 @@ async fn an_opted_out_contact_never_receives_a_message() {
     let sent = service.fake.sent();
     assert_eq!(sent.len(), 1, "only the opt-out confirmation: {sent:?}");
     assert!(sent[0].text.contains("unsubscribed"));
-    let dropped = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=action.dropped",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    assert_eq!(
-        dropped.as_array().unwrap().len(),
-        2,
-        "two plugin replies refused"
-    );
-    assert!(dropped.to_string().contains("opted-out"));
-    let late = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=message.dropped",
-            &tenant.admin,
-            None,
-        )
-        .await;
+    let dropped = service.audit_of(&tenant, "action.dropped").await;
+    assert_eq!(dropped.len(), 2, "two plugin replies refused");
+    assert!(json!(dropped).to_string().contains("opted-out"));
+    let late = service.audit_of(&tenant, "message.dropped").await;
     assert_eq!(
         late[0]["details"]["reason"], "opted-out",
         "the queued reply was dropped at send time"
     );
-    let contact = service
-        .ok(
-            Method::POST,
-            "/v1/contacts/lookup",
-            &tenant.admin,
-            Some(json!({"wa_id": "555"})),
-        )
-        .await;
+    let contact = service.contact(&tenant, "555").await;
     assert_eq!(contact["opted_out"], true);
     let ledger = service
         .ok(
@@ -411,14 +344,7 @@ async fn replies_are_retried_when_the_cloud_api_fails() {
     service.settle().await;
     assert_eq!(service.fake.sent().len(), 1);
     assert_eq!(service.fake.rejected(), 2);
-    let sent = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=message.sent",
-            &tenant.admin,
-            None,
-        )
-        .await;
+    let sent = service.audit_of(&tenant, "message.sent").await;
     assert_eq!(sent[0]["details"]["attempts"], 3);
     service.stop().await;
 }
@@ -431,8 +357,6 @@ async fn doubtful_service(phone: &str) -> (TestService, TestTenant) {
         config.whatsapp.confirm_timeout_secs = 60;
     })
     .await;
-    service.upload("labeller").await;
-    service.upload("auto-reply").await;
     let tenant = shop(&service, "Shop", phone).await;
     service.fake.post_statuses(
         phone,
@@ -842,23 +766,9 @@ async fn system_messages_status_updates_and_bsuid_contacts_are_handled() {
         .await;
     service.deliver(&tenant, &change).await;
     service.settle().await;
-    let statuses = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=message.status",
-            &tenant.admin,
-            None,
-        )
-        .await;
+    let statuses = service.audit_of(&tenant, "message.status").await;
     assert_eq!(statuses[0]["details"]["status"], "delivered");
-    let moved = service
-        .ok(
-            Method::POST,
-            "/v1/contacts/lookup",
-            &tenant.admin,
-            Some(json!({"wa_id": "16505559999"})),
-        )
-        .await;
+    let moved = service.contact(&tenant, "16505559999").await;
     assert_eq!(moved["profile_name"], "Sheena");
     let (status, _) = service
         .request(
@@ -901,10 +811,8 @@ async fn metrics_count_events_plugin_calls_and_fuel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_off_is_confirmed_the_bots_fall_silent_until_handed_back() {
     let service = TestService::start().await;
-    service.upload("auto-reply").await;
-    let tenant = service.tenant("Shop", "5301").await;
-    service
-        .enable(&tenant, "auto-reply", json!({"faq": r#"[{"keywords": ["price"], "reply": "Prices: example.com"}]"#, "cooldown-minutes": "0"}))
+    let tenant = service
+        .tenant_with(&TenantSpec::new("Shop", "5301").install(crate::price_reply()))
         .await;
     service
         .deliver(
@@ -951,14 +859,7 @@ async fn a_hand_off_is_confirmed_the_bots_fall_silent_until_handed_back() {
         "a human has the conversation now; no more automatic replies"
     );
     // The human is done: the tenant hands the contact back to the bots.
-    let contact = service
-        .ok(
-            Method::POST,
-            "/v1/contacts/lookup",
-            &tenant.admin,
-            Some(json!({"wa_id": "111"})),
-        )
-        .await;
+    let contact = service.contact(&tenant, "111").await;
     assert_eq!(contact["handed_off"], true);
     let path = format!("/v1/contacts/{}/hand-back", contact["id"].as_str().unwrap());
     let (status, _) = service
@@ -984,19 +885,8 @@ async fn a_hand_off_is_confirmed_the_bots_fall_silent_until_handed_back() {
     assert_eq!(status, 403, "handing back takes an admin key");
     let handed_back = service.ok(Method::POST, &path, &tenant.admin, None).await;
     assert_eq!(handed_back["handed_off"], false);
-    let audited = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=contact.handed-back",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    assert_eq!(
-        audited.as_array().unwrap().len(),
-        1,
-        "once: the second call changed nothing"
-    );
+    let audited = service.audit_of(&tenant, "contact.handed-back").await;
+    assert_eq!(audited.len(), 1, "once: the second call changed nothing");
     service
         .deliver(
             &tenant,
@@ -1011,15 +901,10 @@ async fn a_hand_off_is_confirmed_the_bots_fall_silent_until_handed_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_plugin_trips_its_breaker_while_the_rest_of_the_flow_runs() {
     let service = TestService::start_with(|c| c.limits.breaker_failures = 3).await;
-    service.upload("fixture-hostile").await;
-    service.upload("auto-reply").await;
-    let tenant = service.tenant("Shop", "5401").await;
-    service
-        .enable(&tenant, "fixture-hostile", json!({"attack": "panic"}))
-        .await;
-    service
-        .enable(&tenant, "auto-reply", json!({"faq": r#"[{"keywords": ["price"], "reply": "Prices: example.com"}]"#, "cooldown-minutes": "0"}))
-        .await;
+    let spec = TenantSpec::new("Shop", "5401")
+        .install(Install::new("fixture-hostile").config(json!({"attack": "panic"})))
+        .install(crate::price_reply());
+    let tenant = service.tenant_with(&spec).await;
     for i in 0..5 {
         service
             .deliver(
@@ -1041,46 +926,22 @@ async fn a_failing_plugin_trips_its_breaker_while_the_rest_of_the_flow_runs() {
         5,
         "the honest plugin answered every time"
     );
-    let trail = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=breaker.changed",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    let changes = trail.as_array().unwrap();
-    assert_eq!(changes.len(), 1, "{trail}");
+    let trail = service.audit_of(&tenant, "breaker.changed").await;
+    let changes = &trail;
+    assert_eq!(changes.len(), 1, "{trail:?}");
     assert_eq!(changes[0]["details"]["transition"], "opened");
     assert_eq!(changes[0]["details"]["consecutive_failures"], 3);
-    let failed = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=plugin.failed",
-            &tenant.admin,
-            None,
-        )
-        .await;
+    let failed = service.audit_of(&tenant, "plugin.failed").await;
     assert_eq!(
-        failed.as_array().unwrap().len(),
+        failed.len(),
         5,
         "3 traps, then 2 refused by the open breaker"
     );
-    let invoked = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=plugin.invoked",
-            &tenant.admin,
-            None,
-        )
-        .await;
+    let invoked = service.audit_of(&tenant, "plugin.invoked").await;
     assert!(
-        invoked
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["details"]["logs"].is_object()),
-        "log summaries (levels and sizes, no text): {invoked}"
+        invoked.iter().all(|e| e["details"]["logs"].is_object()),
+        "log summaries (levels and sizes, no text): {invoked:?}"
     );
     service.stop().await;
 }
+

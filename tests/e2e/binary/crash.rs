@@ -2,204 +2,104 @@
 //! had not processed yet: after a restart every acknowledged delivery is
 //! processed, and exactly once, and every reply is sent exactly once.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use flowgate::channel::whatsapp::fake::FakeCloudApi;
-use flowgate::channel::whatsapp::signature;
 use flowgate::crypto::{SecretKey, from_hex};
 use flowgate::data::Vault;
 use flowgate::store::Kind;
+use flowgate_testkit::api::Api;
+use flowgate_testkit::now;
+use flowgate_testkit::process::{ServerProcess, free_port, serve_command, write_config};
+use flowgate_testkit::service::OPERATOR;
+use flowgate_testkit::setup::{Install, TenantSpec, TestTenant, set_up};
+use flowgate_testkit::webhook::text_message;
 
-use crate::support::service::{OPERATOR, now, text_message};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    /// A failing test must not leave a server running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(config: &Path, port: u16) -> Server {
-    let server = Server {
-        child: Command::new(env!("CARGO_BIN_EXE_flowgate"))
-            .args(["serve", "--dev", "--log-format", "text", "--config"])
-            .arg(config)
-            .env("FLOWGATE_OPERATOR_TOKEN", OPERATOR)
-            .env("FLOWGATE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting flowgate serve"),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let base = server.base.clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = reqwest::get(format!("{base}/readyz")).await
-            && response.status() == 200
-        {
-            return server;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> Value {
-    let mut request = http
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
-    response.json().await.unwrap_or(Value::Null)
+/// The binary under test, serving with `config` on `port`.
+async fn start(config: &Path, port: u16) -> ServerProcess {
+    let binary = Path::new(env!("CARGO_BIN_EXE_flowgate"));
+    ServerProcess::start(serve_command(binary, config, OPERATOR), port)
+        .await
+        .expect("starting flowgate serve")
 }
 
 /// A data directory, the fake Cloud API, a free port and a config file
 /// for a server on it over `data/data`; `extra` adds settings (whole TOML
 /// lines, tables last, the first may extend `[whatsapp]`).
-async fn prepare(extra: &str) -> (tempfile::TempDir, FakeCloudApi, u16, std::path::PathBuf) {
+async fn prepare(extra: &str) -> (tempfile::TempDir, FakeCloudApi, u16, PathBuf) {
     let data = tempfile::tempdir().unwrap();
     let fake = FakeCloudApi::start().await.unwrap();
     let port = free_port();
     let config = data.path().join("flowgate.toml");
-    std::fs::write(
+    write_config(
         &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nworkers = 2\nstore_cache_mb = 64\n\
-             [whatsapp]\nbase_url = \"{}\"\n{extra}",
-            data.path().join("data").display(),
-            fake.base_url()
-        ),
+        port,
+        &data.path().join("data"),
+        &fake.base_url(),
+        "workers = 2\nstore_cache_mb = 64\n",
+        extra,
     )
     .unwrap();
     (data, fake, port, config)
 }
 
-/// A tenant set up over the operator and tenant APIs.
-struct Shop {
-    admin: String,
-    webhook: String,
-}
-
-/// Create a tenant with a channel (`phone_number_id`, signed with
-/// `secret`), upload `plugins` and install each with its request body.
-async fn shop_over_http(
-    http: &reqwest::Client,
-    base: &str,
+/// A tenant whose channel is `phone_number_id`, running `flow`, set up over
+/// the operator and tenant APIs of the server at `api`.
+async fn shop(
+    api: &Api,
     fake: &FakeCloudApi,
-    (phone_number_id, secret): (&str, &str),
-    plugins: &[(&str, Value)],
-) -> Shop {
-    let created = call(
-        http,
-        base,
-        Method::POST,
-        "/v1/operator/tenants",
-        OPERATOR,
-        Some(json!({"name": "Shop"})),
-    )
-    .await;
-    let admin = created["admin_api_key"].as_str().unwrap().to_owned();
-    let tenant = created["tenant"]["id"].as_str().unwrap().to_owned();
-    let token = format!("token-{phone_number_id}");
-    fake.register(phone_number_id, &token);
-    let channel = call(
-        http,
-        base,
-        Method::POST,
-        &format!("/v1/operator/tenants/{tenant}/channels"),
-        OPERATOR,
-        Some(
-            json!({"phone_number_id": phone_number_id, "app_secret": secret,
-                    "verify_token": "verify-123", "access_token": token}),
-        ),
-    )
-    .await;
-    for (plugin, installation) in plugins {
-        let response = http
-            .post(format!("{base}/v1/operator/plugins"))
-            .bearer_auth(OPERATOR)
-            .header("content-type", "application/wasm")
-            .body(crate::support::component(plugin))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
-        let mut installation = installation.clone();
-        installation["plugin"] = (*plugin).into();
-        call(
-            http,
-            base,
-            Method::POST,
-            "/v1/installations",
-            &admin,
-            Some(installation),
-        )
-        .await;
-    }
-    Shop {
-        admin,
-        webhook: channel["webhook_path"].as_str().unwrap().to_owned(),
-    }
+    phone_number_id: &str,
+    flow: Vec<Install>,
+) -> TestTenant {
+    let spec = flow.into_iter().fold(
+        TenantSpec::new("Shop", phone_number_id),
+        TenantSpec::install,
+    );
+    set_up(api, OPERATOR, fake, &spec).await.unwrap()
 }
 
-/// POST a webhook body signed with `secret`; whether it was acknowledged.
-async fn post_signed(http: &reqwest::Client, url: String, secret: &str, body: String) -> bool {
-    http.post(url)
-        .header(
-            "x-hub-signature-256",
-            signature::sign(secret.as_bytes(), body.as_bytes()),
-        )
-        .body(body)
-        .timeout(Duration::from_secs(5))
-        .send()
+/// POST a webhook body to the tenant's channel, signed; whether it was
+/// acknowledged.
+async fn post_signed(api: &Api, tenant: &TestTenant, body: String) -> bool {
+    api.post_webhook(&tenant.webhook, &body, &tenant.app_secret)
         .await
-        .is_ok_and(|r| r.status() == 200)
+        .is_ok_and(|(status, _)| status == 200)
+}
+
+/// The vault in a stopped server's data directory.
+fn open_vault(data: &Path) -> Vault {
+    let master = std::fs::read_to_string(data.join("master.key")).unwrap();
+    Vault::open_dir(
+        data,
+        SecretKey::from_bytes(from_hex::<64>(&master).unwrap()),
+    )
+    .unwrap()
+}
+
+/// Stop the server with SIGTERM: it must exit cleanly, its inbox and outbox
+/// empty.
+fn stop_gracefully(mut server: ServerProcess, data: &Path) {
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let vault = open_vault(data);
+    assert_eq!(vault.store.count(Kind::Inbox), 0, "events left unprocessed");
+    assert_eq!(vault.store.count(Kind::Outbox), 0, "replies left unsettled");
 }
 
 /// auto-reply answering "hours" questions, with no cooldown.
-fn auto_reply() -> (&'static str, Value) {
-    (
-        "auto-reply",
-        json!({"grants": ["user.content.private"],
-               "config": {"faq": r#"[{"keywords": ["hours"], "reply": "9 to 5"}]"#, "cooldown-minutes": "0"}}),
-    )
+fn auto_reply() -> Install {
+    Install::new("auto-reply")
+        .grants(&["user.content.private"])
+        .config(json!({"faq": r#"[{"keywords": ["hours"], "reply": "9 to 5"}]"#, "cooldown-minutes": "0"}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,20 +110,17 @@ async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
         prepare("[limits]\nfuel = 100000000000\ndeadline_ms = 150\nbreaker_failures = 1000\n")
             .await;
     let mut server = start(&config, port).await;
-    let http = reqwest::Client::new();
-    let base = server.base.clone();
-    let shop = shop_over_http(
-        &http,
-        &base,
+    let api = server.api.clone();
+    let shop = shop(
+        &api,
         &fake,
-        ("3001", "crash-test-secret"),
-        &[
-            ("fixture-hostile", json!({"config": {"attack": "loop"}})),
+        "3001",
+        vec![
+            Install::new("fixture-hostile").config(json!({"attack": "loop"})),
             auto_reply(),
         ],
     )
     .await;
-    let admin = shop.admin.clone();
 
     let deliveries = 12;
     for i in 0..deliveries {
@@ -235,22 +132,14 @@ async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
             "opening hours?",
             now(),
         );
-        let url = format!("{base}{}", shop.webhook);
-        assert!(post_signed(&http, url, "crash-test-secret", body).await);
+        assert!(post_signed(&api, &shop, body).await);
     }
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
 
     // Acknowledged but not yet processed when the process died.
-    let master = std::fs::read_to_string(data.path().join("data/master.key")).unwrap();
-    let pending = {
-        let vault = Vault::open_dir(
-            &data.path().join("data"),
-            SecretKey::from_bytes(from_hex::<64>(&master).unwrap()),
-        )
-        .unwrap();
-        vault.store.count(Kind::Inbox)
-    };
+    let pending = open_vault(&data.path().join("data"))
+        .store
+        .count(Kind::Inbox);
     assert!(
         pending > 0,
         "the kill came after every item was processed; the test proves nothing"
@@ -258,7 +147,7 @@ async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
     let sent_before = fake.sent().len();
     assert!(sent_before < deliveries);
 
-    let mut server = start(&config, port).await;
+    let server = start(&config, port).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while fake.sent().len() < deliveries {
         assert!(
@@ -271,41 +160,13 @@ async fn acknowledged_deliveries_survive_kill_9_and_are_processed_once() {
     // Nothing more arrives: each delivery was processed once.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fake.sent().len(), deliveries);
-    let received = call(
-        &http,
-        &server.base,
-        Method::GET,
-        "/v1/audit?action=message.received&limit=1000",
-        &admin,
-        None,
-    )
-    .await;
-    assert_eq!(received.as_array().unwrap().len(), deliveries);
-    let verify = call(
-        &http,
-        &server.base,
-        Method::GET,
-        "/v1/audit/verify",
-        &admin,
-        None,
-    )
-    .await;
+    let received = shop.api.audit("message.received").await.unwrap();
+    assert_eq!(received.len(), deliveries);
+    let verify = shop.api.verify_audit().await.unwrap();
     assert_eq!(verify["intact"], true);
 
     // A graceful stop exits cleanly.
-    Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "{status}");
-    let vault = Vault::open_dir(
-        &data.path().join("data"),
-        SecretKey::from_bytes(from_hex::<64>(&master).unwrap()),
-    )
-    .unwrap();
-    assert_eq!(vault.store.count(Kind::Inbox), 0);
-    assert_eq!(vault.store.count(Kind::Outbox), 0);
+    stop_gracefully(server, &data.path().join("data"));
 }
 
 /// A tiny deterministic generator for kill times (the seed is printed, so a
@@ -333,31 +194,29 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
     let mut random = seed | 1;
 
     let mut server = start(&config, port).await;
-    let http = reqwest::Client::new();
+    // The port is the same after each restart, so is the address.
+    let api = server.api.clone();
     // lead-score counts each contact's messages in its state: an event
     // processed twice would count twice. auto-reply answers every message.
-    let shop = shop_over_http(
-        &http,
-        &server.base,
+    let shop = shop(
+        &api,
         &fake,
-        ("3002", "crash-loop-secret"),
-        &[
-            (
-                "lead-score",
-                json!({"grants": ["user.content.private"], "config": {"hand-off-at": "off"}}),
-            ),
+        "3002",
+        vec![
+            Install::new("lead-score")
+                .grants(&["user.content.private"])
+                .config(json!({"hand-off-at": "off"})),
             auto_reply(),
         ],
     )
     .await;
-    let (admin, webhook) = (shop.admin.clone(), shop.webhook.clone());
     // Like WhatsApp, the fake posts each accepted reply's status webhook
     // back, retrying while the server is down: that is how a reply whose
     // send was cut off by a kill is known to have gone out.
     fake.post_statuses(
         "3002",
-        &format!("{}{webhook}", server.base),
-        "crash-loop-secret",
+        &format!("{}{}", api.base, shop.webhook),
+        &shop.app_secret,
     );
 
     let contacts = 8;
@@ -371,15 +230,6 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
             now(),
         )
     };
-    let post = {
-        let http = http.clone();
-        let webhook = webhook.clone();
-        move |base: String, body: String| {
-            let http = http.clone();
-            let url = format!("{base}{webhook}");
-            async move { post_signed(&http, url, "crash-loop-secret", body).await }
-        }
-    };
     // Deliveries not acknowledged (the server died under them) are posted
     // again after the restart, as WhatsApp retries them.
     let mut unacknowledged: Vec<usize> = Vec::new();
@@ -387,7 +237,7 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
     let kills = 4;
     for round in 0..kills {
         for n in std::mem::take(&mut unacknowledged) {
-            if !post(server.base.clone(), body_of(n)).await {
+            if !post_signed(&api, &shop, body_of(n)).await {
                 unacknowledged.push(n);
             }
         }
@@ -397,13 +247,12 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
         let mut senders = tokio::task::JoinSet::new();
         for _ in 0..4 {
             let counter = counter.clone();
-            let base = server.base.clone();
-            let post = post.clone();
+            let (api, shop) = (api.clone(), shop.clone());
             senders.spawn(async move {
                 let mut failed = Vec::new();
                 loop {
                     let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if !post(base.clone(), body_of(n)).await {
+                    if !post_signed(&api, &shop, body_of(n)).await {
                         failed.push(n);
                         return (n, failed);
                     }
@@ -411,8 +260,7 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
             });
         }
         tokio::time::sleep_until(stop_at.into()).await;
-        server.child.kill().unwrap();
-        server.child.wait().unwrap();
+        server.kill();
         let mut highest = next;
         while let Some(result) = senders.join_next().await {
             let (last, failed) = result.unwrap();
@@ -429,7 +277,7 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
     }
     for n in std::mem::take(&mut unacknowledged) {
         assert!(
-            post(server.base.clone(), body_of(n)).await,
+            post_signed(&api, &shop, body_of(n)).await,
             "a retry after the last restart"
         );
     }
@@ -447,31 +295,20 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
 
     // Every delivery processed exactly once: per contact, as many stored
     // messages and as many counted by the plugin as were delivered.
-    let dsr_key = call(
-        &http,
-        &server.base,
-        Method::POST,
-        "/v1/api-keys",
-        &admin,
-        Some(json!({"name": "dsr", "scopes": ["dsr"]})),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let dsr_key = shop.api.create_key("dsr", &["dsr"]).await.unwrap();
+    let dsr = api.with_token(dsr_key);
     let mut expected_total = 0;
     for c in 0..contacts {
         let delivered = (0..next).filter(|n| n % contacts == c).count();
         expected_total += delivered;
-        let export = call(
-            &http,
-            &server.base,
-            Method::POST,
-            "/v1/dsr/access",
-            &dsr_key,
-            Some(json!({"wa_id": format!("4917100000{c:02}")})),
-        )
-        .await;
+        let export = dsr
+            .call(
+                Method::POST,
+                "/v1/dsr/access",
+                Some(json!({"wa_id": format!("4917100000{c:02}")})),
+            )
+            .await
+            .unwrap();
         let messages = export["export"]["messages"].as_array().unwrap();
         let inbound = messages
             .iter()
@@ -507,18 +344,18 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
     let mut callbacks: Vec<&str> = sent.iter().filter_map(|m| m.callback.as_deref()).collect();
     callbacks.sort_unstable();
     callbacks.dedup();
+    let admin = api.with_token(&shop.admin);
     let mut confirmed = 0;
     let mut after = 0;
     loop {
-        let page = call(
-            &http,
-            &server.base,
-            Method::GET,
-            &format!("/v1/audit?action=message.sent&limit=1000&after={after}"),
-            &admin,
-            None,
-        )
-        .await;
+        let page = admin
+            .call(
+                Method::GET,
+                &format!("/v1/audit?action=message.sent&limit=1000&after={after}"),
+                None,
+            )
+            .await
+            .unwrap();
         let Some(last) = page.as_array().unwrap().last() else {
             break;
         };
@@ -537,14 +374,6 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
     );
     assert_eq!(callbacks.len(), sent.len(), "a reply was sent twice");
     assert_eq!(sent.len(), next, "one reply per delivery");
-    let verify = call(
-        &http,
-        &server.base,
-        Method::GET,
-        "/v1/audit/verify",
-        &admin,
-        None,
-    )
-    .await;
+    let verify = shop.api.verify_audit().await.unwrap();
     assert_eq!(verify["intact"], true);
 }

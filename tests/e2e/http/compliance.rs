@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 use flowgate::audit::{self, AuditEntry};
 use flowgate::store::Kind;
 
-use crate::support::service::{OPERATOR, TestService, TestTenant, now, text_message};
+use flowgate_testkit::metrics::metric;
+use flowgate_testkit::now;
+use flowgate_testkit::service::{OPERATOR, TestService};
+use flowgate_testkit::setup::{Install, TenantSpec, TestTenant};
+use flowgate_testkit::webhook::text_message;
 
 const DAY: i64 = 86_400;
 
@@ -16,21 +20,11 @@ const DAY: i64 = 86_400;
 /// customers who wrote; Ana consented to lead scoring.
 async fn setup() -> (TestService, TestTenant) {
     let service = TestService::start().await;
-    for plugin in ["labeller", "lead-score", "auto-reply"] {
-        service.upload(plugin).await;
-    }
-    let tenant = service.tenant("Shop", "5001").await;
-    service
-        .enable(
-            &tenant,
-            "labeller",
-            json!({"rules": r#"[{"label": "pricing", "keywords": ["price"]}]"#}),
-        )
-        .await;
-    service.enable(&tenant, "lead-score", json!({})).await;
-    service
-        .enable(&tenant, "auto-reply", json!({"faq": r#"[{"keywords": ["price"], "reply": "Prices: example.com"}]"#, "cooldown-minutes": "0"}))
-        .await;
+    let spec = TenantSpec::new("Shop", "5001")
+        .install(crate::pricing_labels())
+        .install(Install::new("lead-score"))
+        .install(crate::price_reply());
+    let tenant = service.tenant_with(&spec).await;
     service
         .deliver(
             &tenant,
@@ -44,11 +38,14 @@ async fn setup() -> (TestService, TestTenant) {
         )
         .await;
     service.settle().await;
-    let ana = contact(&service, &tenant, "111").await;
-    service
-        .ok(Method::POST, &format!("/v1/contacts/{}/consent", ana["id"].as_str().unwrap()), &tenant.admin,
-            Some(json!({"purpose": "personalize.profiling", "decision": "granted", "evidence": "form-1"})))
-        .await;
+    let ana = service.contact(&tenant, "111").await;
+    let decision =
+        json!({"purpose": "personalize.profiling", "decision": "granted", "evidence": "form-1"});
+    tenant
+        .api
+        .consent(ana["id"].as_str().unwrap(), decision)
+        .await
+        .unwrap();
     service
         .deliver(
             &tenant,
@@ -66,33 +63,10 @@ async fn setup() -> (TestService, TestTenant) {
     (service, tenant)
 }
 
-async fn contact(service: &TestService, tenant: &TestTenant, wa_id: &str) -> Value {
-    service
-        .ok(
-            Method::POST,
-            "/v1/contacts/lookup",
-            &tenant.admin,
-            Some(json!({"wa_id": wa_id})),
-        )
-        .await
-}
-
-async fn dsr_key(service: &TestService, tenant: &TestTenant) -> String {
-    let key = service
-        .ok(
-            Method::POST,
-            "/v1/api-keys",
-            &tenant.admin,
-            Some(json!({"name": "privacy desk", "scopes": ["dsr"]})),
-        )
-        .await;
-    key["token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_exports_everything_held_about_one_contact() {
     let (service, tenant) = setup().await;
-    let key = dsr_key(&service, &tenant).await;
+    let key = service.api_key(&tenant, &["dsr"]).await;
     let answer = service
         .ok(
             Method::POST,
@@ -159,15 +133,8 @@ async fn access_exports_everything_held_about_one_contact() {
     let requests = service.ok(Method::GET, "/v1/dsr", &key, None).await;
     assert_eq!(requests[0]["kind"], "access");
     assert_eq!(requests[0]["status"], "completed");
-    let audited = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=dsr.access",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    assert_eq!(audited.as_array().unwrap().len(), 1);
+    let audited = service.audit_of(&tenant, "dsr.access").await;
+    assert_eq!(audited.len(), 1);
     let reader = service
         .ok(
             Method::POST,
@@ -200,7 +167,7 @@ async fn access_exports_everything_held_about_one_contact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rectification_restriction_and_objection_take_effect() {
     let (service, tenant) = setup().await;
-    let key = dsr_key(&service, &tenant).await;
+    let key = service.api_key(&tenant, &["dsr"]).await;
     let fixed = service
         .ok(Method::POST, "/v1/dsr/rectification", &key,
             Some(json!({"wa_id": "111", "changes": {"profile_name": "Ana Souza", "labels": ["vip"], "clear_lead_score": true}})))
@@ -236,15 +203,8 @@ async fn rectification_restriction_and_objection_take_effect() {
         .await;
     service.settle().await;
     assert_eq!(service.fake.sent().len(), sent_before);
-    let restricted = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=processing.restricted",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    assert_eq!(restricted.as_array().unwrap().len(), 1);
+    let restricted = service.audit_of(&tenant, "processing.restricted").await;
+    assert_eq!(restricted.len(), 1);
     service
         .ok(
             Method::POST,
@@ -270,15 +230,8 @@ async fn rectification_restriction_and_objection_take_effect() {
         )
         .await;
     service.settle().await;
-    let skipped = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=plugin.skipped",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    assert_eq!(skipped.as_array().unwrap().len(), 1);
+    let skipped = service.audit_of(&tenant, "plugin.skipped").await;
+    assert_eq!(skipped.len(), 1);
     assert_eq!(skipped[0]["details"]["reason"]["reason"], "objected");
     assert_eq!(
         service.fake.sent().len(),
@@ -308,8 +261,8 @@ async fn rectification_restriction_and_objection_take_effect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_removes_every_record_and_shreds_the_key() {
     let (service, tenant) = setup().await;
-    let key = dsr_key(&service, &tenant).await;
-    let ana = contact(&service, &tenant, "111").await;
+    let key = service.api_key(&tenant, &["dsr"]).await;
+    let ana = service.contact(&tenant, "111").await;
     let ana_id: flowgate::ids::ContactId = ana["id"].as_str().unwrap().parse().unwrap();
     let tenant_id: flowgate::ids::TenantId = tenant.id.parse().unwrap();
     let consent_before = service.vault.store.count(Kind::Consent);
@@ -366,7 +319,7 @@ async fn erasure_removes_every_record_and_shreds_the_key() {
         .await;
     assert_eq!(status, 404);
     // The other contact is untouched; a new message makes a new contact.
-    contact(&service, &tenant, "222").await;
+    service.contact(&tenant, "222").await;
     service
         .deliver(
             &tenant,
@@ -374,7 +327,7 @@ async fn erasure_removes_every_record_and_shreds_the_key() {
         )
         .await;
     service.settle().await;
-    let again = contact(&service, &tenant, "111").await;
+    let again = service.contact(&tenant, "111").await;
     assert_ne!(again["id"], ana["id"]);
     assert_eq!(again["labels"], json!([]));
     let answer = service
@@ -396,7 +349,7 @@ async fn erasure_removes_every_record_and_shreds_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_expires_each_class_on_time_as_the_clock_travels() {
     let (service, tenant) = setup().await;
-    let key = dsr_key(&service, &tenant).await;
+    let key = service.api_key(&tenant, &["dsr"]).await;
     let export = |service: &TestService| {
         let key = key.clone();
         let http = service.http.clone();
@@ -474,15 +427,8 @@ async fn retention_expires_each_class_on_time_as_the_clock_travels() {
     run(&service).await;
     let exported = export(&service).await;
     assert!(exported["consent_ledger"].as_array().unwrap().is_empty());
-    let runs = service
-        .ok(
-            Method::GET,
-            "/v1/audit?action=retention.run",
-            &tenant.admin,
-            None,
-        )
-        .await;
-    assert!(runs.as_array().unwrap().len() >= 3);
+    let runs = service.audit_of(&tenant, "retention.run").await;
+    assert!(runs.len() >= 3);
     service.stop().await;
 }
 
@@ -593,8 +539,9 @@ async fn a_restored_backup_never_brings_an_erased_contact_back() {
     for plugin in ["labeller", "lead-score", "auto-reply"] {
         service.upload(plugin).await;
     }
-    let tenant = service.tenant("Shop", "5002").await;
-    service.enable(&tenant, "lead-score", json!({})).await;
+    let tenant = service
+        .tenant_with(&TenantSpec::new("Shop", "5002").install(Install::new("lead-score")))
+        .await;
     for (i, who) in ["111", "222"].iter().enumerate() {
         let body = text_message(
             "5002",
@@ -607,7 +554,7 @@ async fn a_restored_backup_never_brings_an_erased_contact_back() {
         service.deliver(&tenant, &body).await;
     }
     service.settle().await;
-    let ana = contact(&service, &tenant, "111").await;
+    let ana = service.contact(&tenant, "111").await;
     let ana_id: flowgate::ids::ContactId = ana["id"].as_str().unwrap().parse().unwrap();
 
     let backup = service
@@ -621,7 +568,7 @@ async fn a_restored_backup_never_brings_an_erased_contact_back() {
         assert!(!bytes.windows(needle.len()).any(|w| w == needle));
     }
 
-    let key = dsr_key(&service, &tenant).await;
+    let key = service.api_key(&tenant, &["dsr"]).await;
     service
         .ok(
             Method::POST,
@@ -787,11 +734,9 @@ async fn slow_flow(
         c.limits.breaker_failures = breaker_failures;
     })
     .await;
-    service.upload("fixture-hostile").await;
-    let tenant = service.tenant("Shop", "5601").await;
-    service
-        .enable(&tenant, "fixture-hostile", json!({"attack": "loop"}))
-        .await;
+    let spec = TenantSpec::new("Shop", "5601")
+        .install(Install::new("fixture-hostile").config(json!({"attack": "loop"})));
+    let tenant = service.tenant_with(&spec).await;
     service
         .deliver(
             &tenant,
@@ -799,11 +744,11 @@ async fn slow_flow(
         )
         .await;
     service.settle().await;
-    let id = contact(&service, &tenant, wa_id).await["id"]
+    let id = service.contact(&tenant, wa_id).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let key = dsr_key(&service, &tenant).await;
+    let key = service.api_key(&tenant, &["dsr"]).await;
     // The second event: acknowledged at once, then held by the plugin with
     // the contact's record read.
     service
@@ -819,7 +764,7 @@ async fn slow_flow(
 /// Whether a commit was refused for a changed record: proof the request
 /// really landed while the event was in flight.
 async fn conflicts(service: &TestService) -> u64 {
-    crate::support::service::metric(
+    metric(
         &service.metrics().await,
         "flowgate_commit_conflicts_total",
         "",
@@ -844,7 +789,7 @@ async fn a_restriction_made_while_an_event_is_processed_is_not_undone_by_it() {
         conflicts(&service).await >= 1,
         "the event was still in flight"
     );
-    let after = contact(&service, &tenant, "333").await;
+    let after = service.contact(&tenant, "333").await;
     assert_eq!(after["id"], id.as_str());
     assert_eq!(
         after["restricted"], true,
@@ -899,7 +844,7 @@ async fn an_erasure_made_while_an_event_is_processed_leaves_nothing_behind() {
     );
     // The message that arrived before the erasure was processed after it: as
     // a new contact, which knows only that message.
-    let now_known = contact(&service, &tenant, "444").await;
+    let now_known = service.contact(&tenant, "444").await;
     assert_ne!(now_known["id"], id.as_str());
     service.stop().await;
 }

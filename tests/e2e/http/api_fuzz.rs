@@ -6,7 +6,10 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::service::{OPERATOR, TestService, now, text_message};
+use flowgate_testkit::guests::component;
+use flowgate_testkit::now;
+use flowgate_testkit::service::{OPERATOR, TestService};
+use flowgate_testkit::webhook::text_message;
 
 async fn openapi(service: &TestService) -> Value {
     service.ok(Method::GET, "/openapi.json", "", None).await
@@ -380,7 +383,7 @@ async fn plugin_uploads_are_documented_as_binary() {
         .post(format!("{}/v1/operator/plugins", service.base))
         .bearer_auth(OPERATOR)
         .header("content-type", "application/octet-stream")
-        .body(crate::support::component("labeller"))
+        .body(component("labeller"))
         .send()
         .await
         .unwrap();

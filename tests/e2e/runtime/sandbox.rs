@@ -1,0 +1,154 @@
+//! The sandbox contains misbehaving plugins: every hostile behaviour ends as
+//! a clearly reported error for that call, and the runtime keeps serving
+//! other calls, other plugins and other installations.
+//! `fixture-hostile` misbehaves on request (its `attack` config key).
+
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use flowgate::plugin::Action;
+use flowgate::runtime::{
+    BreakerTransition, Call, CallError, Invocation, InvokeFailure, Limits, LoadError, LoadedPlugin,
+    Runtime, RuntimeConfig,
+};
+use flowgate_testkit::event::message_event;
+use flowgate_testkit::guests::{load, shared_runtime};
+
+pub fn hostile() -> (&'static Runtime, Arc<LoadedPlugin>) {
+    let runtime = shared_runtime();
+    (runtime, load(runtime, "fixture-hostile"))
+}
+
+pub fn attack(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    attack: &str,
+) -> Result<Invocation, InvokeFailure> {
+    runtime.invoke(
+        plugin,
+        Call::new(message_event(Some("hi"), &[("attack", attack)])),
+    )
+}
+
+pub fn assert_still_serving(runtime: &Runtime, plugin: &LoadedPlugin) {
+    let honest = attack(runtime, plugin, "none").expect("an honest call after a hostile one");
+    assert_eq!(
+        honest.actions,
+        vec![Action::AddLabel {
+            label: "survived".into()
+        }]
+    );
+}
+
+#[test]
+fn garbage_bytes_are_not_a_component() {
+    let runtime = shared_runtime();
+    assert!(matches!(
+        runtime.load(b"\0asm garbage"),
+        Err(LoadError::Invalid(_))
+    ));
+    assert!(matches!(runtime.load(b""), Err(LoadError::Invalid(_))));
+}
+
+#[test]
+fn the_deadline_stops_what_fuel_would_not() {
+    // Fuel high enough to run for minutes: only the epoch deadline ends it.
+    let runtime = Runtime::new(RuntimeConfig {
+        limits: Limits {
+            fuel: u64::MAX / 4,
+            deadline_ms: 50,
+            ..Limits::default()
+        },
+        max_instances: 4,
+    })
+    .unwrap();
+    let plugin = load(&runtime, "fixture-hostile");
+    let failure = attack(&runtime, &plugin, "loop").unwrap_err();
+    assert_eq!(failure.error, CallError::Deadline { deadline_ms: 50 });
+    assert!(failure.elapsed >= Duration::from_millis(50));
+    assert!(
+        failure.elapsed < Duration::from_secs(2),
+        "{:?}",
+        failure.elapsed
+    );
+}
+
+#[test]
+fn a_hostile_call_does_not_stall_honest_calls_on_other_threads() {
+    let runtime = shared_runtime();
+    let hostile_plugin = load(runtime, "fixture-hostile");
+    let honest_plugin = load(runtime, "fixture-trivial");
+    thread::scope(|scope| {
+        let attacker = scope.spawn(|| {
+            for _ in 0..3 {
+                attack(runtime, &hostile_plugin, "loop").unwrap_err();
+            }
+        });
+        for _ in 0..200 {
+            let invocation = runtime
+                .invoke(&honest_plugin, Call::new(message_event(Some("hi"), &[])))
+                .unwrap();
+            assert_eq!(invocation.actions.len(), 1);
+        }
+        attacker.join().unwrap();
+    });
+}
+
+#[test]
+fn the_circuit_breaker_disables_a_failing_installation_only() {
+    let runtime = Runtime::new(RuntimeConfig {
+        limits: Limits {
+            breaker_failures: 3,
+            breaker_cooldown_secs: 3600,
+            ..Limits::default()
+        },
+        max_instances: 4,
+    })
+    .unwrap();
+    let plugin = load(&runtime, "fixture-hostile");
+    let call = |installation: &str, attack: &str| {
+        runtime.invoke(
+            &plugin,
+            Call::new(message_event(Some("hi"), &[("attack", attack)])).installation(installation),
+        )
+    };
+    assert!(call("bad", "panic").unwrap_err().breaker.is_none());
+    assert!(call("bad", "error").unwrap_err().breaker.is_none());
+    let third = call("bad", "panic").unwrap_err();
+    assert_eq!(
+        third.breaker,
+        Some(BreakerTransition::Opened {
+            consecutive_failures: 3
+        })
+    );
+    // Now even an honest call on that installation is refused without running.
+    let refused = call("bad", "none").unwrap_err();
+    assert!(matches!(refused.error, CallError::BreakerOpen { .. }));
+    assert_eq!(refused.fuel, 0);
+    // Another installation of the same plugin is unaffected.
+    assert!(call("good", "none").is_ok());
+}
+
+#[test]
+fn a_breaker_lets_a_trial_call_through_after_the_cooldown() {
+    let runtime = Runtime::new(RuntimeConfig {
+        limits: Limits {
+            breaker_failures: 1,
+            breaker_cooldown_secs: 0,
+            ..Limits::default()
+        },
+        max_instances: 4,
+    })
+    .unwrap();
+    let plugin = load(&runtime, "fixture-hostile");
+    let call = |attack: &str| {
+        runtime.invoke(
+            &plugin,
+            Call::new(message_event(Some("hi"), &[("attack", attack)])).installation("i"),
+        )
+    };
+    assert!(call("error").unwrap_err().breaker.is_some());
+    let trial = call("none").unwrap();
+    assert_eq!(trial.breaker, Some(BreakerTransition::Closed));
+}
