@@ -21,17 +21,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowgate::channel::whatsapp::fake::FakeCloudApi;
-use flowgate::channel::whatsapp::signature;
 use flowgate::clock::Clock;
-use flowgate::config::ServiceConfig;
 use flowgate::crypto::SecretKey;
 use flowgate::runtime::bindings::types as wit;
 use flowgate::runtime::{ContentHash, NativePlugin};
 use flowgate::service::Service;
-use serde_json::{Value, json};
+use flowgate_testkit::api::Api;
+use flowgate_testkit::metrics::metric;
+use flowgate_testkit::service::{OPERATOR, test_config};
+use flowgate_testkit::setup::{Install, TenantSpec, set_up};
+use flowgate_testkit::webhook;
+use serde_json::json;
 
-const OPERATOR: &str = "pipeline-bench-operator-token";
-const SECRET: &str = "pipeline-bench-app-secret";
 const PHONE: &str = "106540352242922";
 
 /// An SDK plugin run natively behind the runtime's `NativePlugin` hook.
@@ -108,16 +109,7 @@ struct Run {
 }
 
 fn message(wamid: &str, from: &str, text: &str, at: u64) -> String {
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE},
-            "contacts": [{"profile": {"name": "Customer"}, "wa_id": from}],
-            "messages": [{"from": from, "id": wamid, "timestamp": at.to_string(), "type": "text", "text": {"body": text}}]
-        }}]}]
-    })
-    .to_string()
+    webhook::text_message(PHONE, wamid, from, "Customer", text, at)
 }
 
 const TEXTS: [&str; 4] = [
@@ -126,14 +118,6 @@ const TEXTS: [&str; 4] = [
     "What are your opening hours today?",
     "My order arrived broken, I want a refund",
 ];
-
-fn metric(metrics: &str, name: &str, filter: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
 
 /// A percentile from a Prometheus histogram: the upper bound of the first
 /// bucket holding the quantile (so at most 25% above the true value).
@@ -161,20 +145,15 @@ fn histogram_quantile(metrics: &str, name: &str, q: f64) -> f64 {
 async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -> Run {
     let data = tempfile::tempdir().unwrap();
     let fake = FakeCloudApi::start().await.unwrap();
-    let mut config = ServiceConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_owned(),
-        operator_token: OPERATOR.into(),
-        workers: 2,
-        ..ServiceConfig::default()
-    };
-    config.whatsapp.base_url = fake.base_url();
+    let mut config = test_config(data.path(), &fake);
     config.http.requests_per_second = 100_000;
     config.http.burst = 100_000;
     config.http.webhook_requests_per_second = 1_000_000;
     let vault = flowgate::server::open_vault(&config, SecretKey::generate()).unwrap();
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    // Started here rather than with `server::serve`: the native run swaps
+    // plugins in the service's own runtime.
     let service = Service::start(config, vault, Clock::system()).unwrap();
     let runtime = service.inner.runtime.clone();
     let app = flowgate::api::router(service.inner.clone());
@@ -183,90 +162,26 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
         .pool_max_idle_per_host(concurrency)
         .build()
         .unwrap();
+    let api = Api {
+        http: http.clone(),
+        base: base.clone(),
+    };
 
     // Operator and tenant setup through the APIs.
-    let call = |method: reqwest::Method, path: String, token: String, body: Value| {
-        let http = http.clone();
-        let url = format!("{base}{path}");
-        async move {
-            let response = http
-                .request(method, url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert!(
-                response.status().is_success(),
-                "{}",
-                response.text().await.unwrap()
-            );
-            response.json::<Value>().await.unwrap()
-        }
-    };
-    let created = call(
-        reqwest::Method::POST,
-        "/v1/operator/tenants".into(),
-        OPERATOR.into(),
-        json!({"name": "Bench"}),
-    )
-    .await;
-    let admin = created["admin_api_key"].as_str().unwrap().to_owned();
-    let tenant = created["tenant"]["id"].as_str().unwrap().to_owned();
-    fake.register(PHONE, "bench-access-token");
-    let channel = call(reqwest::Method::POST, format!("/v1/operator/tenants/{tenant}/channels"), OPERATOR.into(),
-        json!({"phone_number_id": PHONE, "app_secret": SECRET, "verify_token": "bench-verify", "access_token": "bench-access-token"})).await;
-    let webhook = format!("{base}{}", channel["webhook_path"].as_str().unwrap());
-    let guests = std::env::var_os("FLOWGATE_GUESTS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests")
-        });
-    let mut hashes: BTreeMap<String, ContentHash> = BTreeMap::new();
-    for plugin in ["labeller", "lead-score", "auto-reply"] {
-        let bytes = std::fs::read(guests.join(format!("{plugin}.wasm")))
-            .expect("run `cargo xtask build-guests`");
-        let record: Value = http
-            .post(format!("{base}/v1/operator/plugins"))
-            .bearer_auth(OPERATOR)
-            .header("content-type", "application/wasm")
-            .body(bytes)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        hashes.insert(
-            plugin.into(),
-            record["hash"].as_str().unwrap().parse().unwrap(),
-        );
-    }
-    for (plugin, grants, config) in [
-        (
-            "labeller",
-            json!(["user.content.private", "user.behavior.labels"]),
-            json!({"rules": r#"[{"label":"pricing","keywords":["price","how much"]},{"label":"stock","keywords":["in stock"]},{"label":"complaint","keywords":["refund","broken"]}]"#}),
-        ),
-        (
-            "lead-score",
-            json!(["user.content.private", "user.behavior.labels"]),
-            json!({"label-weights": "pricing=5, complaint=-15", "hand-off-at": "off"}),
-        ),
-        (
-            "auto-reply",
-            json!(["user.content.private", "user.name"]),
-            json!({"faq": r#"[{"keywords":["opening hours"],"reply":"9-18, {name}"},{"keywords":["price","how much"],"reply":"See our prices, {name}"}]"#, "cooldown-minutes": "0"}),
-        ),
-    ] {
-        call(
-            reqwest::Method::POST,
-            "/v1/installations".into(),
-            admin.clone(),
-            json!({"plugin": plugin, "grants": grants, "config": config}),
-        )
-        .await;
-    }
+    let spec = TenantSpec::new("Bench", PHONE)
+        .install(Install::new("labeller").config(json!({"rules": r#"[{"label":"pricing","keywords":["price","how much"]},{"label":"stock","keywords":["in stock"]},{"label":"complaint","keywords":["refund","broken"]}]"#})))
+        .install(Install::new("lead-score").config(json!({"label-weights": "pricing=5, complaint=-15", "hand-off-at": "off"})))
+        .install(Install::new("auto-reply").config(json!({"faq": r#"[{"keywords":["opening hours"],"reply":"9-18, {name}"},{"keywords":["price","how much"],"reply":"See our prices, {name}"}]"#, "cooldown-minutes": "0"})));
+    let tenant = set_up(&api, OPERATOR, &fake, &spec).await.unwrap();
+    let webhook = format!("{base}{}", tenant.webhook);
+    let hashes: BTreeMap<String, ContentHash> = tenant
+        .plugins
+        .iter()
+        .map(|record| {
+            let id = record["manifest"]["id"].as_str().unwrap().to_owned();
+            (id, record["hash"].as_str().unwrap().parse().unwrap())
+        })
+        .collect();
     if native {
         for (plugin, hash) in &hashes {
             let adapter: Arc<dyn NativePlugin> = match plugin.as_str() {
@@ -276,7 +191,10 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
             };
             assert!(runtime.use_native(hash, adapter));
         }
-        service.inner.contexts.invalidate(&tenant.parse().unwrap());
+        service
+            .inner
+            .contexts
+            .invalidate(&tenant.id.parse().unwrap());
     }
 
     // Warm-up: every contact writes once and consents to lead scoring.
@@ -284,17 +202,16 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
     let post = {
         let http = http.clone();
         let webhook = webhook.clone();
+        let secret = tenant.app_secret.clone();
         move |body: String| {
             let http = http.clone();
             let webhook = webhook.clone();
+            let signature = webhook::signature(&secret, &body);
             async move {
                 let started = Instant::now();
                 let response = http
                     .post(webhook)
-                    .header(
-                        "x-hub-signature-256",
-                        signature::sign(SECRET.as_bytes(), body.as_bytes()),
-                    )
+                    .header("x-hub-signature-256", signature)
                     .body(body)
                     .send()
                     .await
@@ -314,18 +231,10 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
         .await;
     }
     let settle = |target: u64| {
-        let http = http.clone();
-        let base = base.clone();
+        let api = api.clone();
         async move {
             loop {
-                let metrics = http
-                    .get(format!("{base}/metrics"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let metrics = api.metrics().await.unwrap();
                 if metric(&metrics, "flowgate_events_total", "processed") >= target {
                     return metrics;
                 }
@@ -335,29 +244,13 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
     };
     settle(contacts as u64).await;
     for i in 0..contacts {
-        let contact = call(
-            reqwest::Method::POST,
-            "/v1/contacts/lookup".into(),
-            admin.clone(),
-            json!({"wa_id": format!("49150{i:07}")}),
-        )
-        .await;
-        call(
-            reqwest::Method::POST,
-            format!("/v1/contacts/{}/consent", contact["id"].as_str().unwrap()),
-            admin.clone(),
-            json!({"purpose": "personalize.profiling", "decision": "granted"}),
-        )
-        .await;
+        tenant
+            .api
+            .consent_by_number(&format!("49150{i:07}"), "personalize.profiling")
+            .await
+            .unwrap();
     }
-    let before = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = api.metrics().await.unwrap();
     let replies_before = fake.sent().len();
 
     // The measured traffic.

@@ -16,14 +16,13 @@
 //! `cargo xtask bench -- --bench polyglot` (builds the guests first), or
 //! `cargo bench -p flowgate-cli --bench polyglot -- --events 1000`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowgate::runtime::bindings::types as wit;
 use flowgate::runtime::{Call, LoadedPlugin, Runtime, RuntimeConfig};
-
-const NOW: u64 = 1_749_463_200;
+use flowgate_testkit::event::{message_event, with_labels};
+use flowgate_testkit::guests;
 
 const RULES: &str = r#"[
   {"label": "negative", "keywords": ["late", "broken", "terrible", "worst", "refund"], "remove": ["positive"]},
@@ -43,38 +42,9 @@ fn events_arg() -> usize {
         .unwrap_or(300)
 }
 
-fn guests_dir() -> PathBuf {
-    std::env::var_os("FLOWGATE_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"))
-}
-
+/// A message with `text`, from a contact labelled `positive`.
 fn event(text: &str, config: &[(&str, &str)]) -> wit::Event {
-    wit::Event {
-        trigger: wit::Trigger::MessageReceived,
-        contact: wit::ContactView {
-            pseudonym: "ps_bench".into(),
-            name: Some("Ana".into()),
-            phone_number: None,
-            user_id: None,
-            labels: Some(vec!["positive".into()]),
-            lead_score: None,
-        },
-        message: Some(wit::MessageView {
-            kind: wit::MessageKind::Text,
-            text: Some(text.to_owned()),
-            received_at: NOW,
-            service_window_open: true,
-        }),
-        status: None,
-        config: config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        now: NOW,
-        timezone: "UTC".into(),
-        utc_offset_minutes: 0,
-    }
+    with_labels(message_event(Some(text), config), &["positive"])
 }
 
 struct Case {
@@ -218,7 +188,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs the
     // binary without it, as a smoke test: one event per case, Rust guests
     // only. Compiling the interpreters would add a minute to every test run,
-    // and the end-to-end tests (tests/e2e/polyglot.rs) run them already.
+    // and the end-to-end tests (tests/e2e/runtime/) run them already.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let n = if smoke { 1 } else { events_arg() };
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
@@ -232,12 +202,9 @@ fn main() {
     );
     let mut loaded: Vec<Arc<LoadedPlugin>> = Vec::new();
     for case in CASES.iter().filter(|c| !smoke || c.language == "Rust") {
-        let path = guests_dir().join(format!("{}.wasm", case.guest));
-        let Ok(bytes) = std::fs::read(&path) else {
-            eprintln!(
-                "{}: not built, skipped (`cargo xtask build-guests` builds it)",
-                path.display()
-            );
+        // A guest that is not built fails the run (unless xtask could not
+        // build it and FLOWGATE_ALLOW_SKIPPED_GUESTS is set).
+        let Some(bytes) = guests::built(case.guest) else {
             continue;
         };
         let started = Instant::now();

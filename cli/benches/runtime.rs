@@ -5,29 +5,14 @@
 //! Run with `cargo xtask bench -- --bench runtime` (builds the guests first).
 
 use std::hint::black_box;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use flowgate::runtime::bindings::types as wit;
-use flowgate::runtime::{Call, LoadedPlugin, Runtime, RuntimeConfig};
+use flowgate::runtime::{Call, Runtime, RuntimeConfig};
 use flowgate_sdk::Plugin;
 use flowgate_sdk::harness::TestEvent;
-
-const NOW: u64 = 1_749_463_200;
-
-fn guests_dir() -> PathBuf {
-    std::env::var_os("FLOWGATE_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"))
-}
-
-fn load(runtime: &Runtime, name: &str) -> Arc<LoadedPlugin> {
-    let path = guests_dir().join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-guests`", path.display()));
-    runtime.load(&bytes).expect("loading the component")
-}
+use flowgate_testkit::event::{NOW, message_event};
+use flowgate_testkit::guests::load;
 
 /// The same event for the sandbox (WIT) and for native code (SDK).
 fn event(text: &str, config: &[(&str, &str)]) -> (wit::Event, flowgate_sdk::Event) {
@@ -36,28 +21,9 @@ fn event(text: &str, config: &[(&str, &str)]) -> (wit::Event, flowgate_sdk::Even
         native = native.config(key, value);
     }
     let native = native.build();
-    let wit = wit::Event {
-        trigger: wit::Trigger::MessageReceived,
-        contact: wit::ContactView {
-            pseudonym: native.contact.pseudonym.clone(),
-            name: native.contact.name.clone(),
-            phone_number: None,
-            user_id: None,
-            labels: Some(vec![]),
-            lead_score: None,
-        },
-        message: Some(wit::MessageView {
-            kind: wit::MessageKind::Text,
-            text: Some(text.to_owned()),
-            received_at: NOW,
-            service_window_open: true,
-        }),
-        status: None,
-        config: native.config.clone(),
-        now: NOW,
-        timezone: "UTC".into(),
-        utc_offset_minutes: 0,
-    };
+    let mut wit = message_event(Some(text), config);
+    wit.contact.pseudonym = native.contact.pseudonym.clone();
+    wit.contact.name = native.contact.name.clone();
     (wit, native)
 }
 
