@@ -2,6 +2,7 @@
 //! contained and reported for that call, and the next honest call is
 //! served.
 
+use flowgate::plugin::action::MAX_REPLY_CHARS;
 use flowgate::plugin::{Action, Capability, Refusal};
 use flowgate::runtime::CallError;
 
@@ -83,11 +84,15 @@ fn a_ten_megabyte_reply_is_refused_not_sent() {
         );
     };
     assert!(matches!(action, Action::Reply { text } if text.len() == 10 << 20));
-    // The fixture does not declare `reply`; that is checked first.
+    // The fixture declares `reply`, so what refuses it is its size (counted
+    // in bytes: a text this far over the limit is not counted character by
+    // character).
     assert_eq!(
         refusal,
-        &Refusal::Undeclared {
-            capability: Capability::Reply
+        &Refusal::TooLong {
+            what: "reply".into(),
+            chars: 10 << 20,
+            limit: MAX_REPLY_CHARS,
         }
     );
     assert_still_serving(runtime, &plugin);
@@ -101,7 +106,7 @@ fn a_forbidden_action_kind_is_dropped_and_reported() {
     assert_eq!(
         invocation.refused[0].1,
         Refusal::Undeclared {
-            capability: Capability::Reply
+            capability: Capability::HandOff
         }
     );
 }
