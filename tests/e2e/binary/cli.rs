@@ -142,6 +142,66 @@ fn run_carries_state_between_runs_in_a_state_file() {
 }
 
 #[test]
+fn a_failed_run_leaves_the_state_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+    let counted = flowgate(&[
+        "plugin",
+        "run",
+        &guest("lead-score"),
+        "-e",
+        &sample("image-no-caption.json"),
+        "--state",
+        state,
+    ]);
+    assert!(counted.status.success(), "{}", stderr(&counted));
+    let before = std::fs::read_to_string(state).unwrap();
+    assert!(before.contains("messages"), "{before}");
+    // The hostile fixture writes a state key for the same contact, then
+    // panics: the write is discarded with the call.
+    let failed = flowgate(&[
+        "plugin",
+        "run",
+        &guest("fixture-hostile"),
+        "-e",
+        &sample("image-no-caption.json"),
+        "-c",
+        "attack=state-then-trap",
+        "--state",
+        state,
+    ]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        stdout(&failed).contains("FAILED     panicked"),
+        "{}",
+        stdout(&failed)
+    );
+    assert!(
+        !stdout(&failed).contains("written-before-trap"),
+        "{}",
+        stdout(&failed)
+    );
+    // Nothing of the failed call is kept: lead-score's entries are as they
+    // were, and the hostile plugin (another pseudonym for the contact) has
+    // none.
+    let parse = |text: &str| -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(text).unwrap()
+    };
+    let (before, after) = (
+        parse(&before),
+        parse(&std::fs::read_to_string(state).unwrap()),
+    );
+    for (contact, entries) in &after {
+        match before.get(contact) {
+            Some(kept) => assert_eq!(entries, kept, "{contact}"),
+            None => assert_eq!(entries, &serde_json::json!({}), "{contact}"),
+        }
+    }
+    assert_eq!(after.len(), 2, "{after:?}");
+}
+
+#[test]
 fn bad_input_gets_a_clear_error() {
     let missing = flowgate(&["plugin", "inspect", "/nonexistent/plugin.wasm"]);
     assert_eq!(missing.status.code(), Some(1));

@@ -194,13 +194,60 @@ async fn no_tenant_can_reach_another_tenants_data() {
             &text_message("2002", "wamid.B1", "333", "Cy", "price?", now()),
         )
         .await;
+    // B's contact asks for a person: handed off, until B hands it back.
+    service
+        .deliver(
+            &b,
+            &text_message(
+                "2002",
+                "wamid.B2",
+                "333",
+                "Cy",
+                "can I talk to a human?",
+                now(),
+            ),
+        )
+        .await;
     service.settle().await;
     let b_contact = service.contact(&b, "333").await;
     let b_contact_id = b_contact["id"].as_str().unwrap();
+    assert_eq!(b_contact["handed_off"], true);
     let b_installations = service
         .ok(Method::GET, "/v1/installations", &b.admin, None)
         .await;
     let b_installation = b_installations[0]["id"].as_str().unwrap();
+    // B has a data-subject request on record and a second API key.
+    let b_request = service
+        .ok(
+            Method::POST,
+            "/v1/dsr/access",
+            &b.admin,
+            Some(json!({"wa_id": "333"})),
+        )
+        .await["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b_key = service
+        .ok(
+            Method::POST,
+            "/v1/api-keys",
+            &b.admin,
+            Some(json!({"name": "viewer", "scopes": ["read"]})),
+        )
+        .await;
+    let b_key_id = b_key["key"]["id"].as_str().unwrap();
+    let b_key_token = b_key["token"].as_str().unwrap();
+    // The data-subject requests, naming B's contact by its id (and, for
+    // access, by its number).
+    let b_subject = json!({"contact_id": b_contact_id});
+    let with_subject = |extra: Value| {
+        let mut body = b_subject.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Some(body)
+    };
 
     let forbidden = [
         (Method::GET, format!("/v1/contacts/{b_contact_id}"), None),
@@ -234,15 +281,81 @@ async fn no_tenant_can_reach_another_tenants_data() {
             format!("/v1/installations/{b_installation}"),
             None,
         ),
+        (
+            Method::POST,
+            format!("/v1/contacts/{b_contact_id}/hand-back"),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/dsr/access".to_owned(),
+            Some(json!({"wa_id": "333"})),
+        ),
+        (
+            Method::POST,
+            "/v1/dsr/access".to_owned(),
+            with_subject(json!({})),
+        ),
+        (
+            Method::POST,
+            "/v1/dsr/rectification".to_owned(),
+            with_subject(json!({"changes": {"profile_name": "Mallory"}})),
+        ),
+        (
+            Method::POST,
+            "/v1/dsr/restriction".to_owned(),
+            with_subject(json!({"restricted": true})),
+        ),
+        (
+            Method::POST,
+            "/v1/dsr/objection".to_owned(),
+            with_subject(json!({"purpose": "essential", "objecting": true})),
+        ),
+        (
+            Method::POST,
+            "/v1/dsr/erasure".to_owned(),
+            with_subject(json!({})),
+        ),
+        (Method::GET, format!("/v1/dsr/{b_request}"), None),
+        (Method::DELETE, format!("/v1/api-keys/{b_key_id}"), None),
     ];
     for (method, path, body) in forbidden {
-        let (status, _) = service.request(method.clone(), &path, &a.admin, body).await;
-        assert_eq!(status, 404, "{method} {path} with tenant A's key");
+        let (status, answer) = service
+            .request(method.clone(), &path, &a.admin, body.clone())
+            .await;
+        assert_eq!(
+            status, 404,
+            "{method} {path} {body:?} with tenant A's key: {answer}"
+        );
     }
     let listed = service
         .ok(Method::GET, "/v1/contacts", &a.admin, None)
         .await;
     assert_eq!(listed["contacts"], json!([]));
+    // A's lists show none of B's requests and keys.
+    let requests = service.ok(Method::GET, "/v1/dsr", &a.admin, None).await;
+    assert_eq!(requests, json!([]));
+    let keys = service
+        .ok(Method::GET, "/v1/api-keys", &a.admin, None)
+        .await
+        .to_string();
+    assert!(!keys.contains(b_key_id), "{keys}");
+    // And nothing A tried changed B's data: the contact is as it was, still
+    // with the person, its request on record, its key working.
+    let unchanged = service.contact(&b, "333").await;
+    assert_eq!(unchanged["id"], b_contact["id"]);
+    assert_eq!(unchanged["handed_off"], true);
+    assert_eq!(unchanged["restricted"], false);
+    assert_eq!(unchanged["objections"], json!([]));
+    assert_eq!(unchanged["profile_name"], "Cy");
+    let request = service
+        .ok(Method::GET, &format!("/v1/dsr/{b_request}"), &b.admin, None)
+        .await;
+    assert_eq!(request["kind"], "access");
+    let (status, _) = service
+        .request(Method::GET, "/v1/installations", b_key_token, None)
+        .await;
+    assert_eq!(status, 200, "B's key still works");
     let audit = service
         .ok(Method::GET, "/v1/audit?limit=1000", &a.admin, None)
         .await;

@@ -112,6 +112,21 @@ fn a_forbidden_action_kind_is_dropped_and_reported() {
 }
 
 #[test]
+fn a_call_that_writes_state_then_traps_is_a_failure() {
+    // The runtime hands back no state for a failed call, so the service
+    // has none to store: tests/e2e/http/service.rs checks nothing is kept.
+    let (runtime, plugin) = hostile();
+    let failure = attack(runtime, &plugin, "state-then-trap").unwrap_err();
+    match &failure.error {
+        CallError::Panicked { message } => {
+            assert!(message.contains("trap after writing state"), "{message}")
+        }
+        other => panic!("expected a panic, got {other}"),
+    }
+    assert_still_serving(runtime, &plugin);
+}
+
+#[test]
 fn over_long_labels_and_too_many_actions_are_refused() {
     let (runtime, plugin) = hostile();
     let invocation = attack(runtime, &plugin, "long-label").unwrap();
