@@ -1058,3 +1058,45 @@ async fn a_failing_plugin_trips_its_breaker_while_the_rest_of_the_flow_runs() {
     service.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_writes_state_then_traps_leaves_no_state_behind() {
+    let service = TestService::start().await;
+    // The hostile fixture writes a state key, then panics; lead-score after
+    // it writes its count, and keeps it.
+    let spec = TenantSpec::new("Shop", "5501")
+        .install(Install::new("fixture-hostile").config(json!({"attack": "state-then-trap"})))
+        .install(Install::new("lead-score"));
+    let tenant = service.tenant_with(&spec).await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("5501", "wamid.T1", "111", "Ana", "hello", now()),
+        )
+        .await;
+    service.settle().await;
+    let failed = service.audit_of(&tenant, "plugin.failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["details"]["error"], "panicked");
+    let key = service.api_key(&tenant, &["dsr"]).await;
+    let export = service
+        .ok(
+            Method::POST,
+            "/v1/dsr/access",
+            &key,
+            Some(json!({"wa_id": "111"})),
+        )
+        .await;
+    let kept: Vec<&str> = export["export"]["plugin_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["plugin"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept, ["lead-score"], "only the plugin that succeeded");
+    assert_eq!(
+        service.vault.store.count(Kind::PluginState),
+        1,
+        "no state record for the failed call"
+    );
+    service.stop().await;
+}
