@@ -495,12 +495,27 @@ fn opted_out_restricted_and_objecting_contacts_shape_the_views() {
     loaded.contact.restricted = true;
     assert!(decide(&loaded.contact).is_err(), "restricted");
 
-    // And a real call with the consent-free, essential-purpose labeller.
+    // Opted out of messages (STOP), as stored: still processed, labels and
+    // scores still apply; only replies to the contact are dropped, by the
+    // flow (tests/e2e/http/service.rs).
     loaded.contact.restricted = false;
-    let disclosure = decide(&loaded.contact).unwrap();
+    loaded.contact.opted_out = true;
+    let mut batch = Batch::new();
+    contacts.stage(&mut batch, &loaded);
+    vault.store.commit(&batch).unwrap();
+    let opted_out = contacts.load(&loaded.contact.id).unwrap().unwrap().contact;
+    assert!(opted_out.opted_out);
+    assert!(
+        decide(&opted_out).unwrap().shows(DataField::MessageText),
+        "opted out of messages, not of processing"
+    );
+
+    // And a real call with the consent-free, essential-purpose labeller,
+    // for the opted-out contact.
+    let disclosure = decide(&opted_out).unwrap();
     let event = view::build_event(
         &disclosure,
-        &loaded.contact.view_data(),
+        &opted_out.view_data(),
         EventContext {
             pseudonym: "ps".into(),
             message: Some(MessageFacts {
