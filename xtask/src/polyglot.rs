@@ -5,8 +5,9 @@
 //!
 //! The tools are installed by xtask itself, into `target/polyglot/`: pip
 //! into a virtual environment, npm from the committed lock file. Each install
-//! lives in a directory named after a hash of its pins, so changing a pin
-//! gets a fresh install and guests with the same pins share one.
+//! lives in a directory named after a hash of its pins (for npm, the locked
+//! packages), so changing a pin gets a fresh install and guests with the same
+//! pins share one.
 //!
 //! A guest is rebuilt only when its inputs change: a blake3 fingerprint of
 //! its directory and of `wit/` is stored beside the component, and tools are
@@ -251,11 +252,7 @@ impl Tools {
     fn get(&mut self, guest: &PolyglotGuest) -> Result<Tool> {
         let key = match guest.language {
             Language::Python => format!("python-{}", short_hash(guest.requirements.join("\n"))),
-            Language::JavaScript => {
-                let mut pins = fs::read(guest.dir.join("package.json"))?;
-                pins.extend(fs::read(guest.dir.join("package-lock.json"))?);
-                format!("node-{}", short_hash(&pins))
-            }
+            Language::JavaScript => format!("node-{}", short_hash(locked_packages(&guest.dir)?)),
         };
         let dir = self.base.join(&key);
         let result = self
@@ -271,6 +268,19 @@ impl Tools {
             .clone();
         result.map_err(anyhow::Error::msg)
     }
+}
+
+/// The packages a JavaScript guest's lock pins, without the guest's own
+/// entry (its name), so guests with the same tools share one install.
+fn locked_packages(guest_dir: &Path) -> Result<String> {
+    let path = guest_dir.join("package-lock.json");
+    let lock: serde_json::Value = serde_json::from_slice(&fs::read(&path)?)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let mut packages = lock["packages"].clone();
+    if let Some(packages) = packages.as_object_mut() {
+        packages.remove("");
+    }
+    Ok(packages.to_string())
 }
 
 fn short_hash(bytes: impl AsRef<[u8]>) -> String {

@@ -14,6 +14,7 @@ mod fixture_hostile;
 mod fixture_trivial;
 mod fixture_undeclared_import;
 mod fixture_wasi_probe;
+mod fixture_wasi_probe_js;
 mod fixture_wasi_probe_py;
 mod greeter;
 mod labeller;
