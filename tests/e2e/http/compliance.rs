@@ -135,19 +135,12 @@ async fn access_exports_everything_held_about_one_contact() {
     assert_eq!(requests[0]["status"], "completed");
     let audited = service.audit_of(&tenant, "dsr.access").await;
     assert_eq!(audited.len(), 1);
-    let reader = service
-        .ok(
-            Method::POST,
-            "/v1/api-keys",
-            &tenant.admin,
-            Some(json!({"name": "ro", "scopes": ["read"]})),
-        )
-        .await;
+    let reader = service.api_key(&tenant, &["read"]).await;
     let (status, _) = service
         .request(
             Method::POST,
             "/v1/dsr/access",
-            reader["token"].as_str().unwrap(),
+            &reader,
             Some(json!({"wa_id": "111"})),
         )
         .await;

@@ -979,22 +979,8 @@ async fn a_hand_off_is_confirmed_the_bots_fall_silent_until_handed_back() {
         .request(Method::POST, &path, &tenant.admin, None)
         .await;
     assert_eq!(status, 200);
-    let read_only = service
-        .ok(
-            Method::POST,
-            "/v1/api-keys",
-            &tenant.admin,
-            Some(json!({"name": "viewer", "scopes": ["read"]})),
-        )
-        .await;
-    let (status, _) = service
-        .request(
-            Method::POST,
-            &path,
-            read_only["token"].as_str().unwrap(),
-            None,
-        )
-        .await;
+    let read_only = service.api_key(&tenant, &["read"]).await;
+    let (status, _) = service.request(Method::POST, &path, &read_only, None).await;
     assert_eq!(status, 403, "handing back takes an admin key");
     let handed_back = service.ok(Method::POST, &path, &tenant.admin, None).await;
     assert_eq!(handed_back["handed_off"], false);

@@ -336,13 +336,6 @@ impl OperatorApi {
             body: text,
         })
     }
-
-    /// Run the retention duties now.
-    pub async fn retention(&self) -> Result<Value, Error> {
-        self.0
-            .call(Method::POST, "/v1/operator/retention", None)
-            .await
-    }
 }
 
 /// A tenant's API (`/v1/…`), with one of its keys.
