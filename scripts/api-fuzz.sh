@@ -10,7 +10,7 @@
 #   1. creates target/api-fuzz-venv and installs the pinned schemathesis
 #      from scripts/api-fuzz-requirements.txt (again only when that file
 #      changes);
-#   2. builds the host (cargo build -p flowgate) and, when missing, the
+#   2. builds the host (cargo build -p flowgate-cli) and, when missing, the
 #      plugin components (cargo xtask build-guests);
 #   3. starts target/debug/flowgate serve --dev on a free loopback port with
 #      a temporary data directory, a generated operator token and raised
@@ -82,7 +82,7 @@ ST="$VENV/bin/schemathesis"
 log "$("$ST" --version)"
 
 log "building the host"
-cargo build --quiet -p flowgate
+cargo build --quiet -p flowgate-cli
 # The demo's plugins: small, built from this repository, and compiled by
 # the debug build in seconds. (target/guests/ may also hold fixtures that
 # are broken on purpose, and componentize-py/js builds larger than the

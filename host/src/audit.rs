@@ -394,19 +394,53 @@ mod tests {
     #[test]
     fn hashes_chain_and_change_with_any_field() {
         let tenant = TenantId::generate();
-        let draft = AuditDraft::new(tenant, 10, Actor::System, "retention.run")
-            .details(serde_json::json!({"deleted": 3}));
+        let draft = AuditDraft::new(
+            tenant,
+            10,
+            Actor::Installation("ins_a".into()),
+            "retention.run",
+        )
+        .subject("ps_a".into())
+        .details(serde_json::json!({"deleted": 3}));
         let (first, h1) = seal_entry(&GENESIS, 1, &draft);
         assert_eq!(first.prev, "0".repeat(64));
         let (second, _) = seal_entry(&h1, 2, &draft);
         assert_eq!(second.prev, first.hash);
-        let mut edited = draft.clone();
-        edited.details = serde_json::json!({"deleted": 4});
-        assert_ne!(entry_hash(&GENESIS, &edited, 1), h1);
-        assert_ne!(
-            entry_hash(&GENESIS, &draft, 2),
+        assert_eq!(
+            entry_hash(&GENESIS, &draft, 1),
             h1,
-            "the position is part of the hash"
+            "the same content hashes the same"
+        );
+
+        // Each field of the entry, changed alone, changes the hash.
+        let changed = |change: fn(&mut AuditDraft)| {
+            let mut edited = draft.clone();
+            change(&mut edited);
+            entry_hash(&GENESIS, &edited, 1)
+        };
+        let edits: [(&str, [u8; 32]); 8] = [
+            ("at", changed(|d| d.at += 1)),
+            (
+                "actor id",
+                changed(|d| d.actor = Actor::Installation("ins_b".into())),
+            ),
+            ("actor kind", changed(|d| d.actor = Actor::System)),
+            ("action", changed(|d| d.action = "retention.skipped".into())),
+            ("subject", changed(|d| d.subject = Some("ps_b".into()))),
+            ("no subject", changed(|d| d.subject = None)),
+            (
+                "details",
+                changed(|d| d.details = serde_json::json!({"deleted": 4})),
+            ),
+            ("seq", entry_hash(&GENESIS, &draft, 2)),
+        ];
+        for (field, hash) in edits {
+            assert_ne!(hash, h1, "{field} is not part of the hash");
+        }
+        assert_ne!(
+            entry_hash(&[1; 32], &draft, 1),
+            h1,
+            "the previous entry's hash is part of the hash"
         );
     }
 

@@ -1,7 +1,6 @@
 //! Building every guest crate into a WebAssembly component.
 //!
-//! A guest is a crate under `plugins/`, `examples/` or `tests/guests/` whose
-//! Cargo.toml says `[package.metadata.flowgate] guest = true`. All guests are
+//! Which crates are guests is `guest_discovery`'s to say. All guests are
 //! built in one cargo invocation (so the standard library is built once when
 //! it is built from source), then each core module is turned into a
 //! component with `wit-component`. Components land in `target/guests/`.
@@ -13,120 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use guest_discovery::{GUEST_DIRS, PolyglotGuest, RustGuest};
 
-use crate::polyglot::{self, PolyglotGuest};
+use crate::polyglot;
 use crate::toolchain::{WASM_TARGET, WasmToolchain};
 
-pub const GUEST_DIRS: [&str; 3] = ["plugins", "examples", "tests/guests"];
 const PROFILE: &str = "guest";
-
-#[derive(Debug, Clone)]
-pub struct Guest {
-    pub package: String,
-    pub dir: PathBuf,
-}
-
-#[derive(Deserialize)]
-struct CargoToml {
-    package: Option<PackageSection>,
-    /// A `[workspace]` table: the crate is a workspace of its own.
-    workspace: Option<toml::Value>,
-}
-
-#[derive(Deserialize)]
-struct PackageSection {
-    name: String,
-    #[serde(default)]
-    metadata: Option<Metadata>,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    flowgate: Option<FlowgateMetadata>,
-}
-
-#[derive(Deserialize)]
-struct FlowgateMetadata {
-    #[serde(default)]
-    guest: bool,
-}
-
-/// Every guest crate in the repository, sorted by package name.
-pub fn discover(root: &Path) -> Result<Vec<Guest>> {
-    let mut guests = Vec::new();
-    for dir in GUEST_DIRS {
-        let Ok(entries) = fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        for entry in entries {
-            let crate_dir = entry?.path();
-            let manifest = crate_dir.join("Cargo.toml");
-            if !manifest.is_file() {
-                continue;
-            }
-            let text = fs::read_to_string(&manifest)
-                .with_context(|| format!("reading {}", manifest.display()))?;
-            let parsed: CargoToml =
-                toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-            let Some(package) = parsed.package else {
-                continue;
-            };
-            // The guest build is one `cargo build` over the workspace: a
-            // crate outside it (a standalone `flowgate plugin new` crate
-            // dropped here, say) would fail the build of every guest.
-            if parsed.workspace.is_some() || !is_member(root, dir, &crate_dir) {
-                eprintln!(
-                    "xtask: skipping {}: not a member of this workspace (add it to \
-                     [workspace] members in Cargo.toml, without a [workspace] of its own)",
-                    crate_dir.display()
-                );
-                continue;
-            }
-            let is_guest = package
-                .metadata
-                .and_then(|m| m.flowgate)
-                .is_some_and(|f| f.guest);
-            if is_guest {
-                guests.push(Guest {
-                    package: package.name,
-                    dir: crate_dir,
-                });
-            }
-        }
-    }
-    guests.sort_by(|a, b| a.package.cmp(&b.package));
-    Ok(guests)
-}
-
-/// Whether the root manifest's workspace members include `crate_dir`
-/// (found under `dir`): an exact path or a `dir/*` glob.
-fn is_member(root: &Path, dir: &str, crate_dir: &Path) -> bool {
-    let Ok(text) = fs::read_to_string(root.join("Cargo.toml")) else {
-        return false;
-    };
-    let Ok(manifest) = text.parse::<toml::Table>() else {
-        return false;
-    };
-    let Some(name) = crate_dir.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    let path = format!("{dir}/{name}");
-    let listed = |key: &str| -> Vec<String> {
-        manifest
-            .get("workspace")
-            .and_then(|w| w.get(key))
-            .and_then(|m| m.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let matches = |pattern: &String| *pattern == path || *pattern == format!("{dir}/*");
-    listed("members").iter().any(matches) && !listed("exclude").contains(&path)
-}
 
 /// Where the components are written.
 pub fn output_dir(root: &Path) -> PathBuf {
@@ -136,8 +27,8 @@ pub fn output_dir(root: &Path) -> PathBuf {
 /// Build the selected guests (all when `only` is empty) and componentize them.
 /// Returns the component paths.
 pub fn build(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
-    let all = discover(root)?;
-    let polyglot = polyglot::discover(root)?;
+    let all = guest_discovery::rust_guests(root)?;
+    let polyglot = guest_discovery::polyglot_guests(root)?;
     for name in only {
         let known =
             all.iter().any(|g| &g.package == name) || polyglot.iter().any(|g| &g.name == name);
@@ -151,7 +42,7 @@ pub fn build(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
         }
     }
     let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
-    let selected: Vec<Guest> = all.into_iter().filter(|g| wanted(&g.package)).collect();
+    let selected: Vec<RustGuest> = all.into_iter().filter(|g| wanted(&g.package)).collect();
     let polyglot: Vec<PolyglotGuest> = polyglot.into_iter().filter(|g| wanted(&g.name)).collect();
     if only.is_empty() && selected.is_empty() {
         bail!("no guest crates found under {}", GUEST_DIRS.join(", "));
@@ -167,7 +58,7 @@ pub fn build(root: &Path, only: &[String]) -> Result<Vec<PathBuf>> {
     Ok(components)
 }
 
-fn build_rust(root: &Path, selected: &[Guest]) -> Result<Vec<PathBuf>> {
+fn build_rust(root: &Path, selected: &[RustGuest]) -> Result<Vec<PathBuf>> {
     if selected.is_empty() {
         return Ok(Vec::new());
     }

@@ -1,19 +1,13 @@
 //! Guests written in Python (componentize-py) and JavaScript
 //! (componentize-js).
 //!
-//! A polyglot guest is a directory under `examples/` or `tests/guests/` with
-//! either
-//! - a `pyproject.toml` saying `[tool.flowgate] guest = true` and naming the
-//!   app's `module`, with the build tool pinned in `[dependency-groups]
-//!   build`, or
-//! - a `package.json` saying `"flowgate": {"guest": true, "source": …}`,
-//!   with the build tool pinned in `devDependencies` and a
-//!   `package-lock.json` beside it.
+//! Which directories are polyglot guests is `guest_discovery`'s to say.
 //!
 //! The tools are installed by xtask itself, into `target/polyglot/`: pip
 //! into a virtual environment, npm from the committed lock file. Each install
-//! lives in a directory named after a hash of its pins, so changing a pin
-//! gets a fresh install and guests with the same pins share one.
+//! lives in a directory named after a hash of its pins (for npm, the locked
+//! packages), so changing a pin gets a fresh install and guests with the same
+//! pins share one.
 //!
 //! A guest is rebuilt only when its inputs change: a blake3 fingerprint of
 //! its directory and of `wit/` is stored beside the component, and tools are
@@ -23,8 +17,10 @@
 //! A tool that cannot be installed or run does not stop the build: xtask
 //! prints a warning naming what failed, removes the guest's outdated
 //! component, and writes `target/guests/<name>.skipped` with the reason. The
-//! end-to-end tests read that file and report the skip loudly; `cargo xtask
-//! test` repeats it after the tests.
+//! tests and benchmarks that need the guest then fail with that reason, and
+//! so does `cargo xtask test`, unless `FLOWGATE_ALLOW_SKIPPED_GUESTS` is set
+//! (where the tools cannot be installed): then they pass without running,
+//! saying so.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -34,7 +30,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use guest_discovery::{Language, PolyglotGuest};
 
 /// Bump when the way components are built changes, so existing components
 /// are rebuilt although their sources did not change.
@@ -43,195 +39,6 @@ const RECIPE: &str = "flowgate polyglot recipe 1";
 const WORLD: &str = "plugin";
 /// Lines of a failed tool's output repeated in the warning.
 const OUTPUT_TAIL_LINES: usize = 15;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Language {
-    Python,
-    JavaScript,
-}
-
-impl Language {
-    fn tool(self) -> &'static str {
-        match self {
-            Language::Python => "componentize-py",
-            Language::JavaScript => "componentize-js",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct PolyglotGuest {
-    pub name: String,
-    pub language: Language,
-    pub dir: PathBuf,
-    /// Python: the app's module name. JavaScript: its source file, relative
-    /// to `dir`.
-    entry: String,
-    /// Python: the pinned requirements of the build tool.
-    requirements: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct PyProject {
-    project: Option<PyProjectMeta>,
-    #[serde(rename = "dependency-groups", default)]
-    dependency_groups: BTreeMap<String, Vec<String>>,
-    tool: Option<PyTools>,
-}
-
-#[derive(Deserialize)]
-struct PyProjectMeta {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct PyTools {
-    flowgate: Option<FlowgateSection>,
-}
-
-#[derive(Deserialize)]
-struct FlowgateSection {
-    #[serde(default)]
-    guest: bool,
-    /// Python: the module holding the `WitWorld` class.
-    module: Option<String>,
-    /// JavaScript: the ES module exporting `describe` and `handle`.
-    source: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct PackageJson {
-    name: Option<String>,
-    #[serde(rename = "devDependencies", default)]
-    dev_dependencies: BTreeMap<String, String>,
-    flowgate: Option<FlowgateSection>,
-}
-
-/// Every polyglot guest in the repository, sorted by name.
-pub fn discover(root: &Path) -> Result<Vec<PolyglotGuest>> {
-    let mut guests = Vec::new();
-    for parent in crate::guests::GUEST_DIRS {
-        let Ok(entries) = fs::read_dir(root.join(parent)) else {
-            continue;
-        };
-        for entry in entries {
-            let dir = entry?.path();
-            if let Some(guest) = python_guest(&dir)? {
-                guests.push(guest);
-            } else if let Some(guest) = javascript_guest(&dir)? {
-                guests.push(guest);
-            }
-        }
-    }
-    guests.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(guests)
-}
-
-fn python_guest(dir: &Path) -> Result<Option<PolyglotGuest>> {
-    let path = dir.join("pyproject.toml");
-    let Ok(text) = fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let parsed: PyProject =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let Some(flowgate) = parsed.tool.and_then(|t| t.flowgate).filter(|f| f.guest) else {
-        return Ok(None);
-    };
-    let name = parsed
-        .project
-        .map(|p| p.name)
-        .with_context(|| format!("{}: no [project] name", path.display()))?;
-    let module = flowgate
-        .module
-        .with_context(|| format!("{}: [tool.flowgate] names no `module`", path.display()))?;
-    let requirements = parsed
-        .dependency_groups
-        .get("build")
-        .cloned()
-        .unwrap_or_default();
-    if !requirements
-        .iter()
-        .any(|r| r.starts_with("componentize-py"))
-    {
-        bail!(
-            "{}: [dependency-groups] build must pin componentize-py",
-            path.display()
-        );
-    }
-    for requirement in &requirements {
-        // Exact pins only: the component must not change because a registry
-        // published a new release.
-        let (_, version) = requirement.split_once("==").unwrap_or(("", ""));
-        if version.is_empty()
-            || !version
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.')
-        {
-            bail!(
-                "{}: build requirement `{requirement}` must pin an exact version (`name==1.2.3`)",
-                path.display()
-            );
-        }
-    }
-    Ok(Some(PolyglotGuest {
-        name,
-        language: Language::Python,
-        dir: dir.to_path_buf(),
-        entry: module,
-        requirements,
-    }))
-}
-
-fn javascript_guest(dir: &Path) -> Result<Option<PolyglotGuest>> {
-    let path = dir.join("package.json");
-    let Ok(text) = fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let parsed: PackageJson =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let Some(flowgate) = parsed.flowgate.filter(|f| f.guest) else {
-        return Ok(None);
-    };
-    let name = parsed
-        .name
-        .with_context(|| format!("{}: no `name`", path.display()))?;
-    let source = flowgate
-        .source
-        .with_context(|| format!("{}: `flowgate` names no `source`", path.display()))?;
-    if !parsed
-        .dev_dependencies
-        .contains_key("@bytecodealliance/componentize-js")
-    {
-        bail!(
-            "{}: devDependencies must pin @bytecodealliance/componentize-js",
-            path.display()
-        );
-    }
-    for (package, version) in &parsed.dev_dependencies {
-        if !version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.')
-        {
-            bail!(
-                "{}: devDependency {package} `{version}` must be an exact version",
-                path.display()
-            );
-        }
-    }
-    if !dir.join("package-lock.json").is_file() {
-        bail!(
-            "{}: no package-lock.json beside it (run `npm install` there once and commit the lock)",
-            path.display()
-        );
-    }
-    Ok(Some(PolyglotGuest {
-        name,
-        language: Language::JavaScript,
-        dir: dir.to_path_buf(),
-        entry: source,
-        requirements: Vec::new(),
-    }))
-}
 
 /// Build the selected guests whose inputs changed. A guest whose tool is
 /// missing is skipped with a warning (see the module docs); other failures,
@@ -342,7 +149,7 @@ impl Outputs {
         Outputs {
             component: out_dir.join(format!("{name}.wasm")),
             stamp: out_dir.join(format!("{name}.wasm.inputs")),
-            skipped: out_dir.join(format!("{name}.skipped")),
+            skipped: guest_discovery::skip_note(out_dir, name),
         }
     }
 
@@ -445,11 +252,7 @@ impl Tools {
     fn get(&mut self, guest: &PolyglotGuest) -> Result<Tool> {
         let key = match guest.language {
             Language::Python => format!("python-{}", short_hash(guest.requirements.join("\n"))),
-            Language::JavaScript => {
-                let mut pins = fs::read(guest.dir.join("package.json"))?;
-                pins.extend(fs::read(guest.dir.join("package-lock.json"))?);
-                format!("node-{}", short_hash(&pins))
-            }
+            Language::JavaScript => format!("node-{}", short_hash(locked_packages(&guest.dir)?)),
         };
         let dir = self.base.join(&key);
         let result = self
@@ -465,6 +268,19 @@ impl Tools {
             .clone();
         result.map_err(anyhow::Error::msg)
     }
+}
+
+/// The packages a JavaScript guest's lock pins, without the guest's own
+/// entry (its name), so guests with the same tools share one install.
+fn locked_packages(guest_dir: &Path) -> Result<String> {
+    let path = guest_dir.join("package-lock.json");
+    let lock: serde_json::Value = serde_json::from_slice(&fs::read(&path)?)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let mut packages = lock["packages"].clone();
+    if let Some(packages) = packages.as_object_mut() {
+        packages.remove("");
+    }
+    Ok(packages.to_string())
 }
 
 fn short_hash(bytes: impl AsRef<[u8]>) -> String {
@@ -569,11 +385,12 @@ fn install_node(dir: &Path, guest_dir: &Path) -> Result<Tool> {
         dir.display()
     );
     // `npm install` with the lock in place installs exactly the locked
-    // versions and checks their integrity hashes. Not `npm ci`: it insists
-    // on lock entries for every platform's optional binary package, and
-    // some that jco 1.35 names were never published, so no lock can satisfy
-    // it. No install scripts: none of these packages needs one (their
-    // binaries come as per-platform packages).
+    // versions and checks their integrity hashes. A lock that lacks an entry
+    // npm would write (it records every platform's optional binary package,
+    // not only this machine's) is completed in the copy, and the comparison
+    // below warns about it: the committed lock must be what npm writes. No
+    // install scripts: none of these packages needs one (their binaries
+    // come as per-platform packages).
     run_captured(
         Command::new(npm)
             .current_dir(dir)
@@ -699,81 +516,22 @@ fn tail(output: &Output) -> String {
 mod tests {
     use super::*;
 
-    /// A fresh directory under the system's temporary directory.
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("xtask-polyglot-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn pyproject(build: &str) -> String {
-        format!(
-            "[project]\nname = \"demo-py\"\n\n[dependency-groups]\nbuild = [{build}]\n\n\
-             [tool.flowgate]\nguest = true\nmodule = \"app\"\n"
-        )
-    }
-
-    #[test]
-    fn python_guests_need_an_exactly_pinned_componentize_py() {
-        let dir = scratch("pins");
-        fs::write(
-            dir.join("pyproject.toml"),
-            pyproject("\"componentize-py==0.25.1\""),
-        )
-        .unwrap();
-        let guest = python_guest(&dir).unwrap().expect("a guest");
-        assert_eq!(guest.name, "demo-py");
-        assert_eq!(guest.entry, "app");
-        assert_eq!(guest.requirements, ["componentize-py==0.25.1"]);
-
-        for loose in ["\"componentize-py>=0.25\"", "\"componentize-py\"", ""] {
-            fs::write(dir.join("pyproject.toml"), pyproject(loose)).unwrap();
-            assert!(python_guest(&dir).is_err(), "{loose}");
-        }
-        // Not a flowgate guest: ignored, not an error.
-        fs::write(dir.join("pyproject.toml"), "[project]\nname = \"other\"\n").unwrap();
-        assert!(python_guest(&dir).unwrap().is_none());
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn javascript_guests_need_exact_versions_and_a_lock() {
-        let dir = scratch("js");
-        let manifest = |version: &str| {
-            format!(
-                r#"{{"name": "demo-js", "devDependencies": {{"@bytecodealliance/componentize-js": "{version}"}},
-                    "flowgate": {{"guest": true, "source": "app.js"}}}}"#
-            )
-        };
-        fs::write(dir.join("package.json"), manifest("0.23.0")).unwrap();
-        assert!(javascript_guest(&dir).is_err(), "no lock file");
-        fs::write(dir.join("package-lock.json"), "{}").unwrap();
-        let guest = javascript_guest(&dir).unwrap().expect("a guest");
-        assert_eq!(
-            (guest.name.as_str(), guest.entry.as_str()),
-            ("demo-js", "app.js")
-        );
-        fs::write(dir.join("package.json"), manifest("^0.23.0")).unwrap();
-        assert!(javascript_guest(&dir).is_err(), "a range");
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
     #[test]
     fn the_fingerprint_follows_sources_and_wit_but_not_generated_files() {
-        let root = scratch("fingerprint");
+        let root = std::env::temp_dir().join(format!("xtask-fingerprint-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
         let dir = root.join("examples/demo-py");
         fs::create_dir_all(root.join("wit")).unwrap();
         fs::create_dir_all(&dir).unwrap();
         fs::write(root.join("wit/plugin.wit"), "package a:b;").unwrap();
-        fs::write(
-            dir.join("pyproject.toml"),
-            pyproject("\"componentize-py==0.25.1\""),
-        )
-        .unwrap();
         fs::write(dir.join("app.py"), "x = 1\n").unwrap();
-        let guest = python_guest(&dir).unwrap().unwrap();
+        let guest = PolyglotGuest {
+            name: "demo-py".into(),
+            language: Language::Python,
+            dir: dir.clone(),
+            entry: "app".into(),
+            requirements: vec!["componentize-py==0.25.1".into()],
+        };
         let first = fingerprint(&root, &guest).unwrap();
 
         for generated in [

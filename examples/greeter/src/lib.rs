@@ -6,7 +6,7 @@
 //! ```sh
 //! cargo xtask build-guests greeter
 //! echo '{"text": "Hello", "name": "Ana"}' > /tmp/hello.json
-//! cargo run -p flowgate -- plugin run target/guests/greeter.wasm -e /tmp/hello.json --grant all
+//! cargo run -p flowgate-cli -- plugin run target/guests/greeter.wasm -e /tmp/hello.json --grant all
 //! ```
 
 use flowgate_sdk::text::fold;

@@ -283,8 +283,13 @@ mod tests {
     fn restore_then_drop_does_not_hang_with_many_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.fgb");
-        {
-            let vault = crate::data::test_vault(&dir.path().join("data"));
+        let data = dir.path().join("data");
+        let (done, finished) = std::sync::mpsc::channel();
+        let (worker_data, worker_path) = (data.clone(), path.clone());
+        // On a thread, so that a hang fails the test instead of stalling
+        // the run.
+        let worker = std::thread::spawn(move || {
+            let vault = crate::data::test_vault(&worker_data);
             let tenant = TenantId::generate();
             vault.keys.create_tenant(&tenant).unwrap();
             for chunk in 0..50u32 {
@@ -299,11 +304,27 @@ mod tests {
                 }
                 vault.store.commit(&batch).unwrap();
             }
-            create(vault.store.as_ref(), &path).unwrap();
-            restore(&vault, &path).unwrap();
-            eprintln!("restored; dropping");
-        }
-        eprintln!("dropped");
+            create(vault.store.as_ref(), &worker_path).unwrap();
+            let restored = restore(&vault, &worker_path).unwrap();
+            drop(vault);
+            let _ = done.send(restored);
+        });
+        let restored = match finished.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(restored) => restored,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("restoring 10,000 records and closing the store took over two minutes")
+            }
+            // The thread panicked: its panic is the failure.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                std::panic::resume_unwind(worker.join().unwrap_err())
+            }
+        };
+        worker.join().unwrap();
+        assert_eq!(restored.records, 10_000);
+        assert_eq!(restored.unrecoverable_removed, 0);
+        // Closed cleanly: opened again, every record is there.
+        let vault = crate::data::test_vault(&data);
+        assert_eq!(vault.store.count(Kind::Messages), 10_000);
     }
 
     #[test]

@@ -16,6 +16,9 @@ impl Plugin for Hostile {
             .summary("Misbehaves as configured (test fixture)")
             .purpose(Purpose::ESSENTIAL_SERVICE_OPERATIONS)
             .capability(Capability::AddLabel)
+            // Declared so that an oversized reply meets the size limit, not
+            // the capability check; `forbidden-action` asks for a hand-off.
+            .capability(Capability::Reply)
             .config(
                 "attack",
                 "which misbehaviour to perform",
@@ -45,7 +48,7 @@ impl Plugin for Hostile {
             "recurse" => Ok(vec![Action::add_label(format!("{}", recurse(event.now)))]),
             "panic" => panic!("the fixture panics on purpose"),
             "huge-reply" => Ok(vec![Action::reply("x".repeat(10 * 1024 * 1024))]),
-            "forbidden-action" => Ok(vec![Action::reply("this plugin may not reply")]),
+            "forbidden-action" => Ok(vec![Action::hand_off("this plugin may not hand off")]),
             "too-many-actions" => Ok((0..1000)
                 .map(|i| Action::add_label(format!("l{i}")))
                 .collect()),
