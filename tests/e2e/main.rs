@@ -10,6 +10,7 @@ mod cli;
 mod compliance;
 mod crash;
 mod data;
+mod isolation;
 mod plugins;
 mod polyglot;
 mod sandbox;

@@ -10,12 +10,15 @@
 
 use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use flowgate::plugin::{Action, Capability};
 use flowgate::runtime::bindings::types as wit;
-use flowgate::runtime::{Call, CallError, Invocation, InvokeFailure, LoadedPlugin, PluginState};
+use flowgate::runtime::{
+    Call, CallError, Invocation, InvokeFailure, LoadedPlugin, PluginState, Seed,
+};
 
-use crate::support::{guests_dir, message_event, shared_runtime};
+use crate::support::{NOW, guests_dir, message_event, shared_runtime};
 
 /// The plugin compiled once for the whole test binary. Compiling an
 /// interpreter takes tens of seconds, and concurrent tests loading the same
@@ -24,10 +27,12 @@ fn polyglot(name: &'static str) -> Option<Arc<LoadedPlugin>> {
     static SENTIMENT: OnceLock<Option<Arc<LoadedPlugin>>> = OnceLock::new();
     static FAQ: OnceLock<Option<Arc<LoadedPlugin>>> = OnceLock::new();
     static PROBE: OnceLock<Option<Arc<LoadedPlugin>>> = OnceLock::new();
+    static PROBE_JS: OnceLock<Option<Arc<LoadedPlugin>>> = OnceLock::new();
     let cell = match name {
         "sentiment-py" => &SENTIMENT,
         "faq-js" => &FAQ,
         "fixture-wasi-probe-py" => &PROBE,
+        "fixture-wasi-probe-js" => &PROBE_JS,
         other => panic!("no polyglot guest `{other}` in these tests"),
     };
     cell.get_or_init(|| {
@@ -419,16 +424,9 @@ fn python_plugins_reach_nothing_through_the_deny_all_wasi_context() {
         );
     }
     let invocation = run(&plugin, message_event(Some("hi"), &[])).unwrap();
-    let labels: Vec<&str> = invocation
-        .actions
-        .iter()
-        .map(|a| match a {
-            Action::AddLabel { label } => label.as_str(),
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let labels = labels(&invocation);
     assert_eq!(
-        labels,
+        labels[..6],
         [
             // No preopened directory: not even the app's own source, which
             // was readable when the component was built.
@@ -439,9 +437,6 @@ fn python_plugins_reach_nothing_through_the_deny_all_wasi_context() {
             "dns:denied:LookupError",
             // Modules not imported at build time cannot be loaded later.
             "late-import:denied:ModuleNotFoundError",
-            // The clock is the host's real one: harmless, and plugins are
-            // told to use `event.now` instead.
-            "clock:ok",
         ]
     );
     // print() lands in the plugin's log, not on the host's terminal.
@@ -511,6 +506,125 @@ fn interpreters_fit_the_default_limits_with_room_to_spare() {
             plugin.describe_fuel < limits.fuel / 10,
             "{name}: describe() used {} fuel",
             plugin.describe_fuel
+        );
+    }
+}
+
+fn labels(invocation: &Invocation) -> Vec<String> {
+    invocation
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::AddLabel { label } => label.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// The label starting with `prefix`, without it.
+fn reading<'a>(labels: &'a [String], prefix: &str) -> &'a str {
+    labels
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` label in {labels:?}"))
+}
+
+fn waiting(wait: &str) -> wit::Event {
+    message_event(Some("hi"), &[("wait", wait)])
+}
+
+/// `time.sleep(5)` in a Python plugin, a five-second `setTimeout` awaited
+/// in a JavaScript one: both used to hold the call, and the worker, for the
+/// five seconds, reported afterwards as over the 500 ms deadline.
+#[test]
+fn python_and_javascript_sleeps_end_within_the_deadline() {
+    let deadline = shared_runtime().limits().deadline_ms;
+    for name in ["fixture-wasi-probe-py", "fixture-wasi-probe-js"] {
+        let Some(plugin) = polyglot(name) else {
+            continue;
+        };
+        let failure = run(&plugin, waiting("sleep")).unwrap_err();
+        assert_eq!(
+            failure.error,
+            CallError::Deadline {
+                deadline_ms: deadline
+            },
+            "{name}"
+        );
+        assert!(
+            failure.elapsed < Duration::from_millis(deadline + 500),
+            "{name}: {:?}",
+            failure.elapsed
+        );
+        assert!(failure.to_string().contains("exceeded its 500 ms deadline"));
+    }
+}
+
+/// Python read the host's wall clock (`time.time()`) and the operating
+/// system's random source (`os.urandom`); so did JavaScript (`Date.now()`,
+/// `crypto.getRandomValues`). Now: the event's time, the call's own
+/// progress, and randomness seeded per (installation, event).
+#[test]
+fn python_and_javascript_read_the_events_time_and_seeded_randomness() {
+    if let Some(python) = polyglot("fixture-wasi-probe-py") {
+        let first = labels(&run(&python, message_event(Some("hi"), &[])).unwrap());
+        assert_eq!(reading(&first, "wall:"), format!("{NOW}000000000"));
+        assert_eq!(reading(&first, "mono:"), "0");
+        let again = labels(&run(&python, message_event(Some("hi"), &[])).unwrap());
+        assert_eq!(first, again, "the same event: the same readings");
+        let reseeded = shared_runtime()
+            .invoke(
+                &python,
+                Call::new(message_event(Some("hi"), &[])).seed(Seed([9; 32])),
+            )
+            .map(|i| labels(&i))
+            .unwrap();
+        for source in ["urandom:", "random:"] {
+            assert_ne!(
+                reading(&first, source),
+                reading(&reseeded, source),
+                "{source}"
+            );
+        }
+
+        let slept = run(&python, waiting("short-sleep")).unwrap();
+        let slept_labels = labels(&slept);
+        assert_eq!(reading(&slept_labels, "slept:"), "100000000");
+        assert_eq!(reading(&slept_labels, "wall:"), format!("{NOW}100000000"));
+        let busy = run(&python, waiting("busy-wait")).unwrap_err();
+        assert!(
+            matches!(
+                busy.error,
+                CallError::OutOfFuel { .. } | CallError::Deadline { .. }
+            ),
+            "{}",
+            busy.error
+        );
+    }
+    if let Some(js) = polyglot("fixture-wasi-probe-js") {
+        let first = labels(&run(&js, message_event(Some("hi"), &[])).unwrap());
+        assert_eq!(reading(&first, "date:"), format!("{NOW}000"));
+        let again = labels(&run(&js, message_event(Some("hi"), &[])).unwrap());
+        assert_eq!(first, again, "the same event: the same readings");
+        let reseeded = shared_runtime()
+            .invoke(
+                &js,
+                Call::new(message_event(Some("hi"), &[])).seed(Seed([9; 32])),
+            )
+            .map(|i| labels(&i))
+            .unwrap();
+        assert_ne!(reading(&first, "crypto:"), reading(&reseeded, "crypto:"));
+
+        let slept = labels(&run(&js, waiting("short-sleep")).unwrap());
+        assert_eq!(reading(&slept, "date:"), format!("{}", NOW * 1000 + 100));
+        let busy = run(&js, waiting("busy-wait")).unwrap_err();
+        assert!(
+            matches!(
+                busy.error,
+                CallError::OutOfFuel { .. } | CallError::Deadline { .. }
+            ),
+            "{}",
+            busy.error
         );
     }
 }

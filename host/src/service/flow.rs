@@ -27,7 +27,7 @@ use crate::data::messages::{self, Direction, MessageRecord};
 use crate::data::plugin_state;
 use crate::ids::TenantId;
 use crate::plugin::{Action, Refusal};
-use crate::runtime::{Call, PluginState};
+use crate::runtime::{Call, PluginState, Seed};
 use crate::store::{Batch, Kind};
 use crate::tenancy::installations::Trigger;
 use crate::view::{self, EventContext, MessageFacts};
@@ -81,6 +81,9 @@ struct Event<'a> {
     lasting: Vec<AuditDraft>,
     replies: Vec<Vec<u8>>,
     wake_sender: bool,
+    /// The inbox key of the item: what tells this event apart when seeding
+    /// the plugins' randomness.
+    item_key: Vec<u8>,
 }
 
 impl Event<'_> {
@@ -140,6 +143,7 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
         lasting: Vec::new(),
         replies: Vec::new(),
         wake_sender: false,
+        item_key: job.key.clone(),
     };
     let channel = job.item.channel;
     match &job.item.item {
@@ -469,11 +473,13 @@ fn run_step(
         &loaded.key,
     )?;
     let started = Instant::now();
+    let seed = sandbox_seed(&event.keys, &installation.id, &event.item_key);
     let result = service.runtime.invoke(
         &step.plugin,
         Call::new(built)
             .installation(installation.id.to_string())
-            .state(PluginState::new(state)),
+            .state(PluginState::new(state))
+            .seed(seed),
     );
     service
         .metrics
@@ -540,6 +546,22 @@ fn run_step(
         }
     }
     Ok(())
+}
+
+/// The seed of a plugin call's WASI randomness: keyed by a tenant secret
+/// (unpredictable to the plugin), distinct per installation and per event,
+/// the same when the event is processed again.
+fn sandbox_seed(
+    keys: &TenantKeys,
+    installation: &crate::ids::InstallationId,
+    item_key: &[u8],
+) -> Seed {
+    let mut hasher = blake3::Hasher::new_keyed(&keys.secrets);
+    hasher.update(b"flowgate 2026 plugin call seed\0");
+    hasher.update(installation.to_string().as_bytes());
+    hasher.update(b"\0");
+    hasher.update(item_key);
+    Seed(*hasher.finalize().as_bytes())
 }
 
 /// What the audit trail keeps of a call's log: lines per level and their
