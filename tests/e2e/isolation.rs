@@ -1,5 +1,6 @@
 //! One tenant's plugins cannot slow another tenant's events: a plugin that
-//! sleeps does not hold the shared workers.
+//! sleeps does not hold the shared workers, and a tenant enabling many slow
+//! plugins is held to its own budget per event.
 //!
 //! Latency is what a contact notices: from sending the webhook to the reply
 //! reaching the (fake) Cloud API. The bounds leave room for a loaded 2-core
@@ -13,9 +14,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use flowgate::channel::whatsapp::fake::SentMessage;
+use flowgate::runtime::{Call, Runtime, RuntimeConfig};
 
 use crate::support::service::{TestService, TestTenant, now, text_message};
-use crate::support::guests_dir;
+use crate::support::{guests_dir, load, message_event};
 
 const FAQ: &str = r#"[{"keywords": ["hours"], "reply": "We're open 9 to 6, {name}!"}]"#;
 
@@ -201,5 +203,124 @@ async fn a_plugin_whose_describe_waits_is_refused_at_admission_within_its_deadli
         "describe() failed: exceeded its 500 ms deadline"
     );
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    service.stop().await;
+}
+
+/// Issue 15, item 12: the number of installations was unbounded, so a
+/// tenant could enable N copies of a slow plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_enables_at_most_its_limit_of_installations() {
+    let service = TestService::start_with(|c| c.tenant_limits.max_installations = 3).await;
+    service.upload("fixture-hostile").await;
+    let tenant = service.tenant("Greedy", "7101").await;
+    let mut installed = Vec::new();
+    for _ in 0..3 {
+        installed.push(service.enable(&tenant, "fixture-hostile", json!({})).await);
+    }
+    let request = json!({"plugin": "fixture-hostile"});
+    let (status, answer) = service
+        .request(
+            Method::POST,
+            "/v1/installations",
+            &tenant.admin,
+            Some(request.clone()),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "quota_exceeded");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3 installations"),
+        "{answer}"
+    );
+    // Removing one makes room for another.
+    let id = installed[0]["id"].as_str().unwrap();
+    service
+        .ok(
+            Method::DELETE,
+            &format!("/v1/installations/{id}"),
+            &tenant.admin,
+            None,
+        )
+        .await;
+    service
+        .ok(
+            Method::POST,
+            "/v1/installations",
+            &tenant.admin,
+            Some(request),
+        )
+        .await;
+    service.stop().await;
+}
+
+/// Fuel one `burn` call of the hostile fixture uses with `rounds`.
+fn burn_fuel(rounds: u64) -> u64 {
+    let runtime = Runtime::new(RuntimeConfig {
+        max_instances: 2,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let plugin = load(&runtime, "fixture-hostile");
+    let rounds = rounds.to_string();
+    let event = message_event(Some("hello"), &[("attack", "burn"), ("rounds", &rounds)]);
+    runtime.invoke(&plugin, Call::new(event)).unwrap().fuel
+}
+
+/// Issue 15, item 12: each installation had its own fuel and deadline, so
+/// N copies of a plugin multiplied what one event could take. Now the
+/// tenant's plugins share one budget per event: a call gets what is left,
+/// and the plugins after it are skipped, all audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_plugins_share_the_tenants_budget_and_the_rest_are_skipped() {
+    let per_call = burn_fuel(5_000_000);
+    let service = TestService::start_with(|c| {
+        // Two and a half calls' worth; time is not what runs out here.
+        c.tenant_limits.event_fuel = per_call * 5 / 2;
+        c.tenant_limits.event_time_ms = 60_000;
+        c.limits.deadline_ms = 30_000;
+        // A call stopped by the tenant's budget is not the plugin's fault:
+        // it must not count towards its breaker.
+        c.limits.breaker_failures = 1;
+    })
+    .await;
+    service.upload("fixture-hostile").await;
+    let tenant = service.tenant("Copies", "7201").await;
+    for _ in 0..4 {
+        service
+            .enable(
+                &tenant,
+                "fixture-hostile",
+                json!({"attack": "burn", "rounds": "5000000"}),
+            )
+            .await;
+    }
+    flood(&service, &tenant, "7201", 1).await;
+    service.settle().await;
+
+    let invoked = audit(&service, &tenant, "plugin.invoked").await;
+    let failed = audit(&service, &tenant, "plugin.failed").await;
+    let skipped = audit(&service, &tenant, "plugin.skipped").await;
+    assert_eq!(invoked.len(), 2, "two calls fit: {invoked:?}");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["details"]["error"], "event-budget");
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0]["details"]["reason"], "event-budget");
+    let fuel: u64 = invoked
+        .iter()
+        .chain(&failed)
+        .map(|e| e["details"]["fuel"].as_u64().unwrap())
+        .sum();
+    assert!(
+        fuel <= per_call * 5 / 2,
+        "{fuel} fuel used of a budget of {}",
+        per_call * 5 / 2
+    );
+    assert!(
+        audit(&service, &tenant, "breaker.changed").await.is_empty(),
+        "no breaker opened"
+    );
     service.stop().await;
 }

@@ -28,6 +28,19 @@ pub struct Call {
     /// `None`: derived from the event's pseudonym, time and trigger, so
     /// calls outside the service are repeatable.
     pub seed: Option<Seed>,
+    /// The most this call may use when that is less than the runtime's
+    /// per-call limits: what is left of the tenant's budget for the event.
+    pub budget: Option<Budget>,
+}
+
+/// What a call may use at most, besides the runtime's per-call
+/// [`Limits`](super::Limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Fuel (instructions).
+    pub fuel: u64,
+    /// Wall-clock time.
+    pub time: Duration,
 }
 
 impl Call {
@@ -38,12 +51,22 @@ impl Call {
             event,
             state: PluginState::default(),
             seed: None,
+            budget: None,
         }
     }
 
     /// Seed the call's WASI randomness.
     pub fn seed(mut self, seed: Seed) -> Call {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Use at most `budget`, if that is less than the per-call limits. A
+    /// call stopped by it fails with [`CallError::EventBudget`], which does
+    /// not count against the installation's circuit breaker: the plugin
+    /// did not misbehave, the plugins before it used the budget.
+    pub fn within(mut self, budget: Budget) -> Call {
+        self.budget = Some(budget);
         self
     }
 
@@ -131,6 +154,10 @@ pub enum CallError {
     BreakerOpen { retry_in_secs: u64 },
     #[error("could not be instantiated: {message}")]
     Instantiate { message: String },
+    #[error(
+        "was stopped when the tenant's budget for this event ran out ({fuel} fuel, {time_ms} ms were left)"
+    )]
+    EventBudget { fuel: u64, time_ms: u64 },
 }
 
 impl CallError {
@@ -148,6 +175,7 @@ impl CallError {
             CallError::TooManyActions { .. } => "too-many-actions",
             CallError::BreakerOpen { .. } => "breaker-open",
             CallError::Instantiate { .. } => "instantiate",
+            CallError::EventBudget { .. } => "event-budget",
         }
     }
 
@@ -404,6 +432,7 @@ impl Runtime {
             event,
             state,
             seed,
+            budget,
         } = call;
         let fail = |error: CallError, fuel, elapsed, logs, breaker| InvokeFailure {
             plugin: plugin.manifest.id.clone(),
@@ -452,7 +481,14 @@ impl Runtime {
                 )),
             };
         }
-        let limits = self.call_limits();
+        let own = self.call_limits();
+        let limits = match budget {
+            Some(budget) => CallLimits {
+                fuel: own.fuel.min(budget.fuel),
+                deadline: own.deadline.min(budget.time),
+            },
+            None => own,
+        };
         let wasi = plugin.uses_wasi.then(|| WasiSetup {
             wall_origin: event.now,
             seed: seed.unwrap_or_else(|| default_seed(&event)),
@@ -472,11 +508,21 @@ impl Runtime {
                 Err(CallError::InvalidConfig { message })
             }
             Ok(Err(wit::PluginError::Failed(message))) => Err(CallError::Failed { message }),
+            // Stopped by a budget smaller than the plugin's own limits: the
+            // tenant's, not the plugin's doing.
+            Err(CallError::OutOfFuel { .. }) if limits.fuel < own.fuel => Err(event_budget(limits)),
+            Err(CallError::Deadline { .. }) if limits.deadline < own.deadline => {
+                Err(event_budget(limits))
+            }
             Err(error) => Err(error),
         };
-        let breaker = installation
-            .as_deref()
-            .and_then(|id| self.breakers.record(id, outcome.is_ok(), Instant::now()));
+        let breaker = installation.as_deref().and_then(|id| match &outcome {
+            Err(CallError::EventBudget { .. }) => {
+                self.breakers.release(id, Instant::now());
+                None
+            }
+            _ => self.breakers.record(id, outcome.is_ok(), Instant::now()),
+        });
         let host = run.host;
         match outcome {
             Ok(wit_actions) => {
@@ -496,6 +542,13 @@ impl Runtime {
             }
             Err(error) => Err(fail(error, run.fuel, run.elapsed, host.logs, breaker)),
         }
+    }
+}
+
+fn event_budget(limits: CallLimits) -> CallError {
+    CallError::EventBudget {
+        fuel: limits.fuel,
+        time_ms: limits.deadline.as_millis() as u64,
     }
 }
 

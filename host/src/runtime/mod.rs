@@ -38,7 +38,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 pub use breaker::{BreakerOpen, BreakerTransition, CircuitBreakers};
 pub use component::{ContentHash, LoadError, LoadedPlugin};
 pub use host_state::{LogLine, PluginState};
-pub use invoke::{Call, CallError, Invocation, InvokeFailure, ReusedInstance};
+pub use invoke::{Budget, Call, CallError, Invocation, InvokeFailure, ReusedInstance};
 pub use limits::Limits;
 pub use wasi::Seed;
 
