@@ -28,6 +28,7 @@
 //! max_installations = 20
 //! event_fuel = 1000000000
 //! event_time_ms = 2000
+//! max_concurrent_events = 0   # 0: all workers but one
 //! ```
 
 use std::net::SocketAddr;
@@ -86,6 +87,10 @@ pub struct TenantLimits {
     /// Wall-clock time the tenant's plugin calls may take together on one
     /// event, in milliseconds; spent like `event_fuel`.
     pub event_time_ms: u64,
+    /// Events of one tenant processed at the same time. 0 means every
+    /// worker but one (at least one), so that one tenant's slow events can
+    /// never occupy every worker while other tenants' events wait.
+    pub max_concurrent_events: usize,
 }
 
 impl Default for TenantLimits {
@@ -97,6 +102,17 @@ impl Default for TenantLimits {
             // of a slow plugin.
             event_fuel: 1_000_000_000,
             event_time_ms: 2_000,
+            max_concurrent_events: 0,
+        }
+    }
+}
+
+impl TenantLimits {
+    /// Events of one tenant processed at once with `workers` workers.
+    pub fn concurrent_events(&self, workers: usize) -> usize {
+        match self.max_concurrent_events {
+            0 => workers.saturating_sub(1).max(1),
+            n => n,
         }
     }
 }
@@ -239,7 +255,16 @@ mod tests {
     }
 
     #[test]
-    fn tenant_limits_have_defaults_and_can_be_set() {
+    fn one_tenant_keeps_every_worker_but_one_by_default() {
+        let limits = TenantLimits::default();
+        assert_eq!(limits.concurrent_events(1), 1);
+        assert_eq!(limits.concurrent_events(2), 1);
+        assert_eq!(limits.concurrent_events(8), 7);
+        let set = TenantLimits {
+            max_concurrent_events: 3,
+            ..limits
+        };
+        assert_eq!(set.concurrent_events(8), 3);
         let config: ServiceConfig =
             toml::from_str("[tenant_limits]\nmax_installations = 3\n").unwrap();
         assert_eq!(config.tenant_limits.max_installations, 3);

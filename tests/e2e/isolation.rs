@@ -1,6 +1,6 @@
 //! One tenant's plugins cannot slow another tenant's events: a plugin that
 //! sleeps does not hold the shared workers, and a tenant enabling many slow
-//! plugins is held to its own budget per event.
+//! plugins is held to its own share and its own budget per event.
 //!
 //! Latency is what a contact notices: from sending the webhook to the reply
 //! reaching the (fake) Cloud API. The bounds leave room for a loaded 2-core
@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use flowgate::channel::whatsapp::fake::SentMessage;
 use flowgate::runtime::{Call, Runtime, RuntimeConfig};
 
-use crate::support::service::{TestService, TestTenant, now, text_message};
+use crate::support::service::{TestService, TestTenant, metric, now, text_message};
 use crate::support::{guests_dir, load, message_event};
 
 const FAQ: &str = r#"[{"keywords": ["hours"], "reply": "We're open 9 to 6, {name}!"}]"#;
@@ -321,6 +321,63 @@ async fn an_events_plugins_share_the_tenants_budget_and_the_rest_are_skipped() {
     assert!(
         audit(&service, &tenant, "breaker.changed").await.is_empty(),
         "no breaker opened"
+    );
+    service.stop().await;
+}
+
+/// Issue 15, item 12: a tenant with eight copies of a slow (honest) plugin
+/// and a backlog of events used to hold both workers, and another tenant's
+/// events queued behind its backlog. Now it runs within its budget per
+/// event, on at most one of the two workers, and tenants take turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_saturating_its_budget_does_not_raise_another_tenants_p99() {
+    // Each copy burns about 150 M fuel (of the 200 M per call): eight of
+    // them want more than the default budget of 1,000 M per event.
+    let rounds = 150_000_000 * 1_000_000 / burn_fuel(1_000_000);
+    let service = TestService::start().await;
+    service.upload("auto-reply").await;
+    service.upload("fixture-hostile").await;
+    let shop = shop(&service, "7301").await;
+    let noisy = service.tenant("Noisy", "7302").await;
+    for _ in 0..8 {
+        service
+            .enable(
+                &noisy,
+                "fixture-hostile",
+                json!({"attack": "burn", "rounds": rounds.to_string()}),
+            )
+            .await;
+    }
+    let mut replies = service.fake.watch();
+    let alone = reply_latencies(&service, &shop, "7301", 20, &mut replies).await;
+
+    flood(&service, &noisy, "7302", 12).await;
+    let beside = reply_latencies(&service, &shop, "7301", 20, &mut replies).await;
+    // The shop was measured while the noisy backlog was being processed.
+    let metrics = service.metrics().await;
+    let accepted = metric(&metrics, "flowgate_webhook_items_total", "accepted");
+    let processed = metric(&metrics, "flowgate_events_total", "outcome=\"processed\"");
+    service.settle().await;
+
+    eprintln!("shop alone: {alone:?}\nbeside the noisy tenant: {beside:?}");
+    assert!(
+        p99(&beside) < p99(&alone) + Duration::from_millis(500),
+        "the shop's p99 went from {:?} alone to {:?} beside the noisy tenant",
+        p99(&alone),
+        p99(&beside)
+    );
+    assert!(
+        processed < accepted,
+        "the noisy backlog was done before the shop's questions ({processed} of {accepted})"
+    );
+    // The noisy tenant's events ran within its budget: some of its copies
+    // were skipped on every event.
+    let skipped = audit(&service, &noisy, "plugin.skipped").await;
+    assert!(!skipped.is_empty());
+    assert!(
+        skipped
+            .iter()
+            .all(|e| e["details"]["reason"] == "event-budget")
     );
     service.stop().await;
 }
