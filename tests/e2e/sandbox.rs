@@ -199,8 +199,18 @@ fn state_quota_is_an_error_the_guest_can_handle() {
 
 #[test]
 fn log_floods_are_capped() {
-    let (runtime, plugin) = hostile();
-    let invocation = attack(runtime, &plugin, "log-flood").unwrap();
+    // 100,000 log calls take a while on a loaded machine: this checks the
+    // cap, not speed, so the call gets a deadline it cannot miss.
+    let runtime = Runtime::new(RuntimeConfig {
+        limits: Limits {
+            deadline_ms: 60_000,
+            ..Limits::default()
+        },
+        max_instances: 4,
+    })
+    .unwrap();
+    let plugin = load(&runtime, "fixture-hostile");
+    let invocation = attack(&runtime, &plugin, "log-flood").unwrap();
     assert_eq!(invocation.logs.len(), runtime.limits().max_log_lines);
     assert_eq!(
         invocation.dropped_log_lines,
