@@ -23,6 +23,12 @@
 //! [limits]          # per plugin call
 //! fuel = 200000000
 //! deadline_ms = 500
+//!
+//! [tenant_limits]   # per tenant, across its flow
+//! max_installations = 20
+//! event_fuel = 1000000000
+//! event_time_ms = 2000
+//! max_concurrent_events = 0   # 0: all workers but one
 //! ```
 
 use std::net::SocketAddr;
@@ -61,6 +67,52 @@ impl Default for HttpConfig {
             burst: 100,
             webhook_requests_per_second: 2_000,
             request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// What one tenant may take of the shared workers, whatever its flow: the
+/// per-call [`Limits`] bound one plugin call, these bound a tenant's
+/// plugins together (see `docs/operations.md`, "Noisy neighbours").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantLimits {
+    /// Installations a tenant may have, enabled or not. Enabling one more
+    /// is refused (`409 quota_exceeded`).
+    pub max_installations: usize,
+    /// Fuel the tenant's plugins may use together on one event. A call is
+    /// given at most what is left; plugins after the budget ran out are
+    /// skipped, and both are recorded in the audit trail.
+    pub event_fuel: u64,
+    /// Wall-clock time the tenant's plugin calls may take together on one
+    /// event, in milliseconds; spent like `event_fuel`.
+    pub event_time_ms: u64,
+    /// Events of one tenant processed at the same time. 0 means every
+    /// worker but one (at least one), so that one tenant's slow events can
+    /// never occupy every worker while other tenants' events wait.
+    pub max_concurrent_events: usize,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        TenantLimits {
+            max_installations: 20,
+            // Five calls at the default per-call fuel, four at the default
+            // deadline: room for any sensible flow, not for twenty copies
+            // of a slow plugin.
+            event_fuel: 1_000_000_000,
+            event_time_ms: 2_000,
+            max_concurrent_events: 0,
+        }
+    }
+}
+
+impl TenantLimits {
+    /// Events of one tenant processed at once with `workers` workers.
+    pub fn concurrent_events(&self, workers: usize) -> usize {
+        match self.max_concurrent_events {
+            0 => workers.saturating_sub(1).max(1),
+            n => n,
         }
     }
 }
@@ -107,6 +159,7 @@ pub struct ServiceConfig {
     pub whatsapp: CloudApiConfig,
     pub http: HttpConfig,
     pub limits: Limits,
+    pub tenant_limits: TenantLimits,
 }
 
 impl Default for ServiceConfig {
@@ -128,6 +181,7 @@ impl Default for ServiceConfig {
             whatsapp: CloudApiConfig::default(),
             http: HttpConfig::default(),
             limits: Limits::default(),
+            tenant_limits: TenantLimits::default(),
         }
     }
 }
@@ -186,6 +240,13 @@ impl ServiceConfig {
                 "rate limits must be at least 1 per second".into(),
             ));
         }
+        let tenants = &self.tenant_limits;
+        if tenants.max_installations == 0 || tenants.event_fuel == 0 || tenants.event_time_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "tenant_limits.max_installations, event_fuel and event_time_ms must be at least 1"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -216,6 +277,23 @@ mod tests {
         assert_eq!(config.limits.deadline_ms, Limits::default().deadline_ms);
         assert_eq!(config.whatsapp.base_url, "https://graph.facebook.com");
         assert!(toml::from_str::<ServiceConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn one_tenant_keeps_every_worker_but_one_by_default() {
+        let limits = TenantLimits::default();
+        assert_eq!(limits.concurrent_events(1), 1);
+        assert_eq!(limits.concurrent_events(2), 1);
+        assert_eq!(limits.concurrent_events(8), 7);
+        let set = TenantLimits {
+            max_concurrent_events: 3,
+            ..limits
+        };
+        assert_eq!(set.concurrent_events(8), 3);
+        let config: ServiceConfig =
+            toml::from_str("[tenant_limits]\nmax_installations = 3\n").unwrap();
+        assert_eq!(config.tenant_limits.max_installations, 3);
+        assert_eq!(config.tenant_limits.event_fuel, 1_000_000_000);
     }
 
     #[test]

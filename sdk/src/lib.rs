@@ -60,7 +60,10 @@
 //! - `handle` runs in a fresh instance for every event: statics and caches do
 //!   not survive between events. Use [`state`] for what must.
 //! - There is no clock, network, file system or randomness beyond what
-//!   [`Event`] carries ([`Event::now`]).
+//!   [`Event`] carries ([`Event::now`]). (Plugins in other languages that
+//!   import WASI get clocks that start at `event.now` and move only while
+//!   they wait, and randomness seeded per installation and event: nothing
+//!   of the host's either. See the `plugin` world in `wit/plugin.wit`.)
 //! - The host enforces limits on fuel (instructions), wall-clock time, memory,
 //!   the number of actions and the length of texts. A plugin that exceeds
 //!   them is stopped for that event; repeated failures disable the

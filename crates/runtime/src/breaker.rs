@@ -79,6 +79,16 @@ impl CircuitBreakers {
         })
     }
 
+    /// A call that ended for a reason that says nothing about the plugin
+    /// (the tenant's budget for the event ran out first): it counts neither
+    /// way, and a trial it was goes back to waiting for the next call.
+    pub fn release(&self, installation: &str, now: Instant) {
+        let mut states = self.states.lock().expect("breaker lock poisoned");
+        if let Some(state @ State::Trial { .. }) = states.get_mut(installation) {
+            *state = State::Open { until: now };
+        }
+    }
+
     /// Record a call's outcome; returns the transition it caused, if any.
     pub fn record(
         &self,

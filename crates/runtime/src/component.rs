@@ -8,6 +8,7 @@ use wasmtime::component::Component;
 
 use super::host_state::{HostState, PluginState};
 use super::invoke::{CallError, InvokeFailure};
+use super::wasi::WasiSetup;
 use super::{Runtime, invoke};
 use crate::bindings::PluginPre;
 use crate::plugin::{Manifest, ManifestError};
@@ -172,11 +173,12 @@ pub(super) fn prepare(
         .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
     let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::NotAPlugin(format!("{e:#}")))?;
 
-    let state = HostState::new(&runtime.limits, PluginState::default(), uses_wasi);
-    let (described, fuel) = invoke::in_sandbox(runtime, &pre, state, |plugin, store| {
-        plugin.call_describe(store)
-    })
-    .map_err(|failure: InvokeFailure| LoadError::Describe(failure.error))?;
+    // describe() sees the Unix epoch and a fixed seed, at admission and at
+    // every load: a manifest cannot depend on the time or on chance.
+    let wasi = uses_wasi.then(|| WasiSetup::describe(runtime.limits.deadline()));
+    let state = HostState::new(&runtime.limits, PluginState::default(), wasi);
+    let (described, fuel) = invoke::in_sandbox(runtime, &pre, state, invoke::Describe)
+        .map_err(|failure: InvokeFailure| LoadError::Describe(failure.error))?;
     let manifest = Manifest::from_wit(described)?;
     Ok(LoadedPlugin {
         hash,

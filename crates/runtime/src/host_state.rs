@@ -8,16 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use super::limits::Limits;
+use super::wasi::{WasiSandbox, WasiSetup};
 use crate::bindings::{log, state, types};
-
-/// Bytes of WASI stdout/stderr kept per call. Writing more traps the call:
-/// a plugin that floods its output is misbehaving.
-const WASI_OUTPUT_BYTES: usize = 64 << 10;
 
 /// A plugin's state for one (installation, contact): its entries before the
 /// call and the changes the call made.
@@ -123,41 +118,13 @@ pub struct HostState {
     /// Linear memory the instance holds, all its memories together: what it
     /// was created with plus every growth (memories never shrink).
     pub(super) memory_bytes: usize,
-    wasi: Option<DenyAllWasi>,
-}
-
-/// WASI for guests that import it (componentize-py, componentize-js): no
-/// files, sockets, environment or arguments; stdout and stderr are captured
-/// into the plugin's log.
-struct DenyAllWasi {
-    ctx: WasiCtx,
-    table: ResourceTable,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-}
-
-impl DenyAllWasi {
-    fn new() -> DenyAllWasi {
-        let stdout = MemoryOutputPipe::new(WASI_OUTPUT_BYTES);
-        let stderr = MemoryOutputPipe::new(WASI_OUTPUT_BYTES);
-        let ctx = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        DenyAllWasi {
-            ctx,
-            table: ResourceTable::new(),
-            stdout,
-            stderr,
-        }
-    }
+    /// For guests that import WASI; `None` for the others.
+    pub(super) wasi: Option<WasiSandbox>,
 }
 
 impl HostState {
-    pub(super) fn new(limits: &Limits, state: PluginState, uses_wasi: bool) -> HostState {
+    /// The state of one call; `wasi` for guests that import WASI.
+    pub(super) fn new(limits: &Limits, state: PluginState, wasi: Option<WasiSetup>) -> HostState {
         HostState {
             limits: limits.clone(),
             state,
@@ -166,7 +133,7 @@ impl HostState {
             dropped_log_lines: 0,
             memory_limit_hit: false,
             memory_bytes: 0,
-            wasi: uses_wasi.then(DenyAllWasi::new),
+            wasi: wasi.map(WasiSandbox::new),
         }
     }
 
@@ -191,11 +158,7 @@ impl HostState {
         let Some(wasi) = &self.wasi else {
             return;
         };
-        let streams = [
-            ("stdout", wasi.stdout.contents()),
-            ("stderr", wasi.stderr.contents()),
-        ];
-        for (level, bytes) in streams {
+        for (level, bytes) in wasi.output() {
             for line in String::from_utf8_lossy(&bytes).lines() {
                 if !line.trim().is_empty() {
                     self.push_log(level, line.to_owned(), Vec::new());
@@ -256,16 +219,21 @@ impl state::Host for HostState {
     }
 }
 
+impl HostState {
+    /// The call's WASI context. Only components that import WASI reach
+    /// this, and theirs is built up front; anything else gets one (the
+    /// describe() setup: no clock, fixed seed) rather than a panic inside a
+    /// host call.
+    pub(super) fn wasi_sandbox(&mut self) -> &mut WasiSandbox {
+        let budget = self.limits.deadline();
+        self.wasi
+            .get_or_insert_with(|| WasiSandbox::new(WasiSetup::describe(budget)))
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        // Only components that import WASI reach this; the context is built
-        // up front for them. Anything else gets one on first use rather than
-        // a panic inside a host call.
-        let wasi = self.wasi.get_or_insert_with(DenyAllWasi::new);
-        WasiCtxView {
-            ctx: &mut wasi.ctx,
-            table: &mut wasi.table,
-        }
+        self.wasi_sandbox().view()
     }
 }
 
@@ -306,7 +274,7 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
             .collect();
-        HostState::new(&Limits::default(), PluginState::new(entries), false)
+        HostState::new(&Limits::default(), PluginState::new(entries), None)
     }
 
     #[test]
@@ -329,7 +297,7 @@ mod tests {
         let mut host = HostState::new(
             &limits,
             PluginState::new(existing.into_iter().collect()),
-            false,
+            None,
         );
         host.set("new".into(), vec![1]).unwrap();
         assert!(matches!(

@@ -1,6 +1,7 @@
 //! One call into a plugin: a fresh store and instance, the budget, the
 //! outcome.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -8,7 +9,8 @@ use wasmtime::{Store, Trap};
 
 use super::breaker::{BreakerOpen, BreakerTransition};
 use super::host_state::{HostState, LogLine, PluginState};
-use super::{EPOCH_TICK, LoadedPlugin, Runtime};
+use super::wasi::{Seed, WasiSetup};
+use super::{EPOCH_TICK, LoadedPlugin, Runtime, wait};
 use crate::bindings::{Plugin, PluginPre, types as wit};
 use crate::plugin::{Action, Refusal};
 
@@ -22,6 +24,23 @@ pub struct Call {
     pub event: wit::Event,
     /// The plugin's state for this (installation, contact).
     pub state: PluginState,
+    /// The seed of the call's WASI randomness (guests that import WASI).
+    /// `None`: derived from the event's pseudonym, time and trigger, so
+    /// calls outside the service are repeatable.
+    pub seed: Option<Seed>,
+    /// The most this call may use when that is less than the runtime's
+    /// per-call limits: what is left of the tenant's budget for the event.
+    pub budget: Option<Budget>,
+}
+
+/// What a call may use at most, besides the runtime's per-call
+/// [`Limits`](super::Limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Fuel (instructions).
+    pub fuel: u64,
+    /// Wall-clock time.
+    pub time: Duration,
 }
 
 impl Call {
@@ -31,7 +50,24 @@ impl Call {
             installation: None,
             event,
             state: PluginState::default(),
+            seed: None,
+            budget: None,
         }
+    }
+
+    /// Seed the call's WASI randomness.
+    pub fn seed(mut self, seed: Seed) -> Call {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Use at most `budget`, if that is less than the per-call limits. A
+    /// call stopped by it fails with [`CallError::EventBudget`], which does
+    /// not count against the installation's circuit breaker: the plugin
+    /// did not misbehave, the plugins before it used the budget.
+    pub fn within(mut self, budget: Budget) -> Call {
+        self.budget = Some(budget);
+        self
     }
 
     /// Guard the call with this installation's circuit breaker.
@@ -118,6 +154,10 @@ pub enum CallError {
     BreakerOpen { retry_in_secs: u64 },
     #[error("could not be instantiated: {message}")]
     Instantiate { message: String },
+    #[error(
+        "was stopped when the tenant's budget for this event ran out ({fuel} fuel, {time_ms} ms were left)"
+    )]
+    EventBudget { fuel: u64, time_ms: u64 },
 }
 
 impl CallError {
@@ -135,6 +175,7 @@ impl CallError {
             CallError::TooManyActions { .. } => "too-many-actions",
             CallError::BreakerOpen { .. } => "breaker-open",
             CallError::Instantiate { .. } => "instantiate",
+            CallError::EventBudget { .. } => "event-budget",
         }
     }
 
@@ -160,7 +201,7 @@ impl From<BreakerOpen> for CallError {
     }
 }
 
-/// The raw outcome of running a closure against a fresh instance.
+/// The raw outcome of running an export against a fresh instance.
 pub(super) struct SandboxRun<T> {
     pub result: Result<T, CallError>,
     pub fuel: u64,
@@ -168,35 +209,134 @@ pub(super) struct SandboxRun<T> {
     pub host: HostState,
 }
 
-/// Instantiate `pre` in a fresh store with the runtime's budget and run `f`.
-pub(super) fn run_in_sandbox<T>(
+/// What one call may use: the runtime's limits, or less.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CallLimits {
+    pub fuel: u64,
+    pub deadline: Duration,
+}
+
+/// An export of the plugin world, called the same way on both paths.
+pub(super) trait Export {
+    type Output;
+
+    /// For guests that do not import WASI: a plain call.
+    fn call(&self, plugin: &Plugin, store: &mut Store<HostState>)
+    -> wasmtime::Result<Self::Output>;
+
+    /// For guests that import WASI: a call whose waits are futures.
+    fn call_async<'a>(
+        &'a self,
+        plugin: &'a Plugin,
+        store: &'a mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Output>> + 'a;
+}
+
+/// `describe()`.
+pub(super) struct Describe;
+
+impl Export for Describe {
+    type Output = wit::Manifest;
+
+    fn call(
+        &self,
+        plugin: &Plugin,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<wit::Manifest> {
+        plugin.call_describe(store)
+    }
+
+    async fn call_async<'a>(
+        &'a self,
+        plugin: &'a Plugin,
+        store: &'a mut Store<HostState>,
+    ) -> wasmtime::Result<wit::Manifest> {
+        let (manifest,) = plugin.func_describe().call_async(store, ()).await?;
+        Ok(manifest)
+    }
+}
+
+/// `handle(event)`.
+struct Handle<'e>(&'e wit::Event);
+
+impl Export for Handle<'_> {
+    type Output = Result<Vec<wit::Action>, wit::PluginError>;
+
+    fn call(
+        &self,
+        plugin: &Plugin,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Self::Output> {
+        plugin.call_handle(store, self.0)
+    }
+
+    async fn call_async<'a>(
+        &'a self,
+        plugin: &'a Plugin,
+        store: &'a mut Store<HostState>,
+    ) -> wasmtime::Result<Self::Output> {
+        let (handled,) = plugin.func_handle().call_async(store, (self.0,)).await?;
+        Ok(handled)
+    }
+}
+
+/// Instantiate `pre` in a fresh store under `limits` and call `export`.
+///
+/// Guest code is stopped by fuel and the epoch deadline. A guest that
+/// imports WASI is called asynchronously and driven by [`wait::drive`], so
+/// that no host function it waits in (a sleep, a poll) outlives the
+/// deadline either: every call ends within its deadline and an epoch tick,
+/// whatever the guest imports.
+pub(super) fn run_in_sandbox<E: Export>(
     runtime: &Runtime,
     pre: &PluginPre<HostState>,
     host: HostState,
-    f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<T>,
-) -> SandboxRun<T> {
-    let limits = &runtime.limits;
+    limits: CallLimits,
+    export: E,
+) -> SandboxRun<E::Output> {
     let started = Instant::now();
+    let time = host.wasi.as_ref().map(|wasi| wasi.time());
     let mut store = Store::new(&runtime.engine, host);
     store.limiter(|host| host as &mut dyn wasmtime::ResourceLimiter);
-    let ticks = limits
-        .deadline()
-        .as_micros()
-        .div_ceil(EPOCH_TICK.as_micros()) as u64
-        + 1;
+    let ticks = limits.deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
-    let result = store
-        .set_fuel(limits.fuel)
-        .map_err(|e| CallError::Instantiate {
+    let result = match store.set_fuel(limits.fuel) {
+        Err(e) => Err(CallError::Instantiate {
             message: format!("{e:#}"),
-        })
-        .and_then(|()| {
-            let plugin = pre
+        }),
+        Ok(()) => match &time {
+            None => pre
                 .instantiate(&mut store)
-                .map_err(|e| classify(e, store.data(), runtime, true))?;
-            f(&plugin, &mut store).map_err(|e| classify(e, store.data(), runtime, false))
-        });
+                .map_err(|e| classify(e, store.data(), runtime, limits, true))
+                .and_then(|plugin| {
+                    export
+                        .call(&plugin, &mut store)
+                        .map_err(|e| classify(e, store.data(), runtime, limits, false))
+                }),
+            Some(time) => {
+                let call = async {
+                    let plugin = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| (e, true))?;
+                    export
+                        .call_async(&plugin, &mut store)
+                        .await
+                        .map_err(|e| (e, false))
+                };
+                match wait::drive(call, started + limits.deadline, time) {
+                    Some(Ok(output)) => Ok(output),
+                    Some(Err((e, instantiating))) => {
+                        Err(classify(e, store.data(), runtime, limits, instantiating))
+                    }
+                    None => Err(CallError::Deadline {
+                        deadline_ms: limits.deadline.as_millis() as u64,
+                    }),
+                }
+            }
+        },
+    };
     let fuel = limits.fuel - store.get_fuel().unwrap_or(0);
     let elapsed = started.elapsed();
     let mut host = store.into_data();
@@ -210,13 +350,13 @@ pub(super) fn run_in_sandbox<T>(
 }
 
 /// Like [`run_in_sandbox`] for calls that need no validation (`describe`).
-pub(super) fn in_sandbox<T>(
+pub(super) fn in_sandbox<E: Export>(
     runtime: &Runtime,
     pre: &PluginPre<HostState>,
     host: HostState,
-    f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<T>,
-) -> Result<(T, u64), InvokeFailure> {
-    let run = run_in_sandbox(runtime, pre, host, f);
+    export: E,
+) -> Result<(E::Output, u64), InvokeFailure> {
+    let run = run_in_sandbox(runtime, pre, host, runtime.call_limits(), export);
     match run.result {
         Ok(value) => Ok((value, run.fuel)),
         Err(error) => Err(InvokeFailure {
@@ -235,13 +375,13 @@ fn classify(
     error: wasmtime::Error,
     host: &HostState,
     runtime: &Runtime,
+    limits: CallLimits,
     instantiating: bool,
 ) -> CallError {
-    let limits = &runtime.limits;
     let trap = error.downcast_ref::<Trap>().copied();
     if host.memory_limit_hit {
         return CallError::MemoryLimit {
-            limit_bytes: limits.memory_bytes,
+            limit_bytes: runtime.limits.memory_bytes,
         };
     }
     match trap {
@@ -249,7 +389,7 @@ fn classify(
             budget: limits.fuel,
         },
         Some(Trap::Interrupt) => CallError::Deadline {
-            deadline_ms: limits.deadline_ms,
+            deadline_ms: limits.deadline.as_millis() as u64,
         },
         Some(Trap::StackOverflow) => CallError::StackOverflow,
         Some(Trap::UnreachableCodeReached) => match panic_message(host) {
@@ -291,6 +431,8 @@ impl Runtime {
             installation,
             event,
             state,
+            seed,
+            budget,
         } = call;
         let fail = |error: CallError, fuel, elapsed, logs, breaker| InvokeFailure {
             plugin: plugin.manifest.id.clone(),
@@ -339,10 +481,21 @@ impl Runtime {
                 )),
             };
         }
-        let host = HostState::new(&self.limits, state, plugin.uses_wasi);
-        let run = run_in_sandbox(self, &plugin.pre, host, |instance, store| {
-            instance.call_handle(store, &event)
+        let own = self.call_limits();
+        let limits = match budget {
+            Some(budget) => CallLimits {
+                fuel: own.fuel.min(budget.fuel),
+                deadline: own.deadline.min(budget.time),
+            },
+            None => own,
+        };
+        let wasi = plugin.uses_wasi.then(|| WasiSetup {
+            wall_origin: event.now,
+            seed: seed.unwrap_or_else(|| default_seed(&event)),
+            budget: limits.deadline,
         });
+        let host = HostState::new(&self.limits, state, wasi);
+        let run = run_in_sandbox(self, &plugin.pre, host, limits, Handle(&event));
         let outcome = match run.result {
             Ok(Ok(actions)) if actions.len() > self.limits.max_actions => {
                 Err(CallError::TooManyActions {
@@ -355,11 +508,21 @@ impl Runtime {
                 Err(CallError::InvalidConfig { message })
             }
             Ok(Err(wit::PluginError::Failed(message))) => Err(CallError::Failed { message }),
+            // Stopped by a budget smaller than the plugin's own limits: the
+            // tenant's, not the plugin's doing.
+            Err(CallError::OutOfFuel { .. }) if limits.fuel < own.fuel => Err(event_budget(limits)),
+            Err(CallError::Deadline { .. }) if limits.deadline < own.deadline => {
+                Err(event_budget(limits))
+            }
             Err(error) => Err(error),
         };
-        let breaker = installation
-            .as_deref()
-            .and_then(|id| self.breakers.record(id, outcome.is_ok(), Instant::now()));
+        let breaker = installation.as_deref().and_then(|id| match &outcome {
+            Err(CallError::EventBudget { .. }) => {
+                self.breakers.release(id, Instant::now());
+                None
+            }
+            _ => self.breakers.record(id, outcome.is_ok(), Instant::now()),
+        });
         let host = run.host;
         match outcome {
             Ok(wit_actions) => {
@@ -380,6 +543,32 @@ impl Runtime {
             Err(error) => Err(fail(error, run.fuel, run.elapsed, host.logs, breaker)),
         }
     }
+}
+
+fn event_budget(limits: CallLimits) -> CallError {
+    CallError::EventBudget {
+        fuel: limits.fuel,
+        time_ms: limits.deadline.as_millis() as u64,
+    }
+}
+
+/// The seed of a call given none: from what tells events apart (the
+/// contact's pseudonym, the time, the trigger and message), so that the
+/// author CLI gives the same answer for the same event file.
+fn default_seed(event: &wit::Event) -> Seed {
+    let mut hasher = blake3::Hasher::new_derive_key("flowgate 2026 default call seed");
+    hasher.update(event.contact.pseudonym.as_bytes());
+    hasher.update(&event.now.to_le_bytes());
+    hasher.update(&[event.trigger as u8]);
+    if let Some(message) = &event.message {
+        hasher.update(&message.received_at.to_le_bytes());
+        hasher.update(message.text.as_deref().unwrap_or_default().as_bytes());
+    }
+    if let Some(status) = &event.status {
+        hasher.update(&[status.status as u8]);
+        hasher.update(&status.at.to_le_bytes());
+    }
+    Seed(*hasher.finalize().as_bytes())
 }
 
 /// Split a call's actions into those that pass the runtime's checks and
@@ -414,27 +603,65 @@ impl ReusedInstance {
     pub fn handle(&mut self, event: &wit::Event) -> wasmtime::Result<Vec<wit::Action>> {
         self.store.set_fuel(self.fuel)?;
         self.store.set_epoch_deadline(u64::MAX / 2);
-        match self.plugin.call_handle(&mut self.store, event)? {
+        let handled = match self.store.data().wasi.as_ref().map(|wasi| wasi.time()) {
+            None => self.plugin.call_handle(&mut self.store, event)?,
+            Some(time) => {
+                let export = Handle(event);
+                let call = export.call_async(&self.plugin, &mut self.store);
+                wait::drive(call, far_future(), &time)
+                    .ok_or_else(|| wasmtime::format_err!("waited past its deadline"))??
+            }
+        };
+        match handled {
             Ok(actions) => Ok(actions),
             Err(error) => wasmtime::bail!("plugin error: {error:?}"),
         }
     }
 }
 
+/// A deadline that does not come (the benchmarks' kept instances).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
+
 impl Runtime {
     /// See [`ReusedInstance`]: for benchmarks only.
     #[doc(hidden)]
     pub fn reused_instance(&self, plugin: &LoadedPlugin) -> wasmtime::Result<ReusedInstance> {
-        let host = HostState::new(&self.limits, PluginState::default(), plugin.uses_wasi);
+        // Its clock may advance by waits for an hour: kept instances run
+        // many calls.
+        let wasi = plugin.uses_wasi.then(|| WasiSetup {
+            wall_origin: 0,
+            seed: Seed::DESCRIBE,
+            budget: Duration::from_secs(3600),
+        });
+        let host = HostState::new(&self.limits, PluginState::default(), wasi);
+        let time = host.wasi.as_ref().map(|wasi| wasi.time());
         let mut store = Store::new(&self.engine, host);
         store.limiter(|host| host as &mut dyn wasmtime::ResourceLimiter);
         store.set_fuel(self.limits.fuel)?;
         store.set_epoch_deadline(u64::MAX / 2);
-        let instance = plugin.pre.instantiate(&mut store)?;
+        let instance = match time {
+            None => plugin.pre.instantiate(&mut store)?,
+            Some(time) => wait::drive(
+                plugin.pre.instantiate_async(&mut store),
+                far_future(),
+                &time,
+            )
+            .ok_or_else(|| wasmtime::format_err!("instantiation waited past its deadline"))??,
+        };
         Ok(ReusedInstance {
             store,
             plugin: instance,
             fuel: self.limits.fuel,
         })
+    }
+
+    /// The limits of a call without a smaller budget.
+    pub(super) fn call_limits(&self) -> CallLimits {
+        CallLimits {
+            fuel: self.limits.fuel,
+            deadline: self.limits.deadline(),
+        }
     }
 }

@@ -36,6 +36,8 @@ mod host_state;
 mod invoke;
 mod limits;
 mod ticker;
+mod wait;
+mod wasi;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,8 +49,9 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 pub use breaker::{BreakerOpen, BreakerTransition, CircuitBreakers};
 pub use component::{ContentHash, LoadError, LoadedPlugin};
 pub use host_state::{LogLine, PluginState};
-pub use invoke::{Call, CallError, Invocation, InvokeFailure, ReusedInstance};
+pub use invoke::{Budget, Call, CallError, Invocation, InvokeFailure, ReusedInstance};
 pub use limits::Limits;
+pub use wasi::Seed;
 
 use host_state::HostState;
 use ticker::EpochTicker;
@@ -94,9 +97,11 @@ impl Runtime {
             &mut linker,
             |state: &mut HostState| state,
         )?;
-        // WASI is linked for every plugin but reaches only a deny-all context;
-        // components that do not import it never see it.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // WASI is linked for every plugin but reaches only a deny-all context
+        // with the call's own clock and randomness; components that do not
+        // import it never see it. Its functions are asynchronous, so a
+        // guest importing it is called with `call_async` (see `wait`).
+        wasi::add_to_linker(&mut linker)?;
         let ticker = EpochTicker::start(engine.clone(), EPOCH_TICK);
         let breakers = CircuitBreakers::new(
             config.limits.breaker_failures,

@@ -199,6 +199,9 @@ impl From<ServiceError> for AppError {
             ServiceError::Invalid(message) => AppError::bad_request(message),
             ServiceError::Forbidden(message) => AppError::forbidden(message),
             ServiceError::Conflict(message) => AppError::conflict(message),
+            ServiceError::QuotaExceeded(message) => {
+                AppError::new(StatusCode::CONFLICT, "quota_exceeded", message)
+            }
             ServiceError::InvalidPlugin(message) => {
                 AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", message)
             }

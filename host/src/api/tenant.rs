@@ -78,7 +78,8 @@ pub async fn list_installations(
 #[utoipa::path(post, path = "/v1/installations", tag = "installations", security(("api_key" = [])),
     request_body = NewInstallation,
     responses((status = 201, body = Installation), (status = 400, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "`quota_exceeded`: the tenant has as many installations as it may", body = super::error::ErrorBody)))]
 pub async fn create_installation(
     caller: TenantCaller,
     State(state): State<ApiState>,

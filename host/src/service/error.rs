@@ -27,6 +27,10 @@ pub enum ServiceError {
     /// taken, a plugin version registered with other bytes).
     #[error("{0}")]
     Conflict(String),
+    /// The tenant is at one of its limits (installations); the message
+    /// says which and what to do.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// A component that is not a valid plugin.
     #[error("{0}")]
     InvalidPlugin(String),

@@ -8,8 +8,14 @@
 //! either way audited. Labels and scores applied by an earlier plugin are
 //! visible to a later one when it was granted them. Everything the event
 //! changes, including removing it from the inbox, goes into one commit.
+//!
+//! The tenant's plugins share one budget per event (`tenant_limits`
+//! `event_fuel` and `event_time_ms`): each call may use at most what is
+//! left of it, and once it is spent the remaining plugins are skipped and
+//! audited, so enabling many copies of a slow plugin does not multiply what
+//! one event may take of the shared workers.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::ServiceInner;
 use super::committer::Commit;
@@ -27,7 +33,7 @@ use crate::data::messages::{self, Direction, MessageRecord};
 use crate::data::plugin_state;
 use crate::ids::TenantId;
 use crate::plugin::{Action, Refusal};
-use crate::runtime::{Call, PluginState};
+use crate::runtime::{Budget, Call, PluginState, Seed};
 use crate::store::{Batch, Kind};
 use crate::tenancy::installations::Trigger;
 use crate::view::{self, EventContext, MessageFacts};
@@ -73,6 +79,11 @@ struct Event<'a> {
     lasting: Vec<AuditDraft>,
     replies: Vec<Vec<u8>>,
     confirmed: Vec<Vec<u8>>,
+    /// The inbox key of the item: what tells this event apart when seeding
+    /// the plugins' randomness.
+    item_key: Vec<u8>,
+    /// What the tenant's plugins have used of the event's budget so far.
+    spent: Budget,
 }
 
 impl Event<'_> {
@@ -149,6 +160,11 @@ pub fn process(service: &ServiceInner, job: &InboxJob) -> Result<Processed, Proc
         lasting: Vec::new(),
         replies: Vec::new(),
         confirmed: Vec::new(),
+        item_key: job.key.clone(),
+        spent: Budget {
+            fuel: 0,
+            time: Duration::ZERO,
+        },
     };
     let channel = job.item.channel;
     match &job.item.item {
@@ -469,6 +485,25 @@ fn run_step(
             return Ok(());
         }
     };
+    let Some(budget) = event.remaining_budget() else {
+        service
+            .metrics
+            .plugin_skips
+            .get_or_create(&vec![("reason".into(), "event-budget".into())])
+            .inc();
+        event.note(
+            actor,
+            "plugin.skipped",
+            Some(subject),
+            serde_json::json!({
+                "reason": "event-budget",
+                "plugin": manifest.id,
+                "fuel_spent": event.spent.fuel,
+                "ms_spent": event.spent.time.as_millis() as u64,
+            }),
+        );
+        return Ok(());
+    };
     let tenant_profile = &event.context.tenant;
     let built = view::build_event(
         &disclosure,
@@ -496,12 +531,21 @@ fn run_step(
         &loaded.key,
     )?;
     let started = Instant::now();
+    let seed = sandbox_seed(&event.keys, &installation.id, &event.item_key);
     let result = service.runtime.invoke(
         &step.plugin,
         Call::new(built)
             .installation(installation.id.to_string())
-            .state(PluginState::new(state.entries)),
+            .state(PluginState::new(state.entries))
+            .seed(seed)
+            .within(budget),
     );
+    let (fuel, elapsed) = match &result {
+        Ok(invocation) => (invocation.fuel, invocation.elapsed),
+        Err(failure) => (failure.fuel, failure.elapsed),
+    };
+    event.spent.fuel += fuel;
+    event.spent.time += elapsed;
     service
         .metrics
         .observe_call(&manifest.id, &result, started.elapsed());
@@ -568,6 +612,33 @@ fn run_step(
         }
     }
     Ok(())
+}
+
+impl Event<'_> {
+    /// What is left of the tenant's budget for this event, or `None` when
+    /// some of it is spent out.
+    fn remaining_budget(&self) -> Option<Budget> {
+        let limits = &self.service.config.tenant_limits;
+        let fuel = limits.event_fuel.saturating_sub(self.spent.fuel);
+        let time = Duration::from_millis(limits.event_time_ms).saturating_sub(self.spent.time);
+        (fuel > 0 && !time.is_zero()).then_some(Budget { fuel, time })
+    }
+}
+
+/// The seed of a plugin call's WASI randomness: keyed by a tenant secret
+/// (unpredictable to the plugin), distinct per installation and per event,
+/// the same when the event is processed again.
+fn sandbox_seed(
+    keys: &TenantKeys,
+    installation: &crate::ids::InstallationId,
+    item_key: &[u8],
+) -> Seed {
+    let mut hasher = blake3::Hasher::new_keyed(&keys.secrets);
+    hasher.update(b"flowgate 2026 plugin call seed\0");
+    hasher.update(installation.to_string().as_bytes());
+    hasher.update(b"\0");
+    hasher.update(item_key);
+    Seed(*hasher.finalize().as_bytes())
 }
 
 /// What the audit trail keeps of a call's log: lines per level and their

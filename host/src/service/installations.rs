@@ -120,7 +120,9 @@ pub fn get(
         .ok_or(ServiceError::NotFound("installation"))
 }
 
-/// Enable a plugin with grants and configuration.
+/// Enable a plugin with grants and configuration. A tenant has at most
+/// `tenant_limits.max_installations` installations: each one multiplies the
+/// fuel and time its events may take on the shared workers.
 pub async fn create(
     service: &ServiceInner,
     caller: &TenantCaller,
@@ -131,6 +133,13 @@ pub async fn create(
     service
         .apply(|| {
             let existing = Installation::list(&service.vault, &caller.tenant)?;
+            let limit = service.config.tenant_limits.max_installations;
+            if existing.len() >= limit {
+                return Err(ServiceError::QuotaExceeded(format!(
+                    "a tenant may have at most {limit} installations; remove one before \
+                     enabling another"
+                )));
+            }
             let now = service.clock.now();
             let installation = Installation {
                 id: InstallationId::generate(),

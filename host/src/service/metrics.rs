@@ -36,6 +36,9 @@ pub struct Metrics {
     pub plugin_fuel: Family<Labels, Counter>,
     /// Traps, by plugin and kind.
     pub plugin_traps: Family<Labels, Counter>,
+    /// Plugins not run on an event, by reason (`event-budget`: the
+    /// tenant's budget for the event was spent).
+    pub plugin_skips: Family<Labels, Counter>,
     /// Actions, by outcome (applied, dropped).
     pub actions: Family<Labels, Counter>,
     /// Replies queued for sending (plugin replies and confirmations).
@@ -74,6 +77,7 @@ impl Metrics {
             plugin_calls: Family::default(),
             plugin_fuel: Family::default(),
             plugin_traps: Family::default(),
+            plugin_skips: Family::default(),
             actions: Family::default(),
             messages_sent: Family::default(),
             replies_queued: Counter::default(),
@@ -101,6 +105,11 @@ impl Metrics {
             metrics.plugin_fuel.clone(),
         );
         registry.register("plugin_traps", "Plugin traps", metrics.plugin_traps.clone());
+        registry.register(
+            "plugin_skips",
+            "Plugins not run on an event",
+            metrics.plugin_skips.clone(),
+        );
         registry.register("actions", "Plugin actions", metrics.actions.clone());
         registry.register(
             "messages_sent",

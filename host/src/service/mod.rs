@@ -145,7 +145,12 @@ impl Service {
             workers: std::sync::RwLock::new(None),
             stopping: AtomicBool::new(false),
         });
-        let (workers, worker_threads) = Workers::start(inner.clone(), inner.config.workers);
+        let per_tenant = inner
+            .config
+            .tenant_limits
+            .concurrent_events(inner.config.workers);
+        let (workers, worker_threads) =
+            Workers::start(inner.clone(), inner.config.workers, per_tenant);
         *inner.workers.write().expect("workers lock") = Some(workers);
         let recovered = recover(&inner)?;
         if recovered > 0 {
@@ -179,8 +184,10 @@ impl Service {
         self.shutdown.cancel();
         let _ = self.sender.await;
         let _ = self.maintenance.await;
-        // Dropping the queues' senders lets each worker drain and exit.
-        self.inner.workers.write().expect("workers lock").take();
+        // The workers finish what is queued and exit.
+        if let Some(workers) = self.inner.workers.write().expect("workers lock").take() {
+            workers.close();
+        }
         let workers = self.worker_threads;
         let _ = tokio::task::spawn_blocking(move || {
             for worker in workers {

@@ -254,3 +254,42 @@ fn bad_input_gets_a_clear_error() {
         stderr(&output)
     );
 }
+
+/// The report of the issue: `flowgate plugin run` on a Python plugin whose
+/// `handle` calls `time.sleep(5)` said "exceeded its 500 ms deadline" after
+/// holding the call for 5,005 ms. The same for a JavaScript plugin awaiting
+/// a timer and a Rust one blocking on a WASI pollable.
+#[test]
+fn run_stops_a_plugin_that_sleeps_at_its_deadline() {
+    for name in [
+        "fixture-wasi-probe",
+        "fixture-wasi-probe-py",
+        "fixture-wasi-probe-js",
+    ] {
+        if !guests_dir().join(format!("{name}.wasm")).is_file()
+            && guests_dir().join(format!("{name}.skipped")).is_file()
+        {
+            // xtask could not build it here; tests/e2e/polyglot.rs says so.
+            continue;
+        }
+        let output = flowgate(&[
+            "plugin",
+            "run",
+            &guest(name),
+            "-e",
+            &sample("text-message.json"),
+            "-c",
+            "wait=sleep",
+            "--json",
+        ]);
+        assert_eq!(output.status.code(), Some(1), "{name}: {}", stderr(&output));
+        let reports: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            reports[0]["error"],
+            serde_json::json!({"kind": "deadline", "deadline_ms": 500}),
+            "{name}"
+        );
+        let elapsed = reports[0]["elapsed_ms"].as_f64().unwrap();
+        assert!(elapsed < 1_000.0, "{name}: the call took {elapsed} ms");
+    }
+}

@@ -1,12 +1,20 @@
 // `fixture-wasi-probe-js`: reports, as labels, what the host's deny-all
-// WASI context lets a JavaScript plugin reach at run time: the network
-// (fetch, WebSocket), Node's and Deno's ways to files, the environment and
-// processes, the clock and the random source; and writes to standard output
-// and error. With `call` set to `fetch` it tries the network instead.
+// WASI context lets a JavaScript plugin (componentize-js, StarlingMonkey)
+// reach at run time: the network (fetch, WebSocket), Node's and Deno's ways
+// to files, the environment and processes, and the clocks and random
+// sources it sees; writes to standard output and error; and waits on
+// request. The Python counterpart is tests/guests/wasi-probe-py.
 //
-// componentize-js (StarlingMonkey) pre-initialises the engine at build
-// time; the labels show what a script can reach when the host runs the
-// component. The Python counterpart is tests/guests/wasi-probe-py.
+// `handle` is `async`: componentize-js then runs the engine's event loop
+// until the promise settles, so a timer in it is a real wait on a WASI
+// monotonic-clock subscription. Configuration picks what it does instead
+// of reporting:
+// - `call` = `fetch`: try the network (the import behind `fetch` is not
+//   there, built with `--disable http fetch-event`: the call traps);
+// - `wait` = `sleep`: a five-second `setTimeout`;
+// - `wait` = `short-sleep`: 100 ms, then the clocks as labels (`slept:`);
+// - `wait` = `busy-wait`: spin until `performance.now()` has moved by a
+//   second.
 
 /** A global's kind: `absent`, or `function`, `object`, … */
 function present(name) {
@@ -14,11 +22,35 @@ function present(name) {
   return value === undefined ? 'absent' : typeof value;
 }
 
+function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The clocks and the random sources, as labels. */
+function timeAndChance() {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  return [
+    `date:${Date.now()}`,
+    `perf:${performance.now()}`,
+    `crypto:${hex(bytes)}`,
+    `math:${Math.random()}`,
+  ];
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function label(text) {
+  return { tag: 'add-label', val: text };
+}
+
 export function describe() {
   return {
     id: 'fixture-wasi-probe-js',
     version: '0.1.0',
-    summary: 'Reports what WASI lets a JavaScript plugin reach (test fixture)',
+    summary: 'Reports what WASI lets a JavaScript plugin reach, waits on request (test fixture)',
     purposes: ['essential.service.operations'],
     fields: [],
     capabilities: ['add-label'],
@@ -29,25 +61,47 @@ export function describe() {
         required: false,
         defaultValue: undefined,
       },
+      {
+        name: 'wait',
+        description: 'sleep, short-sleep or busy-wait',
+        required: false,
+        defaultValue: undefined,
+      },
     ],
   };
 }
 
-export function handle(event) {
-  // With `call` set to `fetch`, it tries the network: the import behind
-  // `fetch` is not there (built with `--disable http fetch-event`), and the
-  // call traps.
-  if (new Map(event.config).get('call') === 'fetch') {
+export async function handle(event) {
+  const config = new Map(event.config);
+  if (config.get('call') === 'fetch') {
     fetch('http://127.0.0.1:9/');
-    return [{ tag: 'add-label', val: 'fetch:returned' }];
+    return [label('fetch:returned')];
+  }
+  const wait = config.get('wait');
+  if (wait === 'sleep') {
+    await sleep(5000);
+    return [label('slept')];
+  }
+  if (wait === 'short-sleep') {
+    const before = performance.now();
+    await sleep(100);
+    return [label(`slept:${performance.now() - before}`), ...timeAndChance().map(label)];
+  }
+  if (wait === 'busy-wait') {
+    const until = performance.now() + 1000;
+    while (performance.now() < until) {
+      // spin
+    }
+    return [label('clock moved')];
   }
   console.log('probe says hello on stdout');
   console.error('probe says hello on stderr');
-  // A year after 2020 and before 2200: a real, harmless clock.
+  // A year after 2020 and before 2200: a plausible clock (the host's is
+  // fixed at the event's time).
   const now = Date.now() / 1000;
   const clock = now > 1_577_836_800 && now < 7_258_118_400 ? 'ok' : 'odd';
   const random = Math.random();
-  const labels = [
+  return [
     `fetch:${present('fetch')}`,
     `websocket:${present('WebSocket')}`,
     // Node's and Deno's ways to files, the environment and processes do not
@@ -57,6 +111,6 @@ export function handle(event) {
     `deno:${present('Deno')}`,
     `clock:${clock}`,
     `random:${random >= 0 && random < 1 ? 'ok' : 'odd'}`,
-  ];
-  return labels.map((label) => ({ tag: 'add-label', val: label }));
+    ...timeAndChance(),
+  ].map(label);
 }

@@ -1,14 +1,20 @@
 """Reports, as labels, what the host's deny-all WASI context lets a Python
 plugin reach at run time: files, directories, environment, network, the
-clock, modules not imported at build time, and standard output.
+clocks, the random sources, modules not imported at build time, and
+standard output.
 
 componentize-py pre-initialises the interpreter at build time, when the
 app's directory and the standard library are readable; the labels show what
 is left of that when the host runs the component.
+
+The `wait` config key makes it wait instead: `sleep` sleeps five seconds,
+`short-sleep` sleeps 100 ms and reports the clocks, `busy-wait` spins until
+the monotonic clock has moved by a second.
 """
 
 import importlib
 import os
+import random
 import time
 
 import wit_world
@@ -49,6 +55,16 @@ def resolve():
     socket.getaddrinfo("example.com", 443)
 
 
+def time_and_chance():
+    """The clocks and the random sources, as labels."""
+    return [
+        f"wall:{time.time_ns()}",
+        f"mono:{time.monotonic_ns()}",
+        f"urandom:{os.urandom(8).hex()}",
+        f"random:{random.getrandbits(64):016x}",
+    ]
+
+
 class WitWorld(wit_world.WitWorld):
     def describe(self):
         return types.Manifest(
@@ -58,13 +74,34 @@ class WitWorld(wit_world.WitWorld):
             purposes=["essential.service.operations"],
             fields=[],
             capabilities=[types.Capability.ADD_LABEL],
-            config=[],
+            config=[
+                types.ConfigKey(
+                    name="wait",
+                    description="sleep, short-sleep or busy-wait",
+                    required=False,
+                    default_value=None,
+                )
+            ],
         )
 
     def handle(self, event):
+        wait = dict(event.config).get("wait")
+        if wait == "sleep":
+            time.sleep(5)
+            return [types.Action_AddLabel("slept")]
+        if wait == "short-sleep":
+            before = time.monotonic_ns()
+            time.sleep(0.1)
+            slept = time.monotonic_ns() - before
+            return [types.Action_AddLabel(f"slept:{slept}")] + [
+                types.Action_AddLabel(label) for label in time_and_chance()
+            ]
+        if wait == "busy-wait":
+            until = time.monotonic() + 1
+            while time.monotonic() < until:
+                pass
+            return [types.Action_AddLabel("clock moved")]
         print("probe says hello on stdout")
-        # A year after 2020 and before 2200: a real, harmless clock.
-        clock = "clock:ok" if 1_577_836_800 < time.time() < 7_258_118_400 else "clock:odd"
         labels = [
             "file:" + outcome(read_file),
             "listdir:" + outcome(lambda: os.listdir("/")),
@@ -74,6 +111,5 @@ class WitWorld(wit_world.WitWorld):
             # Not imported at build time: it would have to be read from a
             # filesystem now.
             "late-import:" + outcome(lambda: importlib.import_module("fractions")),
-            clock,
-        ]
+        ] + time_and_chance()
         return [types.Action_AddLabel(label) for label in labels]

@@ -2,7 +2,9 @@
 //!
 //! The installation's `attack` config key picks the misbehaviour; `none`
 //! behaves (labels the contact `survived`), so one component also shows the
-//! runtime still serves honest calls after a hostile one.
+//! runtime still serves honest calls after a hostile one. `burn` is slow
+//! but honest: it computes for `rounds` rounds (config) and labels the
+//! contact `burnt`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,6 +27,7 @@ impl Plugin for Hostile {
                 false,
                 Some("none"),
             )
+            .config("rounds", "how long `burn` computes", false, Some("1000000"))
             .build()
     }
 
@@ -37,6 +40,17 @@ impl Plugin for Hostile {
                 loop {
                     n = std::hint::black_box(n.wrapping_mul(6364136223846793005).wrapping_add(1));
                 }
+            }
+            "burn" => {
+                let rounds: u64 = event
+                    .config("rounds")
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(1_000_000);
+                let mut n: u64 = event.now;
+                for _ in 0..rounds {
+                    n = std::hint::black_box(n.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                Ok(vec![Action::add_label("burnt")])
             }
             "alloc" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
