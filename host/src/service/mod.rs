@@ -11,7 +11,7 @@
 //! map [`error::ServiceError`] to their answers.
 //! - tenant: [`settings`], [`installations`], [`plugins`], [`contacts`],
 //!   [`consent`], [`keys`], [`trail`] (the audit trail), [`requests`]
-//!   (data-subject requests);
+//!   (data-subject requests), [`usage`] (activity per installation);
 //! - operator: [`tenants`], [`channels`], [`plugins`], [`operations`];
 //! - WhatsApp: [`webhooks`].
 //!
@@ -36,6 +36,7 @@ pub mod requests;
 pub mod settings;
 pub mod tenants;
 pub mod trail;
+pub mod usage;
 pub mod webhooks;
 
 pub mod committer;
