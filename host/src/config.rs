@@ -23,6 +23,11 @@
 //! [limits]          # per plugin call
 //! fuel = 200000000
 //! deadline_ms = 500
+//!
+//! [console]         # the tenant console at /console
+//! idle_timeout_secs = 1800       # signed out after 30 minutes without a request
+//! absolute_timeout_secs = 43200  # and 12 hours after signing in, whatever happens
+//! secure_cookie = false          # true behind a TLS-terminating proxy
 //! ```
 
 use std::net::SocketAddr;
@@ -65,6 +70,47 @@ impl Default for HttpConfig {
     }
 }
 
+/// The tenant console's sessions and sign-in throttling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// A session ends after this many seconds without a request.
+    pub idle_timeout_secs: u64,
+    /// A session ends this many seconds after sign-in, however active.
+    pub absolute_timeout_secs: u64,
+    /// Sessions held at once; when full, the one idle longest is ended.
+    pub max_sessions: usize,
+    /// Mark the session cookie `Secure` on every response. It is marked so
+    /// anyway when the request came over TLS (an `https` URL or
+    /// `X-Forwarded-Proto: https`); set this behind a proxy that terminates
+    /// TLS without saying so.
+    pub secure_cookie: bool,
+    /// A header naming the client's address, set by a reverse proxy you
+    /// trust (such as `x-forwarded-for`; its first address is used). When
+    /// unset, the connection's peer address is the client's: behind a
+    /// proxy every client then shares the proxy's sign-in allowance.
+    pub client_address_header: Option<String>,
+    /// Failed sign-ins allowed per client address, and per key id, within
+    /// `sign_in_window_secs`, before further attempts are refused until
+    /// the window has passed.
+    pub sign_in_failures: u32,
+    pub sign_in_window_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            idle_timeout_secs: 30 * 60,
+            absolute_timeout_secs: 12 * 60 * 60,
+            max_sessions: 10_000,
+            secure_cookie: false,
+            client_address_header: None,
+            sign_in_failures: 5,
+            sign_in_window_secs: 15 * 60,
+        }
+    }
+}
+
 /// Everything `flowgate serve` needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -100,6 +146,7 @@ pub struct ServiceConfig {
     pub whatsapp: CloudApiConfig,
     pub http: HttpConfig,
     pub limits: Limits,
+    pub console: ConsoleConfig,
 }
 
 impl Default for ServiceConfig {
@@ -119,6 +166,7 @@ impl Default for ServiceConfig {
             whatsapp: CloudApiConfig::default(),
             http: HttpConfig::default(),
             limits: Limits::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -170,6 +218,21 @@ impl ServiceConfig {
         if self.http.requests_per_second == 0 || self.http.webhook_requests_per_second == 0 {
             return Err(ConfigError::Invalid(
                 "rate limits must be at least 1 per second".into(),
+            ));
+        }
+        let console = &self.console;
+        if console.idle_timeout_secs == 0
+            || console.absolute_timeout_secs < console.idle_timeout_secs
+        {
+            return Err(ConfigError::Invalid(
+                "console.idle_timeout_secs must be at least 1, and \
+                 console.absolute_timeout_secs at least as long"
+                    .into(),
+            ));
+        }
+        if console.max_sessions == 0 || console.sign_in_failures == 0 {
+            return Err(ConfigError::Invalid(
+                "console.max_sessions and console.sign_in_failures must be at least 1".into(),
             ));
         }
         Ok(())
