@@ -12,6 +12,10 @@
 //!   keys from [`crypto`] and kept in a [`store`].
 //! - [`tenancy`]: tenants, channels, installations, API keys; [`registry`]:
 //!   admitted plugins; [`audit`]: the hash-chained trail.
+//! - [`console`]: the tenant console at `/console`, a second face over
+//!   [`service`] beside [`api`].
+//! - [`trial`]: a plugin tried on sample events (the author CLI's
+//!   `plugin run`, the console's playground).
 //! - [`server`]: `flowgate serve` as a library call (used by the demo and
 //!   the tests).
 
@@ -21,6 +25,7 @@ pub mod channel;
 pub mod clock;
 pub mod compliance;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod data;
 pub mod ids;
@@ -31,4 +36,5 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod tenancy;
+pub mod trial;
 pub mod view;

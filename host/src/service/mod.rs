@@ -11,7 +11,8 @@
 //! map [`error::ServiceError`] to their answers.
 //! - tenant: [`settings`], [`installations`], [`plugins`], [`contacts`],
 //!   [`consent`], [`keys`], [`trail`] (the audit trail), [`requests`]
-//!   (data-subject requests), [`usage`] (activity per installation);
+//!   (data-subject requests), [`usage`] (activity per installation),
+//!   [`playground`] (a plugin tried on a sample event);
 //! - operator: [`tenants`], [`channels`], [`plugins`], [`operations`];
 //! - WhatsApp: [`webhooks`].
 //!
@@ -31,6 +32,7 @@ pub mod contacts;
 pub mod installations;
 pub mod keys;
 pub mod operations;
+pub mod playground;
 pub mod plugins;
 pub mod requests;
 pub mod settings;
