@@ -5,7 +5,10 @@
 //! - `cargo xtask build-guests [NAME…]`: build wasm guests into components
 //!   (Rust crates, and plugins in Python and JavaScript).
 //! - `cargo xtask bench [NAME]`: run the benchmarks.
+//! - `cargo xtask browser-tools`: find or install Chromium, ChromeDriver
+//!   and axe-core for the console's browser tests.
 
+mod browser;
 mod guests;
 mod polyglot;
 mod toolchain;
@@ -39,13 +42,21 @@ enum Task {
     },
     /// List the guest crates xtask knows.
     ListGuests,
+    /// Find or install what the console's browser tests need (Chromium,
+    /// ChromeDriver, axe-core) and print where they are, as the variables
+    /// the tests read: `eval $(cargo xtask browser-tools)` before running
+    /// `cargo test --test browser` by hand.
+    BrowserTools,
     /// Run the demo: the three first-party plugins on real-shaped traffic.
     Demo {
         /// Extra arguments for `flowgate demo` (see `flowgate demo --help`).
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Build the guests, check formatting, then run every test in the workspace.
+    /// Build the guests, check formatting, then run every test in the
+    /// workspace. Installs what the console's browser tests need when it is
+    /// missing: Debian's chromium and chromium-driver (with apt, as root)
+    /// and axe-core (npm, into target/browser/).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(last = true)]
@@ -79,6 +90,15 @@ fn main() -> Result<()> {
                 );
             }
         }
+        Task::BrowserTools => {
+            let tools = browser::find_or_install(&root)?;
+            println!("export FLOWGATE_CHROMIUM={}", tools.chromium.display());
+            println!(
+                "export FLOWGATE_CHROMEDRIVER={}",
+                tools.chromedriver.display()
+            );
+            println!("export FLOWGATE_AXE_JS={}", tools.axe.display());
+        }
         Task::Demo { args } => {
             guests::build(&root, &[])?;
             let mut command = cargo(&root);
@@ -89,6 +109,7 @@ fn main() -> Result<()> {
         }
         Task::Test { args } => {
             guests::build(&root, &[])?;
+            let browser = browser::find_or_install(&root)?;
             let mut fmt = cargo(&root);
             fmt.args(["fmt", "--all", "--", "--check"]);
             run(fmt).context("formatting differs: run `cargo fmt --all`")?;
@@ -102,6 +123,7 @@ fn main() -> Result<()> {
                 "flowgate/native-plugins",
             ]);
             test.args(&args);
+            browser.export(&mut test);
             run(test)?;
             // Doc tests are not part of --all-targets; the SDK's examples are
             // the flow author's first reading and must keep compiling. The
