@@ -127,10 +127,10 @@ impl PluginCard {
             )
         } else {
             format!(
-                "{} works for {}, which rests on the contact's consent: it is run only for \
-                 contacts who consented, and a contact who did not is not processed by it \
-                 at all — it sees none of the fields above. Record consent on a contact's \
-                 page (or with a data-subject request).",
+                "{} works for {}, which rests on the contact's consent: it sees the fields \
+                 above only for contacts who consented. For a contact who did not, every \
+                 one of them is withheld. Record consent on a contact's page (or with a \
+                 data-subject request).",
                 self.id,
                 needing.join(" and ")
             )
@@ -319,7 +319,9 @@ fn form_page(
                         || text.trim_start().starts_with(['[', '{'])
                 };
                 ConfigRow {
-                    multiline: long(&value) || k.default_value.as_deref().is_some_and(long),
+                    multiline: long(&value)
+                        || k.default_value.as_deref().is_some_and(long)
+                        || k.description.contains("JSON"),
                     name: k.name.clone(),
                     description: k.description.clone(),
                     required: k.required && k.default_value.is_none(),
