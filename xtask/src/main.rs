@@ -48,6 +48,8 @@ enum Task {
     /// `cargo test --test browser` by hand.
     BrowserTools,
     /// Run the demo: the three first-party plugins on real-shaped traffic.
+    /// It prints the tenant console's address and a key to sign in with;
+    /// `cargo xtask demo -- --keep` keeps the service running so you can.
     Demo {
         /// Extra arguments for `flowgate demo` (see `flowgate demo --help`).
         #[arg(last = true)]

@@ -28,7 +28,8 @@ pub struct DemoArgs {
     /// Directory with the built components (`cargo xtask build-guests`).
     #[arg(long, default_value = "target/guests")]
     pub guests: PathBuf,
-    /// Keep the data directory and print its path.
+    /// Keep the service running after the script (until Ctrl-C), so you can
+    /// open the tenant console it prints, and keep the data directory.
     #[arg(long)]
     pub keep: bool,
 }
@@ -113,6 +114,16 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
         clock: flowgate::data::unix_now(),
     };
     let outcome = demo.script(&args).await;
+    if outcome.is_ok() {
+        println!("\ntenant console");
+        println!("  open      {}/console", demo.base);
+        println!("  sign in   {}", demo.admin);
+        println!("            (Demo Shop's admin API key; it was made for this demo only)");
+    }
+    if outcome.is_ok() && args.keep {
+        println!("\nthe service keeps running (--keep): open the console above; Ctrl-C stops it");
+        flowgate::server::shutdown_signal().await;
+    }
     let _ = stop.send(());
     server.await.context("the service task")??;
     outcome?;
