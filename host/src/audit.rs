@@ -296,6 +296,102 @@ pub fn query(
     }
 }
 
+/// A page of the trail read newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentPage {
+    /// Matching entries, newest first.
+    pub entries: Vec<AuditEntry>,
+    /// Where to go on (pass as `before`) when older entries were not
+    /// looked at; `None` once the walk reached the first entry or the
+    /// filter's `from`.
+    pub older: Option<u64>,
+}
+
+/// How far (seconds) an entry's time may trail the time of an entry after
+/// it: entries are drafted when an action starts and chained when it
+/// commits, so a walk back in time goes this much past `from` before it
+/// stops.
+pub const DRAFT_SLACK_SECS: u64 = 600;
+
+/// Entries matching `filter` (its `after` and `limit` aside), newest first,
+/// from before sequence `before` (exclusive) when given: at most `limit`
+/// entries, looking at no more than `budget` of them, so a filter that
+/// matches rarely answers in bounded time and says where to go on.
+pub fn query_recent(
+    vault: &Vault,
+    tenant: &TenantId,
+    filter: &AuditFilter,
+    before: Option<u64>,
+    limit: usize,
+    budget: u64,
+) -> Result<RecentPage, DataError> {
+    let stop_at = filter
+        .from
+        .map(|from| from.saturating_sub(DRAFT_SLACK_SECS));
+    let mut entries = Vec::new();
+    let older = walk_back(vault, tenant, before, budget, |entry| {
+        if stop_at.is_some_and(|stop| entry.at < stop) {
+            return Walk::Stop;
+        }
+        if filter.matches(entry) {
+            entries.push(entry.clone());
+        }
+        if entries.len() >= limit {
+            Walk::Pause
+        } else {
+            Walk::On
+        }
+    })?;
+    Ok(RecentPage { entries, older })
+}
+
+/// What a backward walk does after an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// Go on to the previous entry.
+    On,
+    /// Stop here; older entries are left for another walk.
+    Pause,
+    /// Stop: nothing older is wanted.
+    Stop,
+}
+
+/// Visit entries newest first, from before sequence `before` (exclusive)
+/// when given, at most `budget` of them; answers where to go on (a
+/// `before` for the next walk) when the walk paused or ran out of budget
+/// with older entries left, `None` when it reached the first entry or was
+/// told to stop. Entries are times of drafting: a walk that stops at a time
+/// should go [`DRAFT_SLACK_SECS`] past it.
+pub fn walk_back(
+    vault: &Vault,
+    tenant: &TenantId,
+    before: Option<u64>,
+    budget: u64,
+    mut visit: impl FnMut(&AuditEntry) -> Walk,
+) -> Result<Option<u64>, DataError> {
+    let keys = vault.keys.tenant(tenant)?;
+    let (head, _) = head(vault, tenant)?;
+    let start = before.map_or(head, |b| b.saturating_sub(1).min(head));
+    let mut seq = start;
+    while seq >= 1 {
+        if start - seq >= budget {
+            return Ok(Some(seq + 1));
+        }
+        let key = entry_key(seq);
+        if let Some(sealed) = vault.store.get(tenant, Kind::Audit, &key)? {
+            let entry: AuditEntry =
+                vault.open(&keys.records, tenant, Kind::Audit, &key, &sealed)?;
+            match visit(&entry) {
+                Walk::On => {}
+                Walk::Pause => return Ok((seq > 1).then_some(seq)),
+                Walk::Stop => return Ok(None),
+            }
+        }
+        seq -= 1;
+    }
+    Ok(None)
+}
+
 /// The result of checking a tenant's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Verification {

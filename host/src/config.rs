@@ -29,6 +29,10 @@
 //! event_fuel = 1000000000
 //! event_time_ms = 2000
 //! max_concurrent_events = 0   # 0: all workers but one
+//! [console]         # the tenant console at /console
+//! idle_timeout_secs = 1800       # signed out after 30 minutes without a request
+//! absolute_timeout_secs = 43200  # and 12 hours after signing in, whatever happens
+//! secure_cookie = false          # true behind a TLS-terminating proxy
 //! ```
 
 use std::net::SocketAddr;
@@ -117,6 +121,47 @@ impl TenantLimits {
     }
 }
 
+/// The tenant console's sessions and sign-in throttling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// A session ends after this many seconds without a request.
+    pub idle_timeout_secs: u64,
+    /// A session ends this many seconds after sign-in, however active.
+    pub absolute_timeout_secs: u64,
+    /// Sessions held at once; when full, the one idle longest is ended.
+    pub max_sessions: usize,
+    /// Mark the session cookie `Secure` on every response. It is marked so
+    /// anyway when the request came over TLS (an `https` URL or
+    /// `X-Forwarded-Proto: https`); set this behind a proxy that terminates
+    /// TLS without saying so.
+    pub secure_cookie: bool,
+    /// A header naming the client's address, set by a reverse proxy you
+    /// trust (such as `x-forwarded-for`; its first address is used). When
+    /// unset, the connection's peer address is the client's: behind a
+    /// proxy every client then shares the proxy's sign-in allowance.
+    pub client_address_header: Option<String>,
+    /// Failed sign-ins allowed per client address, and per key id, within
+    /// `sign_in_window_secs`, before further attempts are refused until
+    /// the window has passed.
+    pub sign_in_failures: u32,
+    pub sign_in_window_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            idle_timeout_secs: 30 * 60,
+            absolute_timeout_secs: 12 * 60 * 60,
+            max_sessions: 10_000,
+            secure_cookie: false,
+            client_address_header: None,
+            sign_in_failures: 5,
+            sign_in_window_secs: 15 * 60,
+        }
+    }
+}
+
 /// Everything `flowgate serve` needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -160,6 +205,7 @@ pub struct ServiceConfig {
     pub http: HttpConfig,
     pub limits: Limits,
     pub tenant_limits: TenantLimits,
+    pub console: ConsoleConfig,
 }
 
 impl Default for ServiceConfig {
@@ -182,6 +228,7 @@ impl Default for ServiceConfig {
             http: HttpConfig::default(),
             limits: Limits::default(),
             tenant_limits: TenantLimits::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -245,6 +292,21 @@ impl ServiceConfig {
             return Err(ConfigError::Invalid(
                 "tenant_limits.max_installations, event_fuel and event_time_ms must be at least 1"
                     .into(),
+            ));
+        }
+        let console = &self.console;
+        if console.idle_timeout_secs == 0
+            || console.absolute_timeout_secs < console.idle_timeout_secs
+        {
+            return Err(ConfigError::Invalid(
+                "console.idle_timeout_secs must be at least 1, and \
+                 console.absolute_timeout_secs at least as long"
+                    .into(),
+            ));
+        }
+        if console.max_sessions == 0 || console.sign_in_failures == 0 {
+            return Err(ConfigError::Invalid(
+                "console.max_sessions and console.sign_in_failures must be at least 1".into(),
             ));
         }
         Ok(())

@@ -13,6 +13,10 @@
 //!   keys from [`crypto`] and kept in a [`store`].
 //! - [`tenancy`]: tenants, channels, installations, API keys; [`registry`]:
 //!   admitted plugins; [`audit`]: the hash-chained trail.
+//! - [`console`]: the tenant console at `/console`, a second face over
+//!   [`service`] beside [`api`].
+//! - [`trial`]: a plugin tried on sample events (the author CLI's
+//!   `plugin run`, the console's playground).
 //! - [`server`]: `flowgate serve` as a library call (used by the demo and
 //!   the tests).
 
@@ -22,6 +26,7 @@ pub mod channel;
 pub mod clock;
 pub mod compliance;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod data;
 pub mod ids;
@@ -30,6 +35,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod tenancy;
+pub mod trial;
 pub mod view;
 
 // The plugin runtime, the plugin model and the WIT bindings are one crate

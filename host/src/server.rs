@@ -106,6 +106,9 @@ pub async fn serve(
     let service = Service::start(config, vault, clock)?;
     let app = crate::api::router(service.inner.clone());
     tracing::info!(address = %listener.local_addr()?, "flowgate is serving");
+    // The peer's address reaches handlers (the console throttles failed
+    // sign-ins per client address).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -5,7 +5,10 @@
 //! - `cargo xtask build-guests [NAME…]`: build wasm guests into components
 //!   (Rust crates, and plugins in Python and JavaScript).
 //! - `cargo xtask bench [NAME]`: run the benchmarks.
+//! - `cargo xtask browser-tools`: find or install Chromium, ChromeDriver
+//!   and axe-core for the console's browser tests.
 
+mod browser;
 mod guests;
 mod polyglot;
 mod toolchain;
@@ -39,7 +42,14 @@ enum Task {
     },
     /// List the guest crates xtask knows.
     ListGuests,
+    /// Find or install what the console's browser tests need (Chromium,
+    /// ChromeDriver, axe-core) and print where they are, as the variables
+    /// the tests read: `eval $(cargo xtask browser-tools)` before running
+    /// `cargo test --test browser` by hand.
+    BrowserTools,
     /// Run the demo: the three first-party plugins on real-shaped traffic.
+    /// It prints the tenant console's address and a key to sign in with;
+    /// `cargo xtask demo -- --keep` keeps the service running so you can.
     Demo {
         /// Extra arguments for `flowgate demo` (see `flowgate demo --help`).
         #[arg(last = true)]
@@ -51,6 +61,10 @@ enum Task {
     /// componentize-js could not be installed) fails the tests that need it,
     /// and this command, unless FLOWGATE_ALLOW_SKIPPED_GUESTS=1 is set: then
     /// those tests pass without running, and the skip is reported at the end.
+    ///
+    /// Installs what the console's browser tests need when it is missing:
+    /// Debian's chromium and chromium-driver (with apt, as root) and
+    /// axe-core (npm, into target/browser/).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(last = true)]
@@ -84,6 +98,15 @@ fn main() -> Result<()> {
                 );
             }
         }
+        Task::BrowserTools => {
+            let tools = browser::find_or_install(&root)?;
+            println!("export FLOWGATE_CHROMIUM={}", tools.chromium.display());
+            println!(
+                "export FLOWGATE_CHROMEDRIVER={}",
+                tools.chromedriver.display()
+            );
+            println!("export FLOWGATE_AXE_JS={}", tools.axe.display());
+        }
         Task::Demo { args } => {
             guests::build(&root, &[])?;
             let mut command = cargo(&root);
@@ -94,6 +117,7 @@ fn main() -> Result<()> {
         }
         Task::Test { args } => {
             guests::build(&root, &[])?;
+            let browser = browser::find_or_install(&root)?;
             let mut fmt = cargo(&root);
             fmt.args(["fmt", "--all", "--", "--check"]);
             run(fmt).context("formatting differs: run `cargo fmt --all`")?;
@@ -107,6 +131,7 @@ fn main() -> Result<()> {
                 "flowgate-cli/native-plugins",
             ]);
             test.args(&args);
+            browser.export(&mut test);
             run(test)?;
             // Doc tests are not part of --all-targets; the SDK's examples are
             // the flow author's first reading and must keep compiling. The

@@ -139,7 +139,9 @@ fn find_wasm_linker() -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-fn can_install_with_apt() -> bool {
+/// Whether xtask may install Debian packages itself: running as root on a
+/// machine with apt.
+pub fn can_install_with_apt() -> bool {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -148,6 +150,11 @@ fn can_install_with_apt() -> bool {
 }
 
 fn install_debian_packages() -> Result<()> {
+    apt_install(&DEBIAN_PACKAGES)
+}
+
+/// `apt-get update`, then install `packages` (without recommended ones).
+pub fn apt_install(packages: &[&str]) -> Result<()> {
     let run = |args: &[&str]| -> Result<()> {
         let status = Command::new("apt-get")
             .args(args)
@@ -162,6 +169,6 @@ fn install_debian_packages() -> Result<()> {
     // The package lists of a fresh machine may be empty or stale.
     run(&["update", "-qq"])?;
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    install.extend(DEBIAN_PACKAGES);
+    install.extend(packages);
     run(&install)
 }

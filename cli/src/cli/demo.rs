@@ -29,7 +29,8 @@ pub struct DemoArgs {
     /// Directory with the built components (`cargo xtask build-guests`).
     #[arg(long, default_value = "target/guests")]
     pub guests: PathBuf,
-    /// Keep the data directory and print its path.
+    /// Keep the service running after the script (until Ctrl-C), so you can
+    /// open the tenant console it prints, and keep the data directory.
     #[arg(long)]
     pub keep: bool,
 }
@@ -57,6 +58,8 @@ struct Demo {
     service: TestService,
     sequence: u32,
     clock: u64,
+    /// The demo tenant's admin key, printed to sign in to the console.
+    admin: Option<String>,
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -84,8 +87,19 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
         service,
         sequence: 0,
         clock: flowgate_testkit::now(),
+        admin: None,
     };
     let outcome = demo.script(&args).await;
+    if let (Ok(()), Some(admin)) = (&outcome, &demo.admin) {
+        println!("\ntenant console");
+        println!("  open      {}/console", demo.service.base);
+        println!("  sign in   {admin}");
+        println!("            (Demo Shop's admin API key; it was made for this demo only)");
+    }
+    if outcome.is_ok() && args.keep {
+        println!("\nthe service keeps running (--keep): open the console above; Ctrl-C stops it");
+        flowgate::server::shutdown_signal().await;
+    }
     let data = demo.service.try_stop().await?;
     outcome?;
     if args.keep {
@@ -150,6 +164,7 @@ impl Demo {
                 Install::new("auto-reply").config(json!({"faq": FAQ, "cooldown-minutes": "0"})),
             );
         let shop = self.service.try_tenant_with(&spec).await?;
+        self.admin = Some(shop.admin.clone());
         println!(
             "  created tenant {} ({}) and its admin API key",
             shop.name, shop.id

@@ -1,7 +1,6 @@
 //! Subcommands of the `flowgate` binary.
 
 pub mod demo;
-pub mod events;
 pub mod ops;
 pub mod plugin;
 pub mod scaffold;

@@ -12,13 +12,16 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use flowgate::crypto::{decode_hex, to_hex};
-use flowgate::plugin::{Action, DataField, Manifest, Purpose, Refusal};
-use flowgate::runtime::{
-    Call, CallError, Limits, LoadedPlugin, LogLine, PluginState, Runtime, RuntimeConfig,
-};
-use flowgate::view::{self, Disclosure, EventContext, ProcessingState, Withheld};
+use flowgate::plugin::{DataField, Manifest, Purpose};
+use flowgate::runtime::{Limits, LoadedPlugin, Runtime, RuntimeConfig};
+use flowgate::trial::{self, EventReport, StateByContact, TrialSettings, preview};
+use flowgate::view::{self, ProcessingState, Withheld};
 
-use super::events::{self, EventSpec};
+/// Now, in seconds since the Unix epoch: the time of a simple event that
+/// names none.
+fn unix_now() -> u64 {
+    flowgate::clock::Clock::system().now()
+}
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
@@ -241,14 +244,6 @@ fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     }
 }
 
-fn preview(text: &str, max: usize) -> String {
-    let mut shown: String = text.chars().take(max).collect();
-    if text.chars().count() > max {
-        shown.push('…');
-    }
-    format!("{shown:?}")
-}
-
 fn parse_config(entries: &[String]) -> Result<Vec<(String, String)>> {
     entries
         .iter()
@@ -284,10 +279,6 @@ fn parse_grants(entries: &[String], manifest: &Manifest) -> Result<BTreeSet<Data
     }
     Ok(grants)
 }
-
-/// Plugin state per contact pseudonym, as the service keeps it per
-/// (installation, contact).
-type StateByContact = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
 fn read_state(path: Option<&Path>) -> Result<StateByContact> {
     let Some(path) = path else {
@@ -333,67 +324,6 @@ fn write_state(path: &Path, state: &StateByContact) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// How a state value reads for a human: text when it is text, a number when
-/// it is the SDK's 8-byte integer, hex otherwise.
-fn show_value(value: &[u8]) -> String {
-    if value.len() == 8 {
-        let n = u64::from_le_bytes(value.try_into().expect("8 bytes"));
-        return format!("{n} (u64)");
-    }
-    match std::str::from_utf8(value) {
-        Ok(text) if text.chars().all(|c| !c.is_control()) => format!("{text:?}"),
-        _ => format!("0x{}", to_hex(value)),
-    }
-}
-
-#[derive(Serialize)]
-struct EventReport {
-    event: usize,
-    pseudonym: String,
-    disclosed: Vec<DataField>,
-    withheld: Vec<(DataField, Withheld)>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    not_processed: Option<String>,
-    actions: Vec<Action>,
-    refused: Vec<(Action, Refusal)>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<CallError>,
-    state_changes: BTreeMap<String, Option<String>>,
-    logs: Vec<LogLine>,
-    fuel: u64,
-    elapsed_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trace: Option<Vec<TracedField>>,
-}
-
-/// One field in `--trace`: the decision, and the value the plugin was shown.
-#[derive(Serialize)]
-struct TracedField {
-    #[serde(flatten)]
-    field: view::FieldTrace,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    why: Option<String>,
-}
-
-/// The value of a disclosed field, as the plugin saw it (`None` when the
-/// event has no value for it).
-fn field_value(
-    field: DataField,
-    contact: &view::ContactData,
-    text: Option<&str>,
-) -> Option<String> {
-    match field {
-        DataField::ProfileName => contact.profile_name.as_deref().map(|v| preview(v, 60)),
-        DataField::PhoneNumber => contact.wa_id.as_deref().map(|v| preview(v, 60)),
-        DataField::UserId => contact.user_id.as_deref().map(|v| preview(v, 60)),
-        DataField::MessageText => text.map(|v| preview(v, 60)),
-        DataField::Labels => Some(format!("{:?}", contact.labels)),
-        DataField::LeadScore => contact.lead_score.map(|s| s.to_string()),
-    }
-}
-
 fn run_events(args: RunArgs) -> Result<ExitCode> {
     let mut limits = Limits::default();
     if let Some(fuel) = args.fuel {
@@ -407,7 +337,7 @@ fn run_events(args: RunArgs) -> Result<ExitCode> {
     let manifest = &plugin.manifest;
     let event_bytes =
         std::fs::read(&args.event).with_context(|| format!("reading {}", args.event.display()))?;
-    let specs = events::parse(&event_bytes, args.now)
+    let specs = trial::parse(&event_bytes, args.now, unix_now())
         .with_context(|| format!("reading events from {}", args.event.display()))?;
     let grants = parse_grants(&args.grants, manifest)?;
     let config = view::resolve_config(manifest, &parse_config(&args.config)?)?;
@@ -433,9 +363,15 @@ fn run_events(args: RunArgs) -> Result<ExitCode> {
     processing.restricted = args.restricted;
     processing.objections = purposes(&args.objections, "object")?;
     let mut state = read_state(args.state.as_deref())?;
-    // Pseudonyms in the CLI use a fixed key: stable across runs, unrelated
-    // to any service's.
-    let pseudonym_key = blake3::derive_key("flowgate plugin run pseudonyms", b"");
+    let settings = TrialSettings {
+        grants,
+        processing,
+        config,
+        trace: args.trace,
+        // Pseudonyms in the CLI use a fixed key: stable across runs,
+        // unrelated to any service's.
+        pseudonym_key: blake3::derive_key("flowgate plugin run pseudonyms", b""),
+    };
 
     if !args.json {
         println!(
@@ -448,18 +384,7 @@ fn run_events(args: RunArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     let mut failed = false;
     for (index, spec) in specs.into_iter().enumerate() {
-        let report = run_one(
-            &runtime,
-            &plugin,
-            index + 1,
-            spec,
-            &grants,
-            &processing,
-            &config,
-            &pseudonym_key,
-            &mut state,
-            args.trace,
-        );
+        let report = trial::run_one(&runtime, &plugin, index + 1, spec, &settings, &mut state);
         failed |= report.error.is_some();
         if !args.json {
             print_report(&report);
@@ -477,106 +402,6 @@ fn run_events(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-#[allow(clippy::too_many_arguments)] // one call site, each argument distinct
-fn run_one(
-    runtime: &Runtime,
-    plugin: &LoadedPlugin,
-    index: usize,
-    spec: EventSpec,
-    grants: &BTreeSet<DataField>,
-    processing: &ProcessingState,
-    config: &[(String, String)],
-    pseudonym_key: &[u8; 32],
-    states: &mut StateByContact,
-    trace: bool,
-) -> EventReport {
-    let contact_key = spec
-        .contact
-        .wa_id
-        .clone()
-        .or_else(|| spec.contact.user_id.clone())
-        .unwrap_or_default();
-    let pseudonym = view::pseudonym(pseudonym_key, &plugin.manifest.id, contact_key.as_bytes());
-    let mut report = EventReport {
-        event: index,
-        pseudonym: pseudonym.clone(),
-        disclosed: Vec::new(),
-        withheld: Vec::new(),
-        not_processed: None,
-        actions: Vec::new(),
-        refused: Vec::new(),
-        error: None,
-        state_changes: BTreeMap::new(),
-        logs: Vec::new(),
-        fuel: 0,
-        elapsed_ms: 0.0,
-        trace: None,
-    };
-    if trace {
-        let text = spec.message.as_ref().and_then(|m| m.text.as_deref());
-        report.trace = Some(
-            view::trace(&plugin.manifest, grants, processing)
-                .into_iter()
-                .map(|field| TracedField {
-                    value: field
-                        .disclosed
-                        .then(|| field_value(field.field, &spec.contact, text))
-                        .flatten(),
-                    why: field.absent.as_ref().map(|a| a.to_string()),
-                    field,
-                })
-                .collect(),
-        );
-    }
-    let disclosure: Disclosure = match view::disclose(&plugin.manifest, grants, processing) {
-        Ok(disclosure) => disclosure,
-        Err(reason) => {
-            report.not_processed = Some(reason.to_string());
-            return report;
-        }
-    };
-    report.disclosed = disclosure.disclosed.iter().copied().collect();
-    report.withheld = disclosure.withheld.clone();
-    let event = view::build_event(
-        &disclosure,
-        &spec.contact,
-        EventContext {
-            pseudonym,
-            message: spec.message,
-            status: spec.status,
-            config: config.to_vec(),
-            now: spec.now,
-            timezone: spec.timezone,
-            utc_offset_minutes: spec.utc_offset_minutes,
-        },
-    );
-    let state = states.entry(report.pseudonym.clone()).or_default();
-    let call = Call::new(event).state(PluginState::new(state.clone()));
-    match runtime.invoke(plugin, call) {
-        Ok(invocation) => {
-            report.state_changes = invocation
-                .state
-                .changes()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_deref().map(show_value)))
-                .collect();
-            *state = invocation.state.merged();
-            report.actions = invocation.actions;
-            report.refused = invocation.refused;
-            report.logs = invocation.logs;
-            report.fuel = invocation.fuel;
-            report.elapsed_ms = invocation.elapsed.as_secs_f64() * 1000.0;
-        }
-        Err(failure) => {
-            report.logs = failure.logs;
-            report.fuel = failure.fuel;
-            report.elapsed_ms = failure.elapsed.as_secs_f64() * 1000.0;
-            report.error = Some(failure.error);
-        }
-    }
-    report
 }
 
 fn print_report(report: &EventReport) {
@@ -666,12 +491,5 @@ mod tests {
             vec![("rules".into(), "[1]".into()), ("a".into(), "b=c".into())]
         );
         assert!(parse_config(&["novalue".into()]).is_err());
-    }
-
-    #[test]
-    fn state_values_are_shown_readably() {
-        assert_eq!(show_value(&7u64.to_le_bytes()), "7 (u64)");
-        assert_eq!(show_value(b"hello"), "\"hello\"");
-        assert_eq!(show_value(&[0, 159]), "0x009f");
     }
 }

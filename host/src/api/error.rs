@@ -196,7 +196,9 @@ impl From<ServiceError> for AppError {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::NotFound(what) => AppError::not_found(what),
-            ServiceError::Invalid(message) => AppError::bad_request(message),
+            ServiceError::Invalid(message) | ServiceError::InvalidConfig { message, .. } => {
+                AppError::bad_request(message)
+            }
             ServiceError::Forbidden(message) => AppError::forbidden(message),
             ServiceError::Conflict(message) => AppError::conflict(message),
             ServiceError::QuotaExceeded(message) => {

@@ -6,6 +6,7 @@
 //! | `/v1/…` | tenants | tenant API key |
 //! | `/v1/operator/…` | the operator | operator token |
 //! | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | probes, Prometheus | none |
+//! | `/console/…` | tenants, in a browser ([`crate::console`]) | session after sign-in with an API key |
 //!
 //! Handlers are thin: they extract, authenticate, call one function of the
 //! service layer ([`crate::service`]) and map its error to an answer.
@@ -385,6 +386,9 @@ pub fn route_paths() -> Vec<&'static str> {
 /// The whole application.
 pub fn router(service: Arc<ServiceInner>) -> Router {
     let http = service.config.http.clone();
+    // The tenant console: its own routes, session and security headers
+    // (its CSP lets it load its own scripts and styles), beside the API's.
+    let console = crate::console::router(service.clone());
     let state = ApiState {
         limiter: Arc::new(auth::limiter(http.requests_per_second, http.burst)),
         webhook_limiter: Arc::new(auth::limiter(
@@ -444,6 +448,7 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
                 .layer(header("referrer-policy", "no-referrer"))
                 .layer(header("cache-control", "no-store")),
         )
+        .merge(console)
 }
 
 fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

@@ -79,7 +79,8 @@ pub async fn verify(
         query.mode.as_deref(),
         query.verify_token.as_deref(),
         query.challenge,
-    )?;
+    )
+    .await?;
     Ok((StatusCode::OK, [("content-type", "text/plain")], challenge).into_response())
 }
 

@@ -6,11 +6,13 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::ServiceInner;
+use super::caller::TenantCaller;
 use super::change::Change;
 use super::error::{ServiceError, ServiceResult};
 use crate::audit::{Actor, AuditDraft};
 use crate::ids::{ChannelId, TenantId};
-use crate::store::Batch;
+use crate::store::{Batch, Kind};
+use crate::tenancy::api_keys::Scope;
 use crate::tenancy::channels::{Channel, ChannelSummary};
 use crate::tenancy::tenant::Tenant;
 
@@ -87,6 +89,7 @@ pub async fn create(
         verify_token: request.verify_token,
         access_token: request.access_token,
         created_at: service.clock.now(),
+        verified_at: None,
     };
     let mut batch = Batch::new();
     channel.stage(&service.vault, &mut batch)?;
@@ -122,10 +125,24 @@ pub async fn delete(
     Ok(())
 }
 
+/// The caller's own channels, without secrets: what the tenant configures
+/// in Meta's app dashboard, and whether Meta has verified it.
+pub fn of_tenant(
+    service: &ServiceInner,
+    caller: &TenantCaller,
+) -> ServiceResult<Vec<ChannelSummary>> {
+    caller.require(Scope::Read)?;
+    Ok(Channel::list(&service.vault, &caller.tenant)?
+        .iter()
+        .map(Channel::summary)
+        .collect())
+}
+
 /// Meta's verification handshake: the challenge to echo when the mode is
 /// `subscribe` and the verify token is the channel's (compared in constant
-/// time); `Forbidden` otherwise.
-pub fn verify_handshake(
+/// time); `Forbidden` otherwise. A success is recorded on the channel and
+/// audited, so the tenant can see that (and when) Meta verified it.
+pub async fn verify_handshake(
     service: &ServiceInner,
     id: &ChannelId,
     mode: Option<&str>,
@@ -135,8 +152,36 @@ pub fn verify_handshake(
     let channel = Channel::load(&service.vault, id)?.ok_or(ServiceError::NotFound("channel"))?;
     let token_ok = verify_token
         .is_some_and(|t| bool::from(t.as_bytes().ct_eq(channel.verify_token.as_bytes())));
-    match (mode, token_ok, challenge) {
-        (Some("subscribe"), true, Some(challenge)) if challenge.len() <= 256 => Ok(challenge),
-        _ => Err(ServiceError::Forbidden("verification failed".into())),
-    }
+    let challenge = match (mode, token_ok, challenge) {
+        (Some("subscribe"), true, Some(challenge)) if challenge.len() <= 256 => challenge,
+        _ => return Err(ServiceError::Forbidden("verification failed".into())),
+    };
+    let tenant = channel.tenant;
+    service
+        .apply(|| {
+            // Expect the record as read: a channel removed meanwhile must
+            // not be written back by its verification.
+            let stored = service
+                .vault
+                .store
+                .get(&tenant, Kind::Channels, id.as_bytes())?;
+            let mut channel = match Channel::load_for(&service.vault, &tenant, id)? {
+                Some(channel) => channel,
+                None => return Err(ServiceError::NotFound("channel")),
+            };
+            channel.verified_at = Some(service.clock.now());
+            let mut batch = Batch::new();
+            batch.expect(tenant, Kind::Channels, id.as_bytes().to_vec(), stored);
+            channel.stage(&service.vault, &mut batch)?;
+            let audit = AuditDraft::new(
+                tenant,
+                service.clock.now(),
+                Actor::Webhook(id.to_string()),
+                "channel.verified",
+            )
+            .details(serde_json::json!({"channel": id}));
+            Ok(Change::new(batch, vec![audit], ()))
+        })
+        .await?;
+    Ok(challenge)
 }

@@ -94,6 +94,34 @@ pub async fn record(
     Ok(contact.into())
 }
 
+/// Record consent for the contact a data subject names (by id, phone
+/// number or BSUID), as a data-subject request form does: a `dsr` key
+/// records consent without reading contacts.
+pub async fn record_for_subject(
+    service: &ServiceInner,
+    caller: &TenantCaller,
+    subject: &crate::compliance::dsr::Subject,
+    change: &ConsentChange,
+) -> ServiceResult<ContactOut> {
+    caller.require_any(&[Scope::Admin, Scope::Dsr])?;
+    let id = match (&subject.contact_id, &subject.wa_id, &subject.user_id) {
+        (Some(id), _, _) => *id,
+        (None, None, None) => {
+            return Err(ServiceError::Invalid(
+                "name the contact: a phone number, a BSUID or a contact id".into(),
+            ));
+        }
+        (None, wa_id, user_id) => {
+            Contacts::of(&service.vault, caller.tenant)?
+                .find_and_load(wa_id.as_deref(), user_id.as_deref())?
+                .ok_or(ServiceError::NotFound("contact"))?
+                .contact
+                .id
+        }
+    };
+    record(service, caller, &id.to_string(), change).await
+}
+
 /// The contact's consent ledger, oldest first.
 pub fn history(
     service: &ServiceInner,

@@ -216,3 +216,95 @@ pub async fn hand_back(
         .await?;
     Ok(contact.into())
 }
+
+/// One call of a plugin about a contact, as the audit trail recorded it:
+/// which fields the installation was shown, or why it was not run.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PluginCall {
+    /// The audit entry's sequence number.
+    pub seq: u64,
+    pub at: u64,
+    /// The installation that was called (or skipped).
+    pub installation: String,
+    /// `invoked`, `failed` or `skipped`.
+    pub outcome: String,
+    pub plugin: Option<String>,
+    pub version: Option<String>,
+    /// The data fields the plugin was shown (fideslang identifiers).
+    pub disclosed: Vec<String>,
+    /// Actions it answered with (applied and refused).
+    pub actions: Option<u64>,
+    pub fuel: Option<u64>,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+}
+
+impl PluginCall {
+    fn from_entry(entry: &crate::audit::AuditEntry) -> Option<PluginCall> {
+        let outcome = entry.action.strip_prefix("plugin.")?;
+        if !matches!(outcome, "invoked" | "failed" | "skipped") {
+            return None;
+        }
+        let crate::audit::Actor::Installation(installation) = &entry.actor else {
+            return None;
+        };
+        let details = &entry.details;
+        let text = |key: &str| details.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let reason = match outcome {
+            "failed" => text("error"),
+            "skipped" => details.get("reason").map(|reason| match reason {
+                serde_json::Value::Object(map) => map
+                    .get("reason")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("skipped")
+                    .to_owned(),
+                other => other.to_string(),
+            }),
+            _ => None,
+        };
+        Some(PluginCall {
+            seq: entry.seq,
+            at: entry.at,
+            installation: installation.clone(),
+            outcome: outcome.to_owned(),
+            plugin: text("plugin"),
+            version: text("version"),
+            disclosed: details
+                .get("disclosed")
+                .and_then(|d| d.as_array())
+                .map(|fields| {
+                    fields
+                        .iter()
+                        .filter_map(|f| f.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            actions: details.get("actions").and_then(|v| v.as_u64()),
+            fuel: details.get("fuel").and_then(|v| v.as_u64()),
+            reason,
+        })
+    }
+}
+
+/// What each plugin was shown about a contact on its most recent calls
+/// (at most `limit`, newest first), read from the audit trail's
+/// `plugin.invoked`, `plugin.failed` and `plugin.skipped` entries about
+/// the contact. The trail holds field names only, never their values.
+pub fn plugin_calls(
+    service: &ServiceInner,
+    caller: &TenantCaller,
+    raw_id: &str,
+    limit: usize,
+) -> ServiceResult<Vec<PluginCall>> {
+    caller.require(Scope::Read)?;
+    let id = parse_id(raw_id)?;
+    let keys = service.vault.keys.tenant(&caller.tenant)?;
+    let subject = contact_pseudonym(&keys, &id);
+    let entries = crate::audit::about(&service.vault, &caller.tenant, &subject)?;
+    Ok(entries
+        .iter()
+        .rev()
+        .filter_map(PluginCall::from_entry)
+        .take(limit)
+        .collect())
+}

@@ -20,6 +20,16 @@ pub enum ServiceError {
     /// The request is malformed or breaks a rule; the message says which.
     #[error("{0}")]
     Invalid(String),
+    /// An installation's configuration is refused: a required key has no
+    /// value, a key is unknown or too long, or the plugin itself answered
+    /// `invalid-config` when tried with it. `key` names the configuration
+    /// key concerned when it is known, so a form can show the message
+    /// beside it.
+    #[error("{message}")]
+    InvalidConfig {
+        key: Option<String>,
+        message: String,
+    },
     /// The caller's key lacks the scope the action needs.
     #[error("{0}")]
     Forbidden(String),

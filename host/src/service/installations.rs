@@ -16,7 +16,7 @@ use crate::plugin::{Capability, DataField};
 use crate::registry::PluginRecord;
 use crate::store::Batch;
 use crate::tenancy::api_keys::Scope;
-use crate::tenancy::installations::{Installation, Trigger};
+use crate::tenancy::installations::{Installation, InstallationError, Trigger};
 
 /// Enable a plugin.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -95,11 +95,93 @@ fn staged(
 ) -> ServiceResult<Change<Installation>> {
     installation
         .validate(&record.manifest)
-        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        .map_err(|error| match &error {
+            InstallationError::UnknownConfigKey(key)
+            | InstallationError::MissingConfig(key)
+            | InstallationError::ConfigTooLarge(key) => ServiceError::InvalidConfig {
+                key: Some(key.clone()),
+                message: error.to_string(),
+            },
+            _ => ServiceError::Invalid(error.to_string()),
+        })?;
     let mut batch = Batch::new();
     installation.stage(&service.vault, &caller.tenant, &mut batch)?;
     let audit = caller.audit(service.clock.now(), action, details(&installation));
     Ok(Change::new(batch, vec![audit], installation).reconfiguring(caller.tenant))
+}
+
+/// Try a configuration on the plugin before it is stored: the plugin is run
+/// once on an event that shows it nothing personal (no text, no name, no
+/// number), with this configuration. Plugins read their configuration
+/// first (as the SDK's guide asks), so one whose values are wrong answers
+/// `invalid-config` with its own message — refused here, where the tenant
+/// can correct it, instead of failing on every message later. Any other
+/// outcome of the trial (actions, a failure unrelated to configuration) is
+/// not the configuration's fault and passes.
+async fn try_config(
+    service: &ServiceInner,
+    record: &PluginRecord,
+    config: &BTreeMap<String, String>,
+) -> ServiceResult<()> {
+    use crate::runtime::bindings::types as wit;
+    use crate::runtime::{Call, CallError};
+
+    let manifest = &record.manifest;
+    let pairs: Vec<(String, String)> = config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let resolved = match crate::view::resolve_config(manifest, &pairs) {
+        Ok(resolved) => resolved,
+        // Reported by `Installation::validate`, with the key named.
+        Err(_) => return Ok(()),
+    };
+    let Some(plugin) = service
+        .registry
+        .loaded(&record.hash)
+        .map_err(|e| ServiceError::InvalidPlugin(e.to_string()))?
+    else {
+        return Err(ServiceError::NotFound("plugin"));
+    };
+    let now = service.clock.now();
+    let event = wit::Event {
+        trigger: wit::Trigger::MessageReceived,
+        contact: wit::ContactView {
+            pseudonym: "ps_configuration-check".into(),
+            name: None,
+            phone_number: None,
+            user_id: None,
+            labels: None,
+            lead_score: None,
+        },
+        message: Some(wit::MessageView {
+            kind: wit::MessageKind::Text,
+            text: None,
+            received_at: now,
+            service_window_open: true,
+        }),
+        status: None,
+        config: resolved,
+        now,
+        timezone: "UTC".into(),
+        utc_offset_minutes: 0,
+    };
+    let runtime = service.runtime.clone();
+    let outcome =
+        tokio::task::spawn_blocking(move || runtime.invoke(&plugin, Call::new(event))).await?;
+    match outcome {
+        Err(failure) => match failure.error {
+            CallError::InvalidConfig { message } => Err(ServiceError::InvalidConfig {
+                // The plugin's message names the key when it can (the
+                // SDK's guide: "`rules` rule 3: …").
+                key: manifest
+                    .config
+                    .iter()
+                    .find(|k| message.contains(&format!("`{}`", k.name)))
+                    .map(|k| k.name.clone()),
+                message: format!("{} refused this configuration: {message}", manifest.id),
+            }),
+            _ => Ok(()),
+        },
+        Ok(_) => Ok(()),
+    }
 }
 
 /// The tenant's installations, in flow order.
@@ -130,6 +212,7 @@ pub async fn create(
 ) -> ServiceResult<Installation> {
     caller.require(Scope::Admin)?;
     let record = plugins::resolve(service, &request.plugin)?;
+    try_config(service, &record, &request.config).await?;
     service
         .apply(|| {
             let existing = Installation::list(&service.vault, &caller.tenant)?;
@@ -183,6 +266,13 @@ pub async fn update(
 ) -> ServiceResult<Installation> {
     caller.require(Scope::Admin)?;
     let id = &parse_id(raw_id)?;
+    if let Some(config) = &update.config {
+        let installation = Installation::load(&service.vault, &caller.tenant, id)?
+            .ok_or(ServiceError::NotFound("installation"))?;
+        if let Some(record) = service.registry.record(&installation.plugin)? {
+            try_config(service, &record, config).await?;
+        }
+    }
     service
         .apply(|| {
             let mut installation = Installation::load(&service.vault, &caller.tenant, id)?

@@ -46,10 +46,67 @@ pub fn authenticate(
     )
 }
 
+/// The caller a console session stands for, read again on each request so
+/// that a revoked key, or one whose tenant is gone, ends the session at
+/// once: `None` when the key no longer exists.
+pub fn session_caller(
+    service: &ServiceInner,
+    tenant: &TenantId,
+    key: &ApiKeyId,
+) -> ServiceResult<Option<TenantCaller>> {
+    let vault = &service.vault;
+    if !vault.keys.has_tenant(tenant)? {
+        return Ok(None);
+    }
+    let keys = vault.keys.tenant(tenant)?;
+    let record: Option<ApiKey> =
+        vault.read(&keys.records, tenant, Kind::ApiKeys, key.as_bytes())?;
+    Ok(record.map(|key| TenantCaller {
+        tenant: *tenant,
+        key: key.public(),
+        face: Face::Console,
+    }))
+}
+
+/// Sign in to the console with an API key's token: the caller, with the
+/// sign-in audited; `None` (the failure audited as for the API) when the
+/// token names no live key or carries the wrong secret.
+pub async fn sign_in(service: &ServiceInner, token: &str) -> ServiceResult<Option<TenantCaller>> {
+    match authenticate(service, token.trim(), Face::Console)? {
+        Some(caller) => {
+            let audit = caller.audit(
+                service.clock.now(),
+                "auth.signed-in",
+                serde_json::Value::Null,
+            );
+            service.record(vec![audit]).await?;
+            Ok(Some(caller))
+        }
+        None => {
+            record_failure_through(service, token.trim(), Face::Console).await;
+            Ok(None)
+        }
+    }
+}
+
+/// Sign out of the console (audited).
+pub async fn sign_out(service: &ServiceInner, caller: &TenantCaller) -> ServiceResult<()> {
+    let audit = caller.audit(
+        service.clock.now(),
+        "auth.signed-out",
+        serde_json::Value::Null,
+    );
+    service.record(vec![audit]).await
+}
+
 /// Record a failed authentication in the trail of the tenant whose key id
 /// the token names (a wrong secret for an existing key); tokens naming no
 /// key are only logged.
 pub async fn record_failure(service: &ServiceInner, token: &str) {
+    record_failure_through(service, token, Face::Api).await;
+}
+
+async fn record_failure_through(service: &ServiceInner, token: &str, face: Face) {
     let Some(key_id) = api_keys::key_id_of(token) else {
         tracing::info!("authentication with a malformed token");
         return;
@@ -62,12 +119,11 @@ pub async fn record_failure(service: &ServiceInner, token: &str) {
         .flatten()
         .and_then(|t| TenantId::from_slice(&t));
     if let Some(tenant) = tenant {
-        let draft = AuditDraft::new(
-            tenant,
-            service.clock.now(),
-            Actor::ApiKey(key_id.to_string()),
-            "auth.failed",
-        );
+        let actor = match face {
+            Face::Api => Actor::ApiKey(key_id.to_string()),
+            Face::Console => Actor::Console(key_id.to_string()),
+        };
+        let draft = AuditDraft::new(tenant, service.clock.now(), actor, "auth.failed");
         let _ = service.record(vec![draft]).await;
     }
     tracing::info!("tenant authentication failed");

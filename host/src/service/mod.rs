@@ -11,7 +11,8 @@
 //! map [`error::ServiceError`] to their answers.
 //! - tenant: [`settings`], [`installations`], [`plugins`], [`contacts`],
 //!   [`consent`], [`keys`], [`trail`] (the audit trail), [`requests`]
-//!   (data-subject requests);
+//!   (data-subject requests), [`usage`] (activity per installation),
+//!   [`playground`] (a plugin tried on a sample event);
 //! - operator: [`tenants`], [`channels`], [`plugins`], [`operations`];
 //! - WhatsApp: [`webhooks`].
 //!
@@ -31,11 +32,13 @@ pub mod contacts;
 pub mod installations;
 pub mod keys;
 pub mod operations;
+pub mod playground;
 pub mod plugins;
 pub mod requests;
 pub mod settings;
 pub mod tenants;
 pub mod trail;
+pub mod usage;
 pub mod webhooks;
 
 pub mod committer;

@@ -199,6 +199,28 @@ pub async fn object(
     Ok(ProfileAnswer { request, profile })
 }
 
+/// Business days a tenant has to answer a data-subject request.
+pub const ANSWER_WITHIN_BUSINESS_DAYS: u32 = 10;
+
+/// When a request received at `received_at` must be answered: ten business
+/// days (Monday to Friday, counted in UTC) later, at the same time of day.
+/// Public holidays differ by country and are not counted out: the deadline
+/// errs early, never late.
+pub fn deadline(received_at: u64) -> u64 {
+    const DAY: u64 = 24 * 60 * 60;
+    let mut at = received_at;
+    let mut left = ANSWER_WITHIN_BUSINESS_DAYS;
+    while left > 0 {
+        at += DAY;
+        // 1970-01-01 was a Thursday: day 0 is weekday 3 counting Monday as 0.
+        let weekday = (at / DAY + 3) % 7;
+        if weekday < 5 {
+            left -= 1;
+        }
+    }
+    at
+}
+
 /// The tenant's data-subject requests.
 pub fn list(service: &ServiceInner, caller: &TenantCaller) -> ServiceResult<Vec<RequestRecord>> {
     caller.require_any(&[Scope::Read, Scope::Dsr])?;
@@ -220,4 +242,22 @@ pub fn get(
         .vault
         .read(&keys.records, &caller.tenant, Kind::Requests, id.as_bytes())?
         .ok_or(ServiceError::NotFound("request"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_is_ten_business_days_later() {
+        // Monday 2025-06-09 10:00 UTC → Monday 2025-06-23 10:00 UTC.
+        assert_eq!(deadline(1_749_463_200), 1_749_463_200 + 14 * 86_400);
+        // Saturday 2025-06-14 10:00 → Friday 2025-06-27 10:00: the weekend
+        // it arrived on does not count.
+        let saturday = 1_749_463_200 + 5 * 86_400;
+        assert_eq!(deadline(saturday), saturday + 13 * 86_400);
+        // Friday 2025-06-13 → Friday 2025-06-27.
+        let friday = 1_749_463_200 + 4 * 86_400;
+        assert_eq!(deadline(friday), friday + 14 * 86_400);
+    }
 }

@@ -25,6 +25,10 @@ pub struct Channel {
     /// Bearer token for the Cloud API.
     pub access_token: String,
     pub created_at: u64,
+    /// When Meta's webhook verification handshake last succeeded (absent
+    /// for channels stored before this was recorded).
+    #[serde(default)]
+    pub verified_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -48,6 +52,9 @@ pub struct ChannelSummary {
     /// The webhook path to configure in Meta's app dashboard.
     pub webhook_path: String,
     pub created_at: u64,
+    /// When Meta's webhook verification handshake last succeeded; `null`
+    /// until Meta has verified the webhook.
+    pub verified_at: Option<u64>,
 }
 
 impl Channel {
@@ -64,6 +71,7 @@ impl Channel {
             phone_number_id: self.phone_number_id.clone(),
             webhook_path: self.webhook_path(),
             created_at: self.created_at,
+            verified_at: self.verified_at,
         }
     }
 
