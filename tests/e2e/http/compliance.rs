@@ -774,6 +774,8 @@ async fn slow_flow(
         c.limits.fuel = u64::MAX / 2;
         c.limits.deadline_ms = 1_000;
         c.limits.breaker_failures = breaker_failures;
+        // The tenant's budget per event must not end the loop first.
+        c.tenant_limits.event_fuel = u64::MAX / 2;
     })
     .await;
     let spec = TenantSpec::new("Shop", "5601")
