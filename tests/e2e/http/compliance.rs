@@ -604,6 +604,14 @@ async fn a_restored_backup_never_brings_an_erased_contact_back() {
         .await;
     let path = std::path::PathBuf::from(backup["path"].as_str().unwrap());
     assert!(backup["summary"]["records"].as_u64().unwrap() > 10);
+    // Only the service's user may read it, whatever the umask.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "a backup is readable by its owner only"
+    );
     // The backup holds no plaintext.
     let bytes = std::fs::read(&path).unwrap();
     for needle in [b"Quintessa".as_slice(), b"cobalt teapot"] {
