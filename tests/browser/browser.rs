@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
@@ -15,7 +14,7 @@ use serde_json::{Value, json};
 
 /// One browser at a time: each is a few hundred megabytes and this
 /// machine has two cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,15 +62,13 @@ pub struct Browser {
     driver: Child,
     _profile: tempfile::TempDir,
     _downloads: tempfile::TempDir,
-    _turn: MutexGuard<'static, ()>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Browser {
     /// Start ChromeDriver and a headless Chromium pointed at `base`.
     pub async fn start(base: &str) -> Browser {
-        let turn = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let turn = ONE_AT_A_TIME.lock().await;
         let chromium = tool("FLOWGATE_CHROMIUM", "/usr/bin/chromium".into());
         let chromedriver = tool("FLOWGATE_CHROMEDRIVER", "/usr/bin/chromedriver".into());
         let port = free_port();
