@@ -396,7 +396,7 @@ fn run_events(args: RunArgs) -> Result<ExitCode> {
 
     if !args.json {
         println!(
-            "{} {} ({}), compiled in {compile_ms:.1} ms",
+            "{} {} ({}), loaded in {compile_ms:.1} ms",
             manifest.id,
             manifest.version,
             &plugin.hash.to_string()[..16]
