@@ -12,5 +12,6 @@ mod crash;
 mod data;
 mod plugins;
 mod polyglot;
+mod privacy;
 mod sandbox;
 mod service;

@@ -188,11 +188,11 @@ fn on_message(
         at: message.timestamp,
         status: None,
         status_at: None,
-        preview: message.text.as_deref().map(messages::preview),
+        preview: message.text().map(messages::preview),
         content: message
-            .text
-            .clone()
-            .filter(|_| event.context.tenant.store_message_content),
+            .text()
+            .filter(|_| event.context.tenant.store_message_content)
+            .map(str::to_owned),
         origin: None,
     };
     let owner = messages::Owner {
@@ -208,11 +208,11 @@ fn on_message(
         Some(&subject),
         serde_json::json!({
             "kind": message.kind,
-            "chars": message.text.as_deref().map_or(0, |t| t.chars().count()),
+            "chars": message.text().map_or(0, |t| t.chars().count()),
         }),
     );
 
-    if let Some(keyword) = optout::classify(message.text.as_deref()) {
+    if let Some(keyword) = optout::classify(message.text()) {
         on_keyword(
             event,
             channel,
@@ -231,7 +231,7 @@ fn on_message(
     } else {
         let facts = MessageFacts {
             kind: message.kind,
-            text: message.text.clone(),
+            text: message.text().map(str::to_owned),
             received_at: message.timestamp,
             service_window_open: loaded.contact.service_window_open(event.now),
         };

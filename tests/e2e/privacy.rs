@@ -1,0 +1,125 @@
+//! What an installation may see and leave behind, end to end: a
+//! consent-based plugin is not run without consent, system notices carry no
+//! identifiers, labels are limited to what the manifest declares, and a
+//! plugin runs only under the manifest the operator admitted.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::service::{TestService, TestTenant, now, text_message};
+
+/// Enable `plugin` with exactly these grants and this configuration.
+async fn enable_with(
+    service: &TestService,
+    tenant: &TestTenant,
+    plugin: &str,
+    grants: &[&str],
+    config: Value,
+) -> Value {
+    service
+        .ok(
+            Method::POST,
+            "/v1/installations",
+            &tenant.admin,
+            Some(json!({"plugin": plugin, "grants": grants, "config": config})),
+        )
+        .await
+}
+
+async fn lookup(service: &TestService, tenant: &TestTenant, wa_id: &str) -> Value {
+    service
+        .ok(
+            Method::POST,
+            "/v1/contacts/lookup",
+            &tenant.admin,
+            Some(json!({"wa_id": wa_id})),
+        )
+        .await
+}
+
+/// Everything held about one contact (a data-subject access request).
+async fn access(service: &TestService, tenant: &TestTenant, wa_id: &str) -> Value {
+    let key = service
+        .ok(
+            Method::POST,
+            "/v1/api-keys",
+            &tenant.admin,
+            Some(json!({"name": "privacy desk", "scopes": ["dsr"]})),
+        )
+        .await;
+    let answer = service
+        .ok(
+            Method::POST,
+            "/v1/dsr/access",
+            key["token"].as_str().unwrap(),
+            Some(json!({"wa_id": wa_id})),
+        )
+        .await;
+    answer["export"].clone()
+}
+
+/// WhatsApp's notice that a user changed their number: its body names the
+/// user and both numbers.
+fn number_changed(phone_number_id: &str, from: &str, to: &str, at: u64) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
+            "messages": [{"from": from, "id": format!("wamid.change.{to}"), "timestamp": at.to_string(),
+                "type": "system", "system": {
+                    "body": format!("User Sheena Nelson changed from {from} to {to}"),
+                    "wa_id": to, "type": "user_changed_number"}}]
+        }}]}]
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_change_notice_shows_a_plugin_no_numbers_or_names() {
+    let service = TestService::start().await;
+    service.upload("labeller").await;
+    let tenant = service.tenant("Shop", "7001").await;
+    // A labeller granted only the message text, with rules that would catch
+    // a number or the name in it.
+    enable_with(
+        &service,
+        &tenant,
+        "labeller",
+        &["user.content.private"],
+        json!({"rules": r#"[
+            {"label": "has-number", "patterns": ["\\d{6,}"]},
+            {"label": "named", "keywords": ["sheena", "nelson"]},
+            {"label": "changed", "keywords": ["changed"]}
+        ]"#}),
+    )
+    .await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("7001", "wamid.P1", "16505551234", "Sheena", "hi", now()),
+        )
+        .await;
+    service
+        .deliver(
+            &tenant,
+            &number_changed("7001", "16505551234", "16505559999", now()),
+        )
+        .await;
+    service.settle().await;
+
+    // The contact moved to the new number (the re-keying stays)…
+    let moved = lookup(&service, &tenant, "16505559999").await;
+    assert_eq!(moved["profile_name"], "Sheena");
+    // …and the plugin saw no text in the notice: none of its rules matched.
+    assert_eq!(moved["labels"], json!([]), "{moved}");
+    let invoked = service.audit_of(&tenant, "plugin.invoked").await;
+    assert_eq!(invoked.len(), 2, "the labeller ran on both messages");
+    // Nor is the notice kept as a message preview.
+    let export = access(&service, &tenant, "16505559999").await;
+    let messages = export["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[1]["kind"], "system");
+    assert_eq!(messages[1]["preview"], Value::Null, "{messages:?}");
+    service.stop().await;
+}
