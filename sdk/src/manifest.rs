@@ -138,9 +138,11 @@ pub struct ConfigKey {
 /// A purpose of processing, as a fideslang data-use identifier.
 ///
 /// Purposes are hierarchical: a contact who objects to `marketing` objects to
-/// `marketing.communications` too. Purposes under `marketing`, `personalize`
-/// and `analytics` rest on the contact's consent; without it the plugin runs
-/// but sees no personal fields.
+/// `marketing.communications` too. Purposes under `marketing`, `personalize`,
+/// `analytics`, `third_party_sharing` and `train_ai_system` rest on the
+/// contact's consent ([`Purpose::requires_consent`]): running the plugin for
+/// them is itself the processing that needs it, so the host does not call
+/// the plugin at all for a contact who has not consented.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Purpose(Cow<'static, str>);
 
@@ -166,6 +168,35 @@ impl Purpose {
     /// The identifier, such as `essential.service`.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the purpose rests on the contact's consent, as the host
+    /// decides it: purposes under `analytics`, `marketing`, `personalize`,
+    /// `third_party_sharing` and `train_ai_system`.
+    ///
+    /// ```
+    /// use flowgate_sdk::Purpose;
+    /// assert!(Purpose::PERSONALIZE_PROFILING.requires_consent());
+    /// assert!(!Purpose::ESSENTIAL_SERVICE.requires_consent());
+    /// ```
+    pub fn requires_consent(&self) -> bool {
+        const CONSENT_BASED_ROOTS: [&str; 5] = [
+            "analytics",
+            "marketing",
+            "personalize",
+            "third_party_sharing",
+            "train_ai_system",
+        ];
+        let root = self.0.split('.').next().unwrap_or_default();
+        CONSENT_BASED_ROOTS.contains(&root)
+    }
+
+    /// Whether this purpose is `other` or one of its sub-purposes
+    /// (`marketing.communications` is within `marketing`).
+    pub fn is_within(&self, other: &Purpose) -> bool {
+        self.0 == other.0
+            || (self.0.starts_with(other.as_str())
+                && self.0.as_bytes().get(other.0.len()) == Some(&b'.'))
     }
 }
 

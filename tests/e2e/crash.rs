@@ -334,18 +334,17 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
 
     let mut server = start(&config, port).await;
     let http = reqwest::Client::new();
-    // lead-score counts each contact's messages in its state: an event
-    // processed twice would count twice. auto-reply answers every message.
+    // The scaffolded plugin counts each contact's messages in its state (for
+    // the essential service, so it runs without consent; lead-score, for
+    // profiling, would not run for these contacts): an event processed twice
+    // would count twice. auto-reply answers every message.
     let shop = shop_over_http(
         &http,
         &server.base,
         &fake,
         ("3002", "crash-loop-secret"),
         &[
-            (
-                "lead-score",
-                json!({"grants": ["user.content.private"], "config": {"hand-off-at": "off"}}),
-            ),
+            ("scaffolded", json!({"grants": ["user.content.private"]})),
             auto_reply(),
         ],
     )
@@ -482,13 +481,13 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["plugin"] == "lead-score")
+            .find(|s| s["plugin"] == "scaffolded")
             .and_then(|s| s["entries"]["messages"]["hex"].as_str())
             .map(|hex| u64::from_le_bytes(from_hex::<8>(hex).unwrap()))
             .unwrap();
         assert_eq!(
             counted as usize, delivered,
-            "contact {c}: lead-score's count"
+            "contact {c}: the plugin's count"
         );
         let outbound = messages
             .iter()

@@ -123,3 +123,75 @@ async fn a_number_change_notice_shows_a_plugin_no_numbers_or_names() {
     assert_eq!(messages[1]["preview"], Value::Null, "{messages:?}");
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_based_plugin_is_not_run_for_a_contact_without_consent() {
+    let service = TestService::start().await;
+    service.upload("lead-score").await;
+    let tenant = service.tenant("Shop", "7002").await;
+    let scorer = service.enable(&tenant, "lead-score", json!({})).await;
+    for (n, text) in ["Hallo, was kostet der Versand?", "I want to buy two"]
+        .iter()
+        .enumerate()
+    {
+        service
+            .deliver(
+                &tenant,
+                &text_message(
+                    "7002",
+                    &format!("wamid.J{n}"),
+                    "4915112345678",
+                    "Jonas",
+                    text,
+                    now(),
+                ),
+            )
+            .await;
+    }
+    service.settle().await;
+
+    // Jonas never consented to profiling: lead-score was not invoked for
+    // him, so it kept no count and set no score…
+    assert!(service.audit_of(&tenant, "plugin.invoked").await.is_empty());
+    let jonas = lookup(&service, &tenant, "4915112345678").await;
+    assert_eq!(jonas["lead_score"], Value::Null, "{jonas}");
+    assert_eq!(
+        access(&service, &tenant, "4915112345678").await["plugin_state"],
+        json!([]),
+        "nothing derived is stored"
+    );
+    // …and the trail says why, in plain words, for each message.
+    let skipped = service.audit_of(&tenant, "plugin.skipped").await;
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    let details = &skipped[0]["details"];
+    assert_eq!(details["reason"], "no-consent", "{details}");
+    assert_eq!(details["purpose"], "personalize.profiling");
+    assert_eq!(details["plugin"], "lead-score");
+    assert_eq!(skipped[0]["actor"]["id"], scorer["id"]);
+    assert_eq!(
+        details["why"],
+        "the contact has not consented to `personalize.profiling`, \
+         which this plugin's processing rests on"
+    );
+
+    // Once he consents, it runs: its count starts with that message.
+    service
+        .ok(
+            Method::POST,
+            &format!("/v1/contacts/{}/consent", jonas["id"].as_str().unwrap()),
+            &tenant.admin,
+            Some(json!({"purpose": "personalize.profiling", "decision": "granted", "evidence": "form-7"})),
+        )
+        .await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("7002", "wamid.J9", "4915112345678", "Jonas", "hello", now()),
+        )
+        .await;
+    service.settle().await;
+    assert_eq!(service.audit_of(&tenant, "plugin.invoked").await.len(), 1);
+    let jonas = lookup(&service, &tenant, "4915112345678").await;
+    assert_eq!(jonas["lead_score"], 4, "one message (+4): {jonas}");
+    service.stop().await;
+}

@@ -59,6 +59,8 @@ struct Demo {
     fake: FakeCloudApi,
     sequence: u32,
     clock: u64,
+    /// The last `plugin.skipped` audit entry narrated.
+    skipped_seen: u64,
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -111,6 +113,7 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
         fake,
         sequence: 0,
         clock: flowgate::data::unix_now(),
+        skipped_seen: 0,
     };
     let outcome = demo.script(&args).await;
     let _ = stop.send(());
@@ -212,7 +215,35 @@ impl Demo {
         let (status, answer) = self.post_webhook(&body, APP_SECRET).await?;
         ensure!(status == 200, "webhook answered {status}: {answer}");
         println!("  {:<13} → {text:?}", from.1);
-        self.wait_processed().await
+        self.wait_processed().await?;
+        self.narrate_skipped().await
+    }
+
+    /// Say which plugins the service did not run since the last call, and
+    /// why, as the audit trail records it.
+    async fn narrate_skipped(&mut self) -> Result<()> {
+        let skipped = self
+            .call(
+                reqwest::Method::GET,
+                &format!(
+                    "/v1/audit?action=plugin.skipped&after={}&limit=1000",
+                    self.skipped_seen
+                ),
+                &self.admin.clone(),
+                None,
+            )
+            .await?;
+        for entry in skipped.as_array().into_iter().flatten() {
+            let details = &entry["details"];
+            println!(
+                "  {:<13}   {} not run: {}",
+                "",
+                details["plugin"].as_str().unwrap_or("?"),
+                details["why"].as_str().unwrap_or("?")
+            );
+            self.skipped_seen = self.skipped_seen.max(entry["seq"].as_u64().unwrap_or(0));
+        }
+        Ok(())
     }
 
     /// Wait until every accepted webhook item has been processed and every
@@ -361,7 +392,8 @@ impl Demo {
             Some(json!({"purpose": "personalize.profiling", "decision": "granted", "evidence": "web-form-2291"})))
             .await?;
         println!(
-            "  (tenant)      records Sheena's consent to personalize.profiling (lead scoring)"
+            "  (tenant)      records Sheena's consent to personalize.profiling (lead scoring); \
+             Jonas gives none"
         );
         self.say(
             SHEENA,
@@ -476,6 +508,25 @@ impl Demo {
                         .join(", "))
                     .unwrap_or_default(),
                 d["fuel"]
+            );
+        }
+        println!("\nplugins not run, and why (from the audit trail)");
+        let skipped = self
+            .call(
+                reqwest::Method::GET,
+                "/v1/audit?action=plugin.skipped&limit=1000",
+                &admin,
+                None,
+            )
+            .await?;
+        for entry in skipped.as_array().into_iter().flatten() {
+            let d = &entry["details"];
+            println!(
+                "  #{:<3} {:<11} {}  {}",
+                entry["seq"],
+                d["plugin"].as_str().unwrap_or("?"),
+                entry["subject"].as_str().unwrap_or("?"),
+                d["why"].as_str().unwrap_or("?")
             );
         }
         println!("\naudit trail excerpt (actions taken and refused)");

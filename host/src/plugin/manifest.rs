@@ -188,8 +188,9 @@ const PURPOSE_ROOTS: [&str; 8] = [
 ];
 
 /// Data uses that rest on the contact's consent rather than on the contract
-/// or a legitimate interest (GDPR art. 6(1)(a)): the plugin runs without
-/// consent but is shown no personal field.
+/// or a legitimate interest (GDPR art. 6(1)(a)): without the contact's
+/// consent a plugin declaring one is not run for that contact at all.
+/// `essential`, `functional` and `collect` need none.
 const CONSENT_BASED_ROOTS: [&str; 5] = [
     "analytics",
     "marketing",
@@ -475,7 +476,21 @@ mod tests {
         assert!(p("marketing").is_within(&p("marketing")));
         assert!(!p("marketing").is_within(&p("marketing.communications")));
         assert!(!p("essential.service_x").is_within(&p("essential.service")));
-        assert!(p("personalize.profiling").requires_consent());
-        assert!(!p("essential.service").requires_consent());
+        for consent_based in [
+            "analytics",
+            "analytics.reporting",
+            "marketing.communications",
+            "personalize.profiling",
+            "third_party_sharing",
+            "train_ai_system",
+        ] {
+            assert!(p(consent_based).requires_consent(), "{consent_based}");
+        }
+        for not_consent_based in ["essential.service", "functional", "collect"] {
+            assert!(
+                !p(not_consent_based).requires_consent(),
+                "{not_consent_based}"
+            );
+        }
     }
 }

@@ -425,7 +425,7 @@ fn run_step(
                 actor,
                 "plugin.skipped",
                 Some(subject),
-                serde_json::json!({"reason": reason}),
+                skipped_details(manifest, &reason),
             );
             return Ok(());
         }
@@ -540,6 +540,26 @@ fn run_step(
         }
     }
     Ok(())
+}
+
+/// Why an installation was not run for a contact, for the audit trail:
+/// the reason's code and purposes (`{"reason": "no-consent", "purpose":
+/// "personalize.profiling"}`), the plugin, and `why` in plain words.
+fn skipped_details(
+    manifest: &crate::plugin::Manifest,
+    reason: &view::NotProcessed,
+) -> serde_json::Value {
+    let mut details = serde_json::json!({
+        "plugin": manifest.id,
+        "version": manifest.version,
+        "why": reason.to_string(),
+    });
+    if let (Some(details), serde_json::Value::Object(reason)) =
+        (details.as_object_mut(), serde_json::json!(reason))
+    {
+        details.extend(reason);
+    }
+    details
 }
 
 /// What the audit trail keeps of a call's log: lines per level and their
