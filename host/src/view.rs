@@ -407,6 +407,7 @@ mod tests {
             fields: fields.to_vec(),
             capabilities: vec![Capability::AddLabel],
             config: vec![],
+            labels: vec![],
         }
     }
 

@@ -12,7 +12,7 @@
 //! contact has not given is not called at all ([`TestEvent::without_consent`]),
 //! fields the manifest did not declare are withheld, configuration defaults
 //! are filled in, and the returned actions are checked against the
-//! manifest's capabilities and the host's limits.
+//! manifest's capabilities, its labels and the host's limits.
 //!
 //! ```
 //! use flowgate_sdk::harness::{self, TestEvent};
@@ -251,6 +251,8 @@ pub enum Rejection {
     Plugin(PluginError),
     /// An action the manifest did not declare.
     Undeclared(Action),
+    /// A label the manifest's labels do not allow (the host drops it).
+    UndeclaredLabel(Action),
     /// An action over the host's size limits.
     TooLong(Action),
     /// More actions than the host accepts per call.
@@ -269,6 +271,9 @@ impl fmt::Display for Rejection {
             ),
             Rejection::Plugin(error) => write!(f, "plugin error: {error}"),
             Rejection::Undeclared(action) => write!(f, "undeclared capability: {action:?}"),
+            Rejection::UndeclaredLabel(action) => {
+                write!(f, "a label the manifest does not declare: {action:?}")
+            }
             Rejection::TooLong(action) => write!(f, "over the host's length limit: {action:?}"),
             Rejection::TooManyActions(n) => {
                 write!(f, "{n} actions, the host accepts {}", limits::MAX_ACTIONS)
@@ -370,6 +375,11 @@ pub fn run<P: Plugin>(event: impl Into<TestEvent>) -> Result<Vec<Action>, Reject
         }
         if chars > limit {
             return Err(Rejection::TooLong(action.clone()));
+        }
+        if let Action::AddLabel(label) | Action::RemoveLabel(label) = action
+            && !manifest.allows_label(label)
+        {
+            return Err(Rejection::UndeclaredLabel(action.clone()));
         }
     }
     Ok(actions)

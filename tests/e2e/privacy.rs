@@ -195,3 +195,110 @@ async fn a_consent_based_plugin_is_not_run_for_a_contact_without_consent() {
     assert_eq!(jonas["lead_score"], 4, "one message (+4): {jonas}");
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_cannot_write_identifiers_or_pseudonyms_into_labels() {
+    let service = TestService::start().await;
+    service.upload("fixture-hostile").await;
+    service.upload("labeller").await;
+    let tenant = service.tenant("Shop", "7003").await;
+    let hostile = enable_with(
+        &service,
+        &tenant,
+        "fixture-hostile",
+        &["user.contact.phone_number"],
+        json!({"attack": "label-leak"}),
+    )
+    .await;
+    // A second installation that reads labels: it must not find the other
+    // installation's pseudonym, or the number, there.
+    enable_with(
+        &service,
+        &tenant,
+        "labeller",
+        &["user.content.private", "user.behavior.labels"],
+        json!({"rules": r#"[{"label": "pricing", "keywords": ["price"]}]"#}),
+    )
+    .await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("7003", "wamid.L1", "16505551234", "Ana", "hello", now()),
+        )
+        .await;
+    service.settle().await;
+    // The tenant labels Ana `vip` herself.
+    let desk = service
+        .ok(
+            Method::POST,
+            "/v1/api-keys",
+            &tenant.admin,
+            Some(json!({"name": "desk", "scopes": ["dsr"]})),
+        )
+        .await;
+    service
+        .ok(
+            Method::POST,
+            "/v1/dsr/rectification",
+            desk["token"].as_str().unwrap(),
+            Some(json!({"wa_id": "16505551234", "changes": {"labels": ["vip"]}})),
+        )
+        .await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("7003", "wamid.L2", "16505551234", "Ana", "hello", now()),
+        )
+        .await;
+    service.settle().await;
+
+    // Only the label the manifest declares was applied; the tenant's `vip`
+    // stays.
+    let ana_after = lookup(&service, &tenant, "16505551234").await;
+    assert_eq!(
+        ana_after["labels"],
+        json!(["vip", "survived"]),
+        "{ana_after}"
+    );
+    // Each refused label is audited, by its length only.
+    let dropped = service.audit_of(&tenant, "action.dropped").await;
+    let undeclared: Vec<&Value> = dropped
+        .iter()
+        .filter(|e| e["details"]["reason"]["reason"] == "undeclared-label")
+        .collect();
+    assert_eq!(
+        undeclared.len(),
+        6,
+        "the number, the pseudonym and removing `vip`, for each message: {dropped:?}"
+    );
+    assert!(undeclared.iter().all(|e| e["actor"]["id"] == hostile["id"]));
+    let trail = service
+        .ok(Method::GET, "/v1/audit?limit=1000", &tenant.admin, None)
+        .await
+        .to_string();
+    assert!(!trail.contains("16505551234"), "the number in the trail");
+    // The tenant sees, before enabling, which labels the plugin may write.
+    let registry = service
+        .ok(Method::GET, "/v1/plugins", &tenant.admin, None)
+        .await;
+    let manifest = &registry
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["manifest"]["id"] == "fixture-hostile")
+        .unwrap()["manifest"];
+    assert!(
+        manifest["labels"].as_array().is_some_and(|l| !l.is_empty()),
+        "{manifest}"
+    );
+    let installation = service
+        .ok(
+            Method::GET,
+            &format!("/v1/installations/{}", hostile["id"].as_str().unwrap()),
+            &tenant.admin,
+            None,
+        )
+        .await;
+    assert_eq!(installation["labels"], manifest["labels"], "{installation}");
+    service.stop().await;
+}

@@ -213,6 +213,7 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
     println!("  purposes      {}", join(m.purposes.iter()));
     println!("  fields        {}", join(m.fields.iter()));
     println!("  capabilities  {}", join(m.capabilities.iter()));
+    println!("  labels        {}", join(m.labels.iter()));
     println!("  imports       {}", plugin.imports.join(", "));
     if plugin.uses_wasi {
         println!(

@@ -59,6 +59,31 @@ class WitWorld(wit_world.WitWorld):
             fields=[],
             capabilities=[types.Capability.ADD_LABEL],
             config=[],
+            # What each probe may report: `allowed`, or `denied:` and the
+            # exception's type; the size of the environment; the clock.
+            labels=[
+                rule
+                for probe in ("file", "listdir", "connect", "dns", "late-import")
+                for rule in (
+                    types.LabelRule_Exact(f"{probe}:allowed"),
+                    types.LabelRule_Pattern(
+                        types.LabelPattern(
+                            prefix=f"{probe}:denied:",
+                            alphabet=types.LabelAlphabet.LETTERS,
+                            max_length=32,
+                        )
+                    ),
+                )
+            ]
+            + [
+                types.LabelRule_Pattern(
+                    types.LabelPattern(
+                        prefix="env:", alphabet=types.LabelAlphabet.DIGITS, max_length=4
+                    )
+                ),
+                types.LabelRule_Exact("clock:ok"),
+                types.LabelRule_Exact("clock:odd"),
+            ],
         )
 
     def handle(self, event):

@@ -8,7 +8,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use flowgate::plugin::types::Capability;
+use flowgate::plugin::types::{Capability, LabelAlphabet, LabelPattern, LabelRule};
 use wasi::cli::{environment, stderr, stdout};
 use wasi::filesystem::preopens;
 use wasi::sockets::{instance_network, ip_name_lookup};
@@ -25,6 +25,15 @@ impl Guest for Probe {
             fields: vec![],
             capabilities: vec![Capability::AddLabel],
             config: vec![],
+            labels: vec![
+                LabelRule::Exact("stdout:ok".into()),
+                LabelRule::Exact("stdout:failed".into()),
+                count("env:"),
+                count("args:"),
+                count("preopens:"),
+                LabelRule::Exact("dns:allowed".into()),
+                LabelRule::Exact("dns:denied".into()),
+            ],
         }
     }
 
@@ -54,6 +63,15 @@ impl Guest for Probe {
             Action::AddLabel(format!("dns:{lookup}")),
         ])
     }
+}
+
+/// `prefix` and a count of up to four digits.
+fn count(prefix: &str) -> LabelRule {
+    LabelRule::Pattern(LabelPattern {
+        prefix: prefix.into(),
+        alphabet: LabelAlphabet::Digits,
+        max_length: 4,
+    })
 }
 
 export!(Probe);
