@@ -156,7 +156,7 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
     // plugins in the service's own runtime.
     let service = Service::start(config, vault, Clock::system()).unwrap();
     let runtime = service.inner.runtime.clone();
-    let app = flowgate::api::router(service.inner.clone());
+    let app = flowgate::server::app(service.inner.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -12,7 +13,7 @@ use crate::config::ServiceConfig;
 use crate::crypto::{SecretKey, from_hex, to_hex};
 use crate::data::Vault;
 use crate::ids::TenantId;
-use crate::service::Service;
+use crate::service::{Service, ServiceInner};
 
 /// Where the master key comes from.
 pub enum MasterKeySource {
@@ -93,6 +94,14 @@ pub fn open_vault(config: &ServiceConfig, master: SecretKey) -> Result<Vault> {
     Ok(vault)
 }
 
+/// The whole application: the API, and the tenant console beside it with
+/// its own routes, session and security headers (its CSP lets it load its
+/// own scripts and styles). Composed here, above both, so that neither
+/// face imports the other.
+pub fn app(service: Arc<ServiceInner>) -> axum::Router {
+    crate::api::router(service.clone()).merge(crate::console::router(service))
+}
+
 /// Serve until `shutdown` completes, then stop gracefully: stop accepting,
 /// finish requests in flight, let the workers and the sender finish.
 pub async fn serve(
@@ -104,7 +113,7 @@ pub async fn serve(
 ) -> Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let service = Service::start(config, vault, clock)?;
-    let app = crate::api::router(service.inner.clone());
+    let app = app(service.inner.clone());
     tracing::info!(address = %listener.local_addr()?, "flowgate is serving");
     // The peer's address reaches handlers (the console throttles failed
     // sign-ins per client address).

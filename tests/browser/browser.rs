@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
@@ -15,7 +14,7 @@ use serde_json::{Value, json};
 
 /// One browser at a time: each is a few hundred megabytes and this
 /// machine has two cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,15 +62,13 @@ pub struct Browser {
     driver: Child,
     _profile: tempfile::TempDir,
     _downloads: tempfile::TempDir,
-    _turn: MutexGuard<'static, ()>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Browser {
     /// Start ChromeDriver and a headless Chromium pointed at `base`.
     pub async fn start(base: &str) -> Browser {
-        let turn = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let turn = ONE_AT_A_TIME.lock().await;
         let chromium = tool("FLOWGATE_CHROMIUM", "/usr/bin/chromium".into());
         let chromedriver = tool("FLOWGATE_CHROMEDRIVER", "/usr/bin/chromedriver".into());
         let port = free_port();
@@ -180,8 +177,31 @@ impl Browser {
         field.send_keys(text).await.unwrap();
     }
 
+    /// Click the first element matching `css`. The element is found again
+    /// when the page was replaced between finding and clicking it (after a
+    /// form's submission, the old page's element may be found first).
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap();
+        self.click_on(Locator::Css(css), css).await;
+    }
+
+    async fn click_on(&self, locator: Locator<'_>, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let element = self
+                .client
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(locator)
+                .await
+                .unwrap_or_else(|e| panic!("no element `{what}` on the page: {e}"));
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if is_stale(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("clicking `{what}`: {e}"),
+            }
+        }
     }
 
     /// Click the button (or link) whose text contains `text`.
@@ -190,14 +210,8 @@ impl Browser {
             "//button[contains(normalize-space(.), {0})] | //a[contains(normalize-space(.), {0})]",
             xpath_literal(text)
         );
-        let element = self
-            .client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::XPath(&xpath))
-            .await
-            .unwrap_or_else(|e| panic!("no button or link `{text}`: {e}"));
-        element.click().await.unwrap();
+        self.click_on(Locator::XPath(&xpath), &format!("button or link {text}"))
+            .await;
     }
 
     /// The page's visible text.
@@ -373,12 +387,21 @@ impl Browser {
     pub async fn downloaded(&self) -> PathBuf {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let done: Vec<PathBuf> = std::fs::read_dir(&self.downloads)
+            let files: Vec<PathBuf> = std::fs::read_dir(&self.downloads)
                 .unwrap()
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
                 .collect();
-            if let Some(file) = done.into_iter().next() {
+            // Chromium reserves the file's name with an empty placeholder
+            // and writes into a `.crdownload` beside it, renamed over the
+            // placeholder when complete.
+            let writing = files
+                .iter()
+                .any(|p| p.extension().is_some_and(|e| e == "crdownload"));
+            let done = files.into_iter().find(|p| {
+                p.extension().is_some_and(|e| e == "json")
+                    && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+            });
+            if let (false, Some(file)) = (writing, done) {
                 return file;
             }
             assert!(
@@ -410,4 +433,14 @@ fn xpath_literal(text: &str) -> String {
     } else {
         format!("\"{text}\"")
     }
+}
+
+/// Whether a WebDriver command failed because its element belonged to a
+/// page that has since been replaced.
+fn is_stale(error: &fantoccini::error::CmdError) -> bool {
+    matches!(
+        error,
+        fantoccini::error::CmdError::Standard(e)
+            if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+    )
 }

@@ -121,6 +121,24 @@ pub struct RunArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Compile the component even when its compiled code is cached. The
+    /// cache is $FLOWGATE_CODE_CACHE, else $XDG_CACHE_HOME/flowgate/code,
+    /// else ~/.cache/flowgate/code: a second run of a Python or JavaScript
+    /// plugin then starts in a fraction of a second instead of seconds.
+    #[arg(long)]
+    pub no_code_cache: bool,
+}
+
+/// Where `plugin run` keeps compiled components: the user's own cache.
+fn user_code_cache() -> Option<PathBuf> {
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("FLOWGATE_CODE_CACHE")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("flowgate/code")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/flowgate/code")))
 }
 
 pub fn run(command: PluginCommand) -> Result<ExitCode> {
@@ -333,10 +351,13 @@ fn run_events(args: RunArgs) -> Result<ExitCode> {
     if let Some(fuel) = args.fuel {
         limits.fuel = fuel;
     }
-    let runtime = Runtime::new(RuntimeConfig {
+    let mut runtime = Runtime::new(RuntimeConfig {
         limits,
         ..RuntimeConfig::default()
     })?;
+    if let (false, Some(dir)) = (args.no_code_cache, user_code_cache()) {
+        runtime = runtime.with_code_cache(dir);
+    }
     let (plugin, compile_ms) = load(&runtime, &args.component)?;
     let manifest = &plugin.manifest;
     let event_bytes =

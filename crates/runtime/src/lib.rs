@@ -31,6 +31,7 @@ pub mod bindings;
 pub mod plugin;
 
 mod breaker;
+mod code_cache;
 mod component;
 mod host_state;
 mod invoke;
@@ -47,6 +48,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use breaker::{BreakerOpen, BreakerTransition, CircuitBreakers};
+pub use code_cache::CodeCacheStats;
 pub use component::{ContentHash, LoadError, LoadedPlugin};
 pub use host_state::{LogLine, PluginState};
 pub use invoke::{Budget, Call, CallError, Invocation, InvokeFailure, ReusedInstance};
@@ -84,6 +86,7 @@ pub struct Runtime {
     linker: Linker<HostState>,
     limits: Limits,
     plugins: Mutex<HashMap<ContentHash, Arc<LoadedPlugin>>>,
+    code_cache: Option<code_cache::CodeCache>,
     breakers: CircuitBreakers,
     _ticker: EpochTicker,
 }
@@ -110,6 +113,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            code_cache: None,
             limits: config.limits,
             plugins: Mutex::new(HashMap::new()),
             breakers,
@@ -135,11 +139,29 @@ impl Runtime {
         if let Some(plugin) = self.cached(&hash) {
             return Ok(plugin);
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let component = match &self.code_cache {
+            Some(cache) => cache.load(&self.engine, &hash, bytes),
+            None => Component::new(&self.engine, bytes),
+        }
+        .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let plugin = Arc::new(component::prepare(self, hash, bytes.len(), component)?);
         let mut plugins = self.plugins.lock().expect("plugin cache lock poisoned");
         Ok(plugins.entry(hash).or_insert(plugin).clone())
+    }
+
+    /// Keep compiled components in `dir` between runs, and load them from
+    /// there (see `code_cache`): without it, every component is compiled
+    /// on every load, seconds for a Python or JavaScript plugin.
+    pub fn with_code_cache(mut self, dir: std::path::PathBuf) -> Runtime {
+        self.code_cache = Some(code_cache::CodeCache::new(dir, &self.engine));
+        self
+    }
+
+    /// How the compiled-code cache served loads so far (zero without one).
+    pub fn code_cache_stats(&self) -> CodeCacheStats {
+        self.code_cache
+            .as_ref()
+            .map_or_else(CodeCacheStats::default, code_cache::CodeCache::stats)
     }
 
     /// The already-loaded plugin with this content hash.

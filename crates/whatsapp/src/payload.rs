@@ -59,6 +59,15 @@ impl DeliveryItem {
             DeliveryItem::Status(s) => &s.wamid,
         }
     }
+
+    /// When WhatsApp says the message was sent or the status happened, in
+    /// seconds since the Unix epoch.
+    pub fn timestamp(&self) -> u64 {
+        match self {
+            DeliveryItem::Message(m) => m.timestamp,
+            DeliveryItem::Status(s) => s.timestamp,
+        }
+    }
 }
 
 /// Who a message is from or a status is about. WhatsApp may send the phone

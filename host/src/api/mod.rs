@@ -383,12 +383,10 @@ pub fn route_paths() -> Vec<&'static str> {
     paths
 }
 
-/// The whole application.
+/// The API: tenant, operator, webhook and probe routes. The service
+/// serves it with the console beside it ([`crate::server::app`]).
 pub fn router(service: Arc<ServiceInner>) -> Router {
     let http = service.config.http.clone();
-    // The tenant console: its own routes, session and security headers
-    // (its CSP lets it load its own scripts and styles), beside the API's.
-    let console = crate::console::router(service.clone());
     let state = ApiState {
         limiter: Arc::new(auth::limiter(http.requests_per_second, http.burst)),
         webhook_limiter: Arc::new(auth::limiter(
@@ -448,7 +446,6 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
                 .layer(header("referrer-policy", "no-referrer"))
                 .layer(header("cache-control", "no-store")),
         )
-        .merge(console)
 }
 
 fn header(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

@@ -72,7 +72,15 @@ impl<W: Write> Write for Hashing<W> {
 /// interleave (the committer's exclusive section) for a consistent copy.
 pub fn create(store: &dyn Store, path: &Path) -> Result<BackupSummary, BackupError> {
     let partial = path.with_extension("partial");
-    let file = std::fs::File::create(&partial)?;
+    // Only the service's user may read a backup, whatever the umask: it
+    // holds every tenant's sealed records and wrapped keys.
+    // (A partial file a crash left keeps its mode: start afresh.)
+    let _ = std::fs::remove_file(&partial);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&partial)?;
     let mut out = Hashing {
         inner: BufWriter::new(file),
         hasher: blake3::Hasher::new(),

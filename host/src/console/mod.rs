@@ -108,7 +108,7 @@ async fn not_found() -> Response {
 }
 
 /// The console's routes, with their own state and layers; mounted by
-/// [`crate::api::router`] beside the API.
+/// `server::app` beside the API.
 pub fn router(service: Arc<ServiceInner>) -> Router {
     let config = service.config.console.clone();
     let timeout = Duration::from_millis(service.config.http.request_timeout_ms);

@@ -73,9 +73,9 @@ fn page(
 
 /// A duration as people say it: "30 minutes", "12 hours".
 fn duration(secs: u64) -> String {
-    let (n, unit) = if secs % 3600 == 0 {
+    let (n, unit) = if secs.is_multiple_of(3600) {
         (secs / 3600, "hour")
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         (secs / 60, "minute")
     } else {
         (secs, "second")

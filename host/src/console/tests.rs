@@ -56,7 +56,8 @@ impl Console {
         .await
         .unwrap();
         Console {
-            app: crate::api::router(service.inner.clone()),
+            app: crate::api::router(service.inner.clone())
+                .merge(super::router(service.inner.clone())),
             service: Some(service),
             admin_key: created.admin_api_key,
             _dir: dir,

@@ -119,10 +119,15 @@ impl Service {
     /// outbox sender, and requeue what the inbox still holds from before a
     /// stop or crash. Must run inside a tokio runtime.
     pub fn start(config: ServiceConfig, vault: Vault, clock: Clock) -> anyhow::Result<Service> {
-        let runtime = Arc::new(Runtime::new(RuntimeConfig {
-            limits: config.limits.clone(),
-            max_instances: config.max_instances,
-        })?);
+        // Compiled plugins are kept beside the records, so a restart loads
+        // them instead of compiling them again.
+        let runtime = Arc::new(
+            Runtime::new(RuntimeConfig {
+                limits: config.limits.clone(),
+                max_instances: config.max_instances,
+            })?
+            .with_code_cache(config.data_dir.join("code")),
+        );
         let registry = Registry::new(vault.clone(), runtime.clone());
         // The committer thread runs as long as any handle exists; every
         // group it commits is flushed, so nothing waits for it at shutdown.

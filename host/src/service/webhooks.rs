@@ -16,6 +16,7 @@ use super::error::ServiceError;
 use super::inbox;
 use super::metrics::label;
 use crate::channel::whatsapp::{payload, signature};
+use crate::data::expiry::DEDUP_DAYS;
 use crate::ids::ChannelId;
 use crate::tenancy::channels::Channel;
 
@@ -28,6 +29,9 @@ pub struct Accepted {
     pub accepted: usize,
     /// Items already received before (not stored again).
     pub duplicates: usize,
+    /// Items older than the deduplication window (30 days): dropped, as a
+    /// replay of a captured delivery would be.
+    pub stale: usize,
 }
 
 /// Why a delivery was not accepted.
@@ -90,6 +94,25 @@ pub async fn accept(
         ));
     }
     let now = service.clock.now();
+    // Items older than the deduplication window are dropped: their
+    // deduplication records may have expired, so a replayed (captured and
+    // correctly signed) old delivery would otherwise be processed again.
+    // WhatsApp itself stops retrying after 7 days, well inside it.
+    let oldest = now.saturating_sub(u64::from(DEDUP_DAYS) * 86_400);
+    let mut delivery = delivery;
+    let before = delivery.items.len();
+    delivery.items.retain(|item| item.timestamp() >= oldest);
+    let stale = before - delivery.items.len();
+    if stale > 0 {
+        service
+            .metrics
+            .webhook_items
+            .get_or_create(&vec![
+                ("kind".into(), "any".into()),
+                ("outcome".into(), "stale".into()),
+            ])
+            .inc_by(stale as u64);
+    }
     // A delivery naming a new contact writes its index entries on
     // condition that they are still absent; when another delivery wrote
     // them first, the commit is refused and this one looks again.
@@ -181,5 +204,6 @@ pub async fn accept(
         // nothing to record it against.
         accepted: accepted + unknown,
         duplicates,
+        stale,
     })
 }

@@ -611,6 +611,14 @@ async fn a_restored_backup_never_brings_an_erased_contact_back() {
         .await;
     let path = std::path::PathBuf::from(backup["path"].as_str().unwrap());
     assert!(backup["summary"]["records"].as_u64().unwrap() > 10);
+    // Only the service's user may read it, whatever the umask.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "a backup is readable by its owner only"
+    );
     // The backup holds no plaintext.
     let bytes = std::fs::read(&path).unwrap();
     for needle in [b"Quintessa".as_slice(), b"cobalt teapot"] {
@@ -781,6 +789,8 @@ async fn slow_flow(
         c.limits.fuel = u64::MAX / 2;
         c.limits.deadline_ms = 1_000;
         c.limits.breaker_failures = breaker_failures;
+        // The tenant's budget per event must not end the loop first.
+        c.tenant_limits.event_fuel = u64::MAX / 2;
     })
     .await;
     let spec = TenantSpec::new("Shop", "5601")

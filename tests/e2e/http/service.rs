@@ -184,6 +184,54 @@ async fn repeated_deliveries_are_processed_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_delivery_older_than_the_deduplication_window_is_dropped() {
+    // A captured, correctly signed delivery replayed after its
+    // deduplication record expired (30 days) must not be processed again.
+    let service = ready_service().await;
+    let tenant = shop(&service, "Shop", "1005").await;
+    let old = now() - 31 * 86_400;
+    let body = text_message("1005", "wamid.OLD1", "223", "Bo", "opening hours?", old);
+    let answer = service.deliver(&tenant, &body).await;
+    assert_eq!(
+        (answer["accepted"].as_u64(), answer["stale"].as_u64()),
+        (Some(0), Some(1)),
+        "{answer}"
+    );
+    // A delivery inside the window is taken as ever.
+    let recent = text_message(
+        "1005",
+        "wamid.NEW1",
+        "224",
+        "Cy",
+        "opening hours?",
+        now() - 6 * 86_400,
+    );
+    let answer = service.deliver(&tenant, &recent).await;
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    service.settle().await;
+    assert!(
+        service.fake.sent().is_empty(),
+        "nothing answers the old message"
+    );
+    let lookup = |wa_id: &'static str| {
+        service.request(
+            Method::POST,
+            "/v1/contacts/lookup",
+            &tenant.admin,
+            Some(json!({ "wa_id": wa_id })),
+        )
+    };
+    assert_eq!(
+        lookup("224").await.0,
+        200,
+        "the recent delivery made its contact"
+    );
+    let (status, _) = lookup("223").await;
+    assert_eq!(status, 404, "the stale delivery made no contact");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_tenant_can_reach_another_tenants_data() {
     let service = ready_service().await;
     let a = shop(&service, "A", "2001").await;

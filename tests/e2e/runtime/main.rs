@@ -4,6 +4,7 @@
 //! Each guest has a module of component tests named after it;
 //! `foreach_guest!` makes this file fail to compile when a guest has none.
 
+mod code_cache;
 mod first_party;
 mod polyglot;
 mod sandbox;
