@@ -46,6 +46,7 @@ fn manifest() -> Manifest {
         ],
         capabilities: vec![Capability::SetLeadScore],
         config: vec![],
+        labels: vec![],
     }
 }
 

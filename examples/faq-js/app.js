@@ -128,6 +128,8 @@ export function describe() {
     // The message to match, and the profile name for `{name}` in replies.
     fields: ['user.content.private', 'user.name'],
     capabilities: ['reply'],
+    // It writes no labels.
+    labels: [],
     config: [
       {
         name: 'faq',

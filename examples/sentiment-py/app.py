@@ -187,6 +187,8 @@ class WitWorld(wit_world.WitWorld):
             # contact already has is not added again.
             fields=["user.content.private", "user.behavior.labels"],
             capabilities=[types.Capability.ADD_LABEL, types.Capability.REMOVE_LABEL],
+            # The only labels it writes; the host drops any other.
+            labels=[types.LabelRule_Exact(POSITIVE), types.LabelRule_Exact(NEGATIVE)],
             config=[
                 types.ConfigKey(
                     name=key,

@@ -207,9 +207,12 @@ pub struct TrialSettings {
 pub struct EventReport {
     pub event: usize,
     pub pseudonym: String,
+    /// Whether the plugin was called at all (see `not_processed`).
+    pub invoked: bool,
     pub disclosed: Vec<DataField>,
     pub withheld: Vec<(DataField, Withheld)>,
-    /// Why the plugin was not run at all (restricted, objected).
+    /// Why the plugin was not run at all (restricted, objected, no
+    /// consent to a purpose that rests on it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_processed: Option<String>,
     pub actions: Vec<Action>,
@@ -309,6 +312,7 @@ pub fn run_one(
     let mut report = EventReport {
         event: index,
         pseudonym: pseudonym.clone(),
+        invoked: false,
         disclosed: Vec::new(),
         withheld: Vec::new(),
         not_processed: None,
@@ -346,6 +350,7 @@ pub fn run_one(
             return report;
         }
     };
+    report.invoked = true;
     report.disclosed = disclosure.disclosed.iter().copied().collect();
     report.withheld = disclosure.withheld.clone();
     let event = view::build_event(

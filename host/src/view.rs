@@ -1,13 +1,15 @@
 //! Minimised views: what one installation is shown about one contact.
 //!
-//! A personal field reaches a plugin only when all three hold:
-//! 1. the plugin's manifest declares it,
-//! 2. the tenant granted it to this installation,
-//! 3. the contact's consent covers every consent-based purpose of the plugin.
+//! A plugin is run for a contact only when the contact's processing is not
+//! restricted, the contact objected to none of the plugin's purposes (nor a
+//! broader or narrower one), and the contact consented to every purpose of
+//! the plugin that rests on consent ([`Purpose::requires_consent`]): running
+//! a plugin for such a purpose is itself the processing that needs the
+//! consent. A personal field then reaches the plugin only when
+//! 1. the plugin's manifest declares it, and
+//! 2. the tenant granted it to this installation.
 //!
-//! A contact whose processing is restricted, or who objected to one of the
-//! plugin's purposes (or a broader one), is not processed by the plugin at
-//! all. [`disclose`] decides; [`build_event`] builds the WIT event from the
+//! [`disclose`] decides; [`build_event`] builds the WIT event from the
 //! decision, and the [`Disclosure`] is what the audit trail records.
 
 use std::collections::BTreeSet;
@@ -53,11 +55,10 @@ pub enum Withheld {
     NotDeclared,
     /// The tenant did not grant it to the installation.
     NotGranted,
-    /// The plugin's purpose needs consent the contact has not given.
-    NoConsent { purpose: Purpose },
 }
 
-/// Why a plugin is not run for a contact at all.
+/// Why a plugin is not run for a contact at all. The `Display` form says it
+/// in plain words, for the audit trail and `flowgate plugin run`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "kebab-case")]
 pub enum NotProcessed {
@@ -70,6 +71,12 @@ pub enum NotProcessed {
         purpose: Purpose,
         objection: Purpose,
     },
+    /// One of the plugin's purposes rests on consent the contact has not
+    /// given (or withdrew).
+    #[error(
+        "the contact has not consented to `{purpose}`, which this plugin's processing rests on"
+    )]
+    NoConsent { purpose: Purpose },
 }
 
 /// The decision for one (installation, contact): what is shown, what is not
@@ -114,10 +121,17 @@ pub fn disclose(
             });
         }
     }
-    let missing_consent = manifest
+    // Running the plugin is the processing the consent is for: without it
+    // the plugin is not invoked at all, not merely shown less.
+    if let Some(purpose) = manifest
         .purposes
         .iter()
-        .find(|p| p.requires_consent() && !processing.has_consent_for(p));
+        .find(|p| p.requires_consent() && !processing.has_consent_for(p))
+    {
+        return Err(NotProcessed::NoConsent {
+            purpose: purpose.clone(),
+        });
+    }
     let mut disclosed = BTreeSet::new();
     let mut withheld = Vec::new();
     for field in DataField::ALL {
@@ -126,9 +140,7 @@ pub fn disclose(
         } else if !grants.contains(&field) {
             Some(Withheld::NotGranted)
         } else {
-            missing_consent.map(|purpose| Withheld::NoConsent {
-                purpose: purpose.clone(),
-            })
+            None
         };
         match reason {
             Some(reason) => withheld.push((field, reason)),
@@ -152,7 +164,8 @@ pub enum Absence {
     NotDeclared,
     /// The tenant did not grant it to the installation.
     NotGranted,
-    /// The plugin's purpose needs consent the contact has not given.
+    /// One of the plugin's purposes needs consent the contact has not
+    /// given: the plugin is not run.
     NoConsent { purpose: Purpose },
     /// The contact restricted processing: the plugin is not run.
     Restricted,
@@ -171,7 +184,7 @@ impl std::fmt::Display for Absence {
             Absence::NotGranted => write!(f, "not granted by the tenant"),
             Absence::NoConsent { purpose } => write!(
                 f,
-                "not consented: purpose `{purpose}` needs the contact's consent"
+                "not consented: the contact has not consented to `{purpose}`; the plugin is not run"
             ),
             Absence::Restricted => write!(
                 f,
@@ -197,7 +210,8 @@ pub struct FieldTrace {
 /// For every field the host knows, whether the installation would see it
 /// and, if not, the first reason in the order the host checks them:
 /// declaration, grant, then the contact's restriction, objections and
-/// consent. Built from [`disclose`], so it cannot disagree with it.
+/// consent (each of which stops the plugin from running at all). Built from
+/// [`disclose`], so it cannot disagree with it.
 pub fn trace(
     manifest: &Manifest,
     grants: &BTreeSet<DataField>,
@@ -212,9 +226,6 @@ pub fn trace(
                     |(_, why)| match why {
                         Withheld::NotDeclared => Absence::NotDeclared,
                         Withheld::NotGranted => Absence::NotGranted,
-                        Withheld::NoConsent { purpose } => Absence::NoConsent {
-                            purpose: purpose.clone(),
-                        },
                     },
                 ),
                 Err(_) if !manifest.declares(field) => Some(Absence::NotDeclared),
@@ -223,6 +234,9 @@ pub fn trace(
                 Err(NotProcessed::Objected { purpose, objection }) => Some(Absence::Objected {
                     purpose: purpose.clone(),
                     objection: objection.clone(),
+                }),
+                Err(NotProcessed::NoConsent { purpose }) => Some(Absence::NoConsent {
+                    purpose: purpose.clone(),
                 }),
             };
             FieldTrace {
@@ -393,6 +407,7 @@ mod tests {
             fields: fields.to_vec(),
             capabilities: vec![Capability::AddLabel],
             config: vec![],
+            labels: vec![],
         }
     }
 
@@ -457,17 +472,19 @@ mod tests {
                                     assert_eq!(result, Err(NotProcessed::Restricted));
                                 } else if objected {
                                     assert!(matches!(result, Err(NotProcessed::Objected { .. })));
+                                } else if needs_consent && !consent {
+                                    // Not run at all: running it is the
+                                    // processing that needs the consent.
+                                    assert!(
+                                        matches!(result, Err(NotProcessed::NoConsent { .. })),
+                                        "{result:?}"
+                                    );
                                 } else {
-                                    let expected: BTreeSet<DataField> = if needs_consent && !consent
-                                    {
-                                        BTreeSet::new()
-                                    } else {
-                                        declared
-                                            .iter()
-                                            .copied()
-                                            .filter(|f| grants.contains(f))
-                                            .collect()
-                                    };
+                                    let expected: BTreeSet<DataField> = declared
+                                        .iter()
+                                        .copied()
+                                        .filter(|f| grants.contains(f))
+                                        .collect();
                                     let disclosure = result.unwrap();
                                     assert_eq!(disclosure.disclosed, expected);
                                     assert_eq!(
@@ -493,7 +510,7 @@ mod tests {
             &[DataField::ProfileName, DataField::Labels],
         );
         let grants = BTreeSet::from([DataField::ProfileName]);
-        let d = disclose(&m, &grants, &ProcessingState::default()).unwrap();
+        let d = disclose(&m, &grants, &ProcessingState::consenting_to(&m)).unwrap();
         let reason = |f| {
             d.withheld
                 .iter()
@@ -502,11 +519,43 @@ mod tests {
         };
         assert_eq!(reason(DataField::PhoneNumber), Some(Withheld::NotDeclared));
         assert_eq!(reason(DataField::Labels), Some(Withheld::NotGranted));
+        assert_eq!(reason(DataField::ProfileName), None);
+    }
+
+    #[test]
+    fn a_plugin_whose_purpose_needs_consent_is_not_run_without_it() {
+        let m = manifest(
+            &["essential.service", "personalize.profiling"],
+            &[DataField::MessageText],
+        );
+        let grants = BTreeSet::from([DataField::MessageText]);
+        let refused = disclose(&m, &grants, &ProcessingState::default());
         assert_eq!(
-            reason(DataField::ProfileName),
-            Some(Withheld::NoConsent {
+            refused,
+            Err(NotProcessed::NoConsent {
                 purpose: purpose("personalize.profiling")
             })
+        );
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "the contact has not consented to `personalize.profiling`, \
+             which this plugin's processing rests on"
+        );
+        // Consent to another consent-based purpose does not cover it.
+        let elsewhere = ProcessingState {
+            consents: vec![purpose("marketing")],
+            ..Default::default()
+        };
+        assert!(matches!(
+            disclose(&m, &grants, &elsewhere),
+            Err(NotProcessed::NoConsent { .. })
+        ));
+        // A withdrawn consent is not in `consents`: the same as none.
+        let consenting = ProcessingState::consenting_to(&m);
+        assert!(
+            disclose(&m, &grants, &consenting)
+                .unwrap()
+                .shows(DataField::MessageText)
         );
     }
 

@@ -105,7 +105,9 @@ impl Contact {
 pub struct Message {
     /// The kind of message.
     pub kind: MessageKind,
-    /// Body, caption or chosen option, when present and disclosed.
+    /// Body, caption, chosen option or reaction emoji, when present and
+    /// disclosed: only what the contact wrote or chose. System notices,
+    /// locations and shared contacts never have text (they identify people).
     pub text: Option<String>,
     /// When WhatsApp received it, in seconds since the Unix epoch.
     pub received_at: u64,

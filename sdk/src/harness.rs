@@ -8,9 +8,11 @@
 //! ```
 //!
 //! [`TestEvent`] builds events the way the host does, and [`run`] calls a
-//! plugin the way the host does: fields the manifest did not declare are
-//! withheld, configuration defaults are filled in, and the returned actions
-//! are checked against the manifest's capabilities and the host's limits.
+//! plugin the way the host does: a plugin whose purposes rest on consent the
+//! contact has not given is not called at all ([`TestEvent::without_consent`]),
+//! fields the manifest did not declare are withheld, configuration defaults
+//! are filled in, and the returned actions are checked against the
+//! manifest's capabilities, its labels and the host's limits.
 //!
 //! ```
 //! use flowgate_sdk::harness::{self, TestEvent};
@@ -42,7 +44,7 @@ use std::fmt;
 use crate::log::Level;
 use crate::{
     Action, Capability, Contact, DeliveryStatus, Event, Field, Message, MessageKind, Plugin,
-    PluginError, Status, Trigger,
+    PluginError, Purpose, Status, Trigger,
 };
 
 /// The host's limits, mirrored so native tests fail where the service would.
@@ -61,11 +63,16 @@ pub mod limits {
 pub const DEFAULT_NOW: u64 = 1_749_463_200;
 
 /// Builds an [`Event`] for a test, with every field disclosed unless the test
-/// says otherwise. [`run`] then withholds what the manifest did not declare.
+/// says otherwise, for a contact who consented to every purpose of the plugin
+/// unless the test says otherwise. [`run`] then withholds what the manifest
+/// did not declare.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct TestEvent {
     event: Event,
+    /// The purposes the contact consented to; `None`: every purpose of the
+    /// plugin's manifest.
+    consents: Option<Vec<Purpose>>,
 }
 
 impl TestEvent {
@@ -77,6 +84,7 @@ impl TestEvent {
     /// A message of any kind, with optional text (caption, chosen option).
     pub fn of_kind(kind: MessageKind, text: Option<&str>) -> TestEvent {
         TestEvent {
+            consents: None,
             event: Event {
                 trigger: Trigger::MessageReceived,
                 contact: TestEvent::default_contact(),
@@ -184,6 +192,21 @@ impl TestEvent {
         self
     }
 
+    /// The contact consented to these purposes only (by default: to every
+    /// purpose of the plugin). A consent to a broader purpose covers the
+    /// narrower ones, as in the host.
+    pub fn consents<I: IntoIterator<Item = Purpose>>(mut self, purposes: I) -> Self {
+        self.consents = Some(purposes.into_iter().collect());
+        self
+    }
+
+    /// The contact consented to nothing: [`run`] does not call a plugin with
+    /// a purpose that rests on consent ([`Purpose::requires_consent`]) and
+    /// answers [`Rejection::NotInvoked`], as the host does not call it.
+    pub fn without_consent(self) -> Self {
+        self.consents(Vec::new())
+    }
+
     /// Mark WhatsApp's 24-hour service window as closed.
     pub fn window_closed(mut self) -> Self {
         if let Some(message) = &mut self.event.message {
@@ -204,13 +227,32 @@ impl From<TestEvent> for Event {
     }
 }
 
-/// Why [`run`] refused a plugin's answer, as the host would.
+impl From<Event> for TestEvent {
+    /// An event as built, for a contact who consented to every purpose.
+    fn from(event: Event) -> TestEvent {
+        TestEvent {
+            event,
+            consents: None,
+        }
+    }
+}
+
+/// Why [`run`] did not call the plugin, or refused its answer, as the host
+/// would.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
+    /// The plugin was not called: one of its purposes rests on consent the
+    /// contact has not given (see [`TestEvent::without_consent`]).
+    NotInvoked {
+        /// The purpose without consent.
+        purpose: Purpose,
+    },
     /// The plugin returned an error.
     Plugin(PluginError),
     /// An action the manifest did not declare.
     Undeclared(Action),
+    /// A label the manifest's labels do not allow (the host drops it).
+    UndeclaredLabel(Action),
     /// An action over the host's size limits.
     TooLong(Action),
     /// More actions than the host accepts per call.
@@ -222,8 +264,16 @@ pub enum Rejection {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Rejection::NotInvoked { purpose } => write!(
+                f,
+                "not invoked: the contact has not consented to `{}`, which this plugin's processing rests on",
+                purpose.as_str()
+            ),
             Rejection::Plugin(error) => write!(f, "plugin error: {error}"),
             Rejection::Undeclared(action) => write!(f, "undeclared capability: {action:?}"),
+            Rejection::UndeclaredLabel(action) => {
+                write!(f, "a label the manifest does not declare: {action:?}")
+            }
             Rejection::TooLong(action) => write!(f, "over the host's length limit: {action:?}"),
             Rejection::TooManyActions(n) => {
                 write!(f, "{n} actions, the host accepts {}", limits::MAX_ACTIONS)
@@ -235,12 +285,27 @@ impl fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
-/// Call `P::handle` as the host would: withhold undeclared fields, fill in
-/// configuration defaults, then check the actions against the manifest's
-/// capabilities and the host's limits.
-pub fn run<P: Plugin>(event: impl Into<Event>) -> Result<Vec<Action>, Rejection> {
+/// Call `P::handle` as the host would: not at all for a contact without
+/// consent to one of the plugin's consent-based purposes, otherwise with
+/// undeclared fields withheld and configuration defaults filled in; then
+/// check the actions against the manifest's capabilities and the host's
+/// limits.
+pub fn run<P: Plugin>(event: impl Into<TestEvent>) -> Result<Vec<Action>, Rejection> {
     let manifest = P::manifest();
-    let mut event = event.into();
+    let TestEvent {
+        mut event,
+        consents,
+    } = event.into();
+    if let Some(consents) = consents
+        && let Some(purpose) = manifest
+            .purposes
+            .iter()
+            .find(|p| p.requires_consent() && !consents.iter().any(|c| p.is_within(c)))
+    {
+        return Err(Rejection::NotInvoked {
+            purpose: purpose.clone(),
+        });
+    }
     let declared = |field| manifest.fields.contains(&field);
     let contact = &mut event.contact;
     if !declared(Field::ProfileName) {
@@ -310,6 +375,11 @@ pub fn run<P: Plugin>(event: impl Into<Event>) -> Result<Vec<Action>, Rejection>
         }
         if chars > limit {
             return Err(Rejection::TooLong(action.clone()));
+        }
+        if let Action::AddLabel(label) | Action::RemoveLabel(label) = action
+            && !manifest.allows_label(label)
+        {
+            return Err(Rejection::UndeclaredLabel(action.clone()));
         }
     }
     Ok(actions)

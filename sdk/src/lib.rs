@@ -82,7 +82,9 @@ pub mod text;
 
 pub use action::{Action, PluginError};
 pub use event::{Contact, DeliveryStatus, Event, Message, MessageKind, Status, Trigger};
-pub use manifest::{Capability, ConfigKey, Field, Manifest, ManifestBuilder, Purpose};
+pub use manifest::{
+    Capability, ConfigKey, Field, LabelAlphabet, LabelRule, Manifest, ManifestBuilder, Purpose,
+};
 
 /// The generated bindings of the `flowgate:plugin` WIT world. Not part of the
 /// stable API: use the types at the crate root.

@@ -3,7 +3,8 @@ use std::borrow::Cow;
 use crate::wit::flowgate::plugin::types as wit;
 
 /// What a plugin declares about itself: identity, purposes, the data fields
-/// it asks for, the actions it may emit and its configuration keys.
+/// it asks for, the actions it may emit, its configuration keys and the
+/// labels it may write.
 ///
 /// Build one with [`Manifest::builder`]. Declare as little as the plugin
 /// needs: tenants grant fields one by one, and a field the plugin did not
@@ -24,6 +25,8 @@ pub struct Manifest {
     pub capabilities: Vec<Capability>,
     /// Configuration keys the plugin reads from [`Event::config`](crate::Event::config).
     pub config: Vec<ConfigKey>,
+    /// The labels the plugin may add or remove; see [`ManifestBuilder::label`].
+    pub labels: Vec<LabelRule>,
 }
 
 impl Manifest {
@@ -51,8 +54,14 @@ impl Manifest {
                 fields: Vec::new(),
                 capabilities: Vec::new(),
                 config: Vec::new(),
+                labels: Vec::new(),
             },
         }
+    }
+
+    /// Whether the manifest lets the plugin add or remove this label.
+    pub fn allows_label(&self, label: &str) -> bool {
+        self.labels.iter().any(|rule| rule.matches(label))
     }
 }
 
@@ -110,6 +119,52 @@ impl ManifestBuilder {
         self
     }
 
+    /// Declare a label the plugin may add or remove, exactly as written.
+    ///
+    /// Labels are shared by every installation granted them and outlive a
+    /// withdrawn consent, so the host lets a plugin write only the labels it
+    /// declares (the tenant sees them before enabling it) and drops any
+    /// other. A plugin with [`Capability::AddLabel`] or
+    /// [`Capability::RemoveLabel`] must declare at least one label or
+    /// pattern.
+    ///
+    /// ```
+    /// use flowgate_sdk::{Capability, LabelAlphabet, Manifest};
+    ///
+    /// let manifest = Manifest::builder("triage", "1.0.0")
+    ///     .capability(Capability::AddLabel)
+    ///     .label("urgent")
+    ///     .label_pattern("tier-", LabelAlphabet::Digits, 1)
+    ///     .build();
+    /// assert!(manifest.allows_label("urgent"));
+    /// assert!(manifest.allows_label("tier-2"));
+    /// assert!(!manifest.allows_label("15550001111"));
+    /// ```
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        push_unique(&mut self.manifest.labels, LabelRule::Exact(label.into()));
+        self
+    }
+
+    /// Declare a family of labels: `prefix` followed by 1 to `max_length`
+    /// characters of `alphabet` (at most 4 digits, or 32 letters or word
+    /// characters). The prefix may be empty.
+    pub fn label_pattern(
+        mut self,
+        prefix: impl Into<String>,
+        alphabet: LabelAlphabet,
+        max_length: u8,
+    ) -> Self {
+        push_unique(
+            &mut self.manifest.labels,
+            LabelRule::Pattern {
+                prefix: prefix.into(),
+                alphabet,
+                max_length,
+            },
+        );
+        self
+    }
+
     /// Finish the manifest.
     pub fn build(self) -> Manifest {
         self.manifest
@@ -135,12 +190,95 @@ pub struct ConfigKey {
     pub default_value: Option<String>,
 }
 
+/// A label, or a family of labels, a plugin may add or remove; see
+/// [`ManifestBuilder::label`] and [`ManifestBuilder::label_pattern`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LabelRule {
+    /// Exactly this label (1 to 64 characters).
+    Exact(String),
+    /// `prefix` followed by 1 to `max_length` characters of `alphabet`.
+    Pattern {
+        /// The fixed start, possibly empty (at most 32 characters).
+        prefix: String,
+        /// The characters of the suffix.
+        alphabet: LabelAlphabet,
+        /// The longest suffix: 1 to 4 digits, or 1 to 32 otherwise.
+        max_length: u8,
+    },
+}
+
+impl LabelRule {
+    /// Whether `label` is this label, or one of this family (as the host
+    /// decides it).
+    pub fn matches(&self, label: &str) -> bool {
+        match self {
+            LabelRule::Exact(exact) => exact == label,
+            LabelRule::Pattern {
+                prefix,
+                alphabet,
+                max_length,
+            } => label.strip_prefix(prefix.as_str()).is_some_and(|suffix| {
+                !suffix.is_empty()
+                    && suffix.len() <= usize::from(*max_length)
+                    && suffix.chars().all(|c| alphabet.contains(c))
+            }),
+        }
+    }
+}
+
+/// The characters a label pattern's suffix is made of. None mixes letters
+/// and digits, and digits are at most four: a pattern cannot hold a phone
+/// number or a pseudonym as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LabelAlphabet {
+    /// `0` to `9` (a suffix of at most 4).
+    Digits,
+    /// `a` to `z` and `A` to `Z`.
+    Letters,
+    /// `a` to `z`, `-` and `_`: lower-case words.
+    Words,
+}
+
+impl LabelAlphabet {
+    /// Whether the alphabet has this character.
+    pub fn contains(self, c: char) -> bool {
+        match self {
+            LabelAlphabet::Digits => c.is_ascii_digit(),
+            LabelAlphabet::Letters => c.is_ascii_alphabetic(),
+            LabelAlphabet::Words => c.is_ascii_lowercase() || c == '-' || c == '_',
+        }
+    }
+}
+
+impl From<LabelRule> for wit::LabelRule {
+    fn from(rule: LabelRule) -> Self {
+        match rule {
+            LabelRule::Exact(label) => wit::LabelRule::Exact(label),
+            LabelRule::Pattern {
+                prefix,
+                alphabet,
+                max_length,
+            } => wit::LabelRule::Pattern(wit::LabelPattern {
+                prefix,
+                alphabet: match alphabet {
+                    LabelAlphabet::Digits => wit::LabelAlphabet::Digits,
+                    LabelAlphabet::Letters => wit::LabelAlphabet::Letters,
+                    LabelAlphabet::Words => wit::LabelAlphabet::Words,
+                },
+                max_length,
+            }),
+        }
+    }
+}
+
 /// A purpose of processing, as a fideslang data-use identifier.
 ///
 /// Purposes are hierarchical: a contact who objects to `marketing` objects to
-/// `marketing.communications` too. Purposes under `marketing`, `personalize`
-/// and `analytics` rest on the contact's consent; without it the plugin runs
-/// but sees no personal fields.
+/// `marketing.communications` too. Purposes under `marketing`, `personalize`,
+/// `analytics`, `third_party_sharing` and `train_ai_system` rest on the
+/// contact's consent ([`Purpose::requires_consent`]): running the plugin for
+/// them is itself the processing that needs it, so the host does not call
+/// the plugin at all for a contact who has not consented.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Purpose(Cow<'static, str>);
 
@@ -166,6 +304,35 @@ impl Purpose {
     /// The identifier, such as `essential.service`.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the purpose rests on the contact's consent, as the host
+    /// decides it: purposes under `analytics`, `marketing`, `personalize`,
+    /// `third_party_sharing` and `train_ai_system`.
+    ///
+    /// ```
+    /// use flowgate_sdk::Purpose;
+    /// assert!(Purpose::PERSONALIZE_PROFILING.requires_consent());
+    /// assert!(!Purpose::ESSENTIAL_SERVICE.requires_consent());
+    /// ```
+    pub fn requires_consent(&self) -> bool {
+        const CONSENT_BASED_ROOTS: [&str; 5] = [
+            "analytics",
+            "marketing",
+            "personalize",
+            "third_party_sharing",
+            "train_ai_system",
+        ];
+        let root = self.0.split('.').next().unwrap_or_default();
+        CONSENT_BASED_ROOTS.contains(&root)
+    }
+
+    /// Whether this purpose is `other` or one of its sub-purposes
+    /// (`marketing.communications` is within `marketing`).
+    pub fn is_within(&self, other: &Purpose) -> bool {
+        self.0 == other.0
+            || (self.0.starts_with(other.as_str())
+                && self.0.as_bytes().get(other.0.len()) == Some(&b'.'))
     }
 }
 
@@ -274,6 +441,7 @@ impl From<Manifest> for wit::Manifest {
                     default_value: key.default_value,
                 })
                 .collect(),
+            labels: manifest.labels.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -288,6 +456,33 @@ mod tests {
             assert_eq!(Field::from_identifier(field.as_str()), Some(field));
         }
         assert_eq!(Field::from_identifier("user.contact.email"), None);
+    }
+
+    #[test]
+    fn label_rules_match_as_the_host_matches_them() {
+        let manifest = Manifest::builder("x", "1.0.0")
+            .label("pricing")
+            .label("pricing")
+            .label_pattern("tier-", LabelAlphabet::Digits, 1)
+            .label_pattern("topic:", LabelAlphabet::Words, 32)
+            .build();
+        assert_eq!(manifest.labels.len(), 3);
+        for allowed in ["pricing", "tier-3", "topic:order-status"] {
+            assert!(manifest.allows_label(allowed), "{allowed}");
+        }
+        for refused in [
+            "16505551234",
+            "ps_9322f2285a94",
+            "tier-10",
+            "tier-",
+            "order-status",
+            "topic:",
+            "topic:Sheena",
+            "topic:16505551234",
+            "",
+        ] {
+            assert!(!manifest.allows_label(refused), "{refused}");
+        }
     }
 
     #[test]

@@ -60,6 +60,8 @@ struct Demo {
     clock: u64,
     /// The demo tenant's admin key, printed to sign in to the console.
     admin: Option<String>,
+    /// The last `plugin.skipped` audit entry narrated.
+    skipped_seen: u64,
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -88,6 +90,7 @@ async fn demo(args: DemoArgs) -> Result<ExitCode> {
         sequence: 0,
         clock: flowgate_testkit::now(),
         admin: None,
+        skipped_seen: 0,
     };
     let outcome = demo.script(&args).await;
     if let (Ok(()), Some(admin)) = (&outcome, &demo.admin) {
@@ -146,7 +149,28 @@ impl Demo {
             .await?;
         ensure!(status == 200, "webhook answered {status}: {answer}");
         println!("  {:<13} → {text:?}", from.1);
-        Ok(self.service.api.settle(PROCESSING).await?)
+        self.service.api.settle(PROCESSING).await?;
+        self.narrate_skipped(shop).await
+    }
+
+    /// Say which plugins the service did not run since the last call, and
+    /// why, as the audit trail records it.
+    async fn narrate_skipped(&mut self, shop: &TestTenant) -> Result<()> {
+        for entry in shop.api.audit("plugin.skipped").await? {
+            let seq = entry["seq"].as_u64().unwrap_or(0);
+            if seq <= self.skipped_seen {
+                continue;
+            }
+            let details = &entry["details"];
+            println!(
+                "  {:<13}   {} not run: {}",
+                "",
+                details["plugin"].as_str().unwrap_or("?"),
+                details["why"].as_str().unwrap_or("?")
+            );
+            self.skipped_seen = self.skipped_seen.max(seq);
+        }
+        Ok(())
     }
 
     async fn script(&mut self, args: &DemoArgs) -> Result<()> {
@@ -202,7 +226,8 @@ impl Demo {
         let consent = json!({"purpose": "personalize.profiling", "decision": "granted", "evidence": "web-form-2291"});
         shop.api.consent(sheena_id, consent).await?;
         println!(
-            "  (tenant)      records Sheena's consent to personalize.profiling (lead scoring)"
+            "  (tenant)      records Sheena's consent to personalize.profiling (lead scoring); \
+             Jonas gives none"
         );
         self.say(
             &shop,
@@ -309,6 +334,17 @@ impl Demo {
                 entry["subject"].as_str().unwrap_or("?"),
                 joined(&d["disclosed"]),
                 d["fuel"]
+            );
+        }
+        println!("\nplugins not run, and why (from the audit trail)");
+        for entry in shop.api.audit("plugin.skipped").await? {
+            let d = &entry["details"];
+            println!(
+                "  #{:<3} {:<11} {}  {}",
+                entry["seq"],
+                d["plugin"].as_str().unwrap_or("?"),
+                entry["subject"].as_str().unwrap_or("?"),
+                d["why"].as_str().unwrap_or("?")
             );
         }
         println!("\naudit trail excerpt (actions taken and refused)");

@@ -78,8 +78,9 @@ pub struct RunArgs {
     /// field the manifest declares. Repeatable; nothing is granted by default.
     #[arg(long = "grant", short, value_name = "FIELD")]
     pub grants: Vec<String>,
-    /// Run as for a contact who gave no consent: plugins whose purposes need
-    /// consent then see no personal field.
+    /// Run as for a contact who gave no consent: a plugin with a purpose
+    /// that needs consent (marketing.*, personalize.*, analytics.*, …) is
+    /// then not invoked at all, as in the service.
     #[arg(long)]
     pub no_consent: bool,
     /// A JSON file with the plugin's state per contact pseudonym
@@ -92,7 +93,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub now: Option<u64>,
     /// Run as for a contact who consented to this purpose only (instead of
-    /// every purpose of the manifest). Repeatable.
+    /// every purpose of the manifest); a plugin with another purpose that
+    /// needs consent is not invoked. Repeatable.
     #[arg(
         long = "consent",
         value_name = "PURPOSE",
@@ -109,7 +111,8 @@ pub struct RunArgs {
     pub objections: Vec<String>,
     /// Explain the view: for every data field, whether it was disclosed (and
     /// its value) or why it is absent — not declared, not granted, not
-    /// consented, restricted, objected.
+    /// consented, restricted, objected — and, when the plugin is not
+    /// invoked at all, why.
     #[arg(long)]
     pub trace: bool,
     /// Fuel budget per call (default: the service's).
@@ -231,6 +234,7 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
     println!("  purposes      {}", join(m.purposes.iter()));
     println!("  fields        {}", join(m.fields.iter()));
     println!("  capabilities  {}", join(m.capabilities.iter()));
+    println!("  labels        {}", join(m.labels.iter()));
     println!("  imports       {}", plugin.imports.join(", "));
     if plugin.uses_wasi {
         println!(
@@ -439,7 +443,7 @@ fn print_report(report: &EventReport) {
         }
     }
     if let Some(reason) = &report.not_processed {
-        println!("  not run: {reason}");
+        println!("  not invoked: {reason}");
         return;
     }
     println!("  disclosed  {}", join(report.disclosed.iter()));
@@ -448,9 +452,8 @@ fn print_report(report: &EventReport) {
         .iter()
         .map(|(field, why)| {
             let why = match why {
-                Withheld::NotDeclared => "not declared".to_string(),
-                Withheld::NotGranted => "not granted".to_string(),
-                Withheld::NoConsent { purpose } => format!("no consent for {purpose}"),
+                Withheld::NotDeclared => "not declared",
+                Withheld::NotGranted => "not granted",
             };
             format!("{field} ({why})")
         })

@@ -5,6 +5,25 @@
 //! fields over time and strictly where we depend on a field: a body that is
 //! not a WhatsApp Business Account webhook is an error, a message kind we do
 //! not know yet is kept as `unsupported`.
+//!
+//! # What becomes message text
+//!
+//! An inbound message's `text` is what reaches a plugin granted
+//! `user.content.private`, so it holds only what the contact wrote or chose,
+//! never identifiers WhatsApp attaches ([`MessageKind::carries_text`]):
+//!
+//! | kind | text |
+//! | --- | --- |
+//! | `text` | the body the contact typed |
+//! | `interactive` | the title of the button or list row chosen (written by the business) |
+//! | `button` | the text of the quick-reply button chosen (written by the business) |
+//! | `image`, `video`, `document` | the caption the contact typed; never a file name |
+//! | `reaction` | the emoji |
+//! | `audio`, `sticker` | none |
+//! | `location` | none: coordinates, place name and address locate the contact |
+//! | `contacts` | none: the shared cards hold other people's names, numbers and e-mail addresses |
+//! | `system` | none: WhatsApp's notices name the contact and their old and new numbers ("User A changed from 16505551234 to 16505559999"); a number change re-keys the contact through `new_wa_id` instead |
+//! | `unsupported` (orders, flow replies, kinds added later) | none |
 
 use serde::Deserialize;
 
@@ -87,6 +106,26 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Whether a message of this kind may carry text to plugins: only kinds
+    /// whose text the contact wrote or chose (see the module's table).
+    pub fn carries_text(self) -> bool {
+        match self {
+            MessageKind::Text
+            | MessageKind::Interactive
+            | MessageKind::Button
+            | MessageKind::Image
+            | MessageKind::Video
+            | MessageKind::Document
+            | MessageKind::Reaction => true,
+            MessageKind::Audio
+            | MessageKind::Sticker
+            | MessageKind::Location
+            | MessageKind::Contacts
+            | MessageKind::System
+            | MessageKind::Unsupported => false,
+        }
+    }
+
     fn from_type(kind: &str) -> MessageKind {
         match kind {
             "text" => MessageKind::Text,
@@ -115,10 +154,20 @@ pub struct InboundMessage {
     /// Seconds since the Unix epoch, as WhatsApp stamped it.
     pub timestamp: u64,
     pub kind: MessageKind,
-    /// Body, caption, chosen option title, or reaction emoji.
+    /// Body, caption, chosen option title, or reaction emoji; never set for
+    /// kinds that do not [carry text](MessageKind::carries_text).
     pub text: Option<String>,
     /// For `system` messages that announce a number change: the new wa_id.
     pub new_wa_id: Option<String>,
+}
+
+impl InboundMessage {
+    /// The message's text, for kinds that [carry text](MessageKind::carries_text).
+    /// The parser sets no other; this also keeps out the text of items
+    /// queued by an earlier version, which passed system notices on.
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref().filter(|_| self.kind.carries_text())
+    }
 }
 
 /// A delivery status of an outbound message.
@@ -257,9 +306,10 @@ struct Reaction {
     emoji: Option<String>,
 }
 
+/// A system notice. Its `body` ("User A changed from 16505551234 to
+/// 16505559999") is never read: it names the contact and their numbers.
 #[derive(Deserialize)]
 struct System {
-    body: Option<String>,
     /// In `user_changed_number` notices: the new WhatsApp id (older
     /// webhook versions call it `new_wa_id`).
     wa_id: Option<String>,
@@ -400,9 +450,15 @@ fn inbound(
         MessageKind::Video => message.video.and_then(|m| m.caption),
         MessageKind::Document => message.document.and_then(|m| m.caption),
         MessageKind::Reaction => message.reaction.and_then(|r| r.emoji),
-        MessageKind::System => message.system.as_ref().and_then(|s| s.body.clone()),
-        _ => None,
+        // Kinds that do not carry text (see the module's table).
+        MessageKind::Audio
+        | MessageKind::Sticker
+        | MessageKind::Location
+        | MessageKind::Contacts
+        | MessageKind::System
+        | MessageKind::Unsupported => None,
     };
+    debug_assert!(text.is_none() || kind.carries_text());
     Ok(InboundMessage {
         phone_number_id: phone_number_id.to_owned(),
         wamid: message.id,
@@ -556,6 +612,67 @@ mod tests {
         };
         assert_eq!(message.from.wa_id, None);
         assert_eq!(message.from.user_id.as_deref(), Some("BR.1502576394655843"));
+    }
+
+    /// Every kind the parser accepts, each shaped as WhatsApp sends it with
+    /// identifiers inside: only what the contact wrote or chose becomes text.
+    #[test]
+    fn no_message_kind_carries_identifiers_into_text() {
+        let body = wrap(
+            r#""contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],"messages":[
+            {"from":"16505551234","id":"k1","timestamp":"1","type":"text","text":{"body":"hello"}},
+            {"from":"16505551234","id":"k2","timestamp":"2","type":"interactive","interactive":{"type":"button_reply","button_reply":{"id":"b1","title":"Yes please"}}},
+            {"from":"16505551234","id":"k3","timestamp":"3","type":"button","button":{"payload":"p","text":"Track my order"}},
+            {"from":"16505551234","id":"k4","timestamp":"4","type":"image","image":{"id":"m","caption":"my receipt"}},
+            {"from":"16505551234","id":"k5","timestamp":"5","type":"video","video":{"id":"m","caption":"the damage"}},
+            {"from":"16505551234","id":"k6","timestamp":"6","type":"document","document":{"id":"m","filename":"passport-sheena-nelson.pdf","caption":"as asked"}},
+            {"from":"16505551234","id":"k7","timestamp":"7","type":"reaction","reaction":{"message_id":"k1","emoji":"👍"}},
+            {"from":"16505551234","id":"k8","timestamp":"8","type":"audio","audio":{"id":"a","voice":true}},
+            {"from":"16505551234","id":"k9","timestamp":"9","type":"sticker","sticker":{"id":"s","animated":false}},
+            {"from":"16505551234","id":"k10","timestamp":"10","type":"location","location":{"latitude":37.48,"longitude":-122.15,"name":"Sheena's home","address":"1 Hacker Way, Menlo Park"}},
+            {"from":"16505551234","id":"k11","timestamp":"11","type":"contacts","contacts":[{"name":{"formatted_name":"Jonas Weber"},"phones":[{"phone":"+49 151 12345678","wa_id":"4915112345678"}],"emails":[{"email":"jonas@example.com"}]}]},
+            {"from":"16505551234","id":"k12","timestamp":"12","type":"system","system":{"body":"User Sheena Nelson changed from 16505551234 to 16505559999","wa_id":"16505559999","type":"user_changed_number"}},
+            {"from":"16505551234","id":"k13","timestamp":"13","type":"system","system":{"body":"User Sheena Nelson's identity changed","identity":"abc","type":"customer_identity_changed"}},
+            {"from":"16505551234","id":"k14","timestamp":"14","type":"order","order":{"catalog_id":"c","text":"for Sheena, call 16505551234"}},
+            {"from":"16505551234","id":"k15","timestamp":"15","type":"interactive","interactive":{"type":"nfm_reply","nfm_reply":{"response_json":"{\"phone\":\"16505551234\"}","body":"Sent"}}}]"#,
+        );
+        let delivery = parse(body.as_bytes()).unwrap();
+        let got: Vec<(MessageKind, Option<String>)> = delivery
+            .items
+            .iter()
+            .map(|item| match item {
+                DeliveryItem::Message(m) => (m.kind, m.text.clone()),
+                DeliveryItem::Status(_) => panic!("no statuses here"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (MessageKind::Text, Some("hello".into())),
+                (MessageKind::Interactive, Some("Yes please".into())),
+                (MessageKind::Button, Some("Track my order".into())),
+                (MessageKind::Image, Some("my receipt".into())),
+                (MessageKind::Video, Some("the damage".into())),
+                (MessageKind::Document, Some("as asked".into())),
+                (MessageKind::Reaction, Some("👍".into())),
+                (MessageKind::Audio, None),
+                (MessageKind::Sticker, None),
+                (MessageKind::Location, None),
+                (MessageKind::Contacts, None),
+                (MessageKind::System, None),
+                (MessageKind::System, None),
+                (MessageKind::Unsupported, None),
+                (MessageKind::Interactive, None),
+            ]
+        );
+        for (kind, text) in &got {
+            assert!(text.is_none() || kind.carries_text(), "{kind:?}");
+        }
+        // The number change itself still reaches the host.
+        let DeliveryItem::Message(change) = &delivery.items[11] else {
+            panic!()
+        };
+        assert_eq!(change.new_wa_id.as_deref(), Some("16505559999"));
     }
 
     #[test]

@@ -18,12 +18,13 @@ use crate::registry::PluginRecord;
 use crate::service::caller::TenantCaller;
 use crate::service::consent::{self, ConsentChange};
 use crate::service::contacts::{self, ContactOut, ContactPage, Lookup};
-use crate::service::installations::{self, FlowOrder, InstallationUpdate, NewInstallation};
+use crate::service::installations::{
+    self, FlowOrder, InstallationUpdate, InstallationView, NewInstallation,
+};
 use crate::service::keys::{self, CreatedApiKey, NewApiKey};
 use crate::service::settings::{self, TenantUpdate};
 use crate::service::{plugins, trail};
 use crate::tenancy::api_keys::ApiKey;
-use crate::tenancy::installations::Installation;
 use crate::tenancy::tenant::Tenant;
 
 // ---------------------------------------------------------------- tenant
@@ -66,25 +67,25 @@ pub async fn list_plugins(
 
 /// The tenant's installations, in flow order.
 #[utoipa::path(get, path = "/v1/installations", tag = "installations", security(("api_key" = [])),
-    responses((status = 200, body = Vec<Installation>)))]
+    responses((status = 200, body = Vec<InstallationView>)))]
 pub async fn list_installations(
     caller: TenantCaller,
     State(state): State<ApiState>,
-) -> ApiResult<ApiJson<Vec<Installation>>> {
+) -> ApiResult<ApiJson<Vec<InstallationView>>> {
     Ok(ApiJson(installations::list(&state.service, &caller)?))
 }
 
 /// Enable a plugin with grants and configuration.
 #[utoipa::path(post, path = "/v1/installations", tag = "installations", security(("api_key" = [])),
     request_body = NewInstallation,
-    responses((status = 201, body = Installation), (status = 400, body = super::error::ErrorBody),
+    responses((status = 201, body = InstallationView), (status = 400, body = super::error::ErrorBody),
         (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
         (status = 409, description = "`quota_exceeded`: the tenant has as many installations as it may", body = super::error::ErrorBody)))]
 pub async fn create_installation(
     caller: TenantCaller,
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<NewInstallation>,
-) -> ApiResult<(StatusCode, ApiJson<Installation>)> {
+) -> ApiResult<(StatusCode, ApiJson<InstallationView>)> {
     let installation = installations::create(&state.service, &caller, request).await?;
     Ok((StatusCode::CREATED, ApiJson(installation)))
 }
@@ -92,25 +93,25 @@ pub async fn create_installation(
 /// One installation.
 #[utoipa::path(get, path = "/v1/installations/{installation_id}", tag = "installations", security(("api_key" = [])),
     params(("installation_id" = String, Path)),
-    responses((status = 200, body = Installation), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = InstallationView), (status = 404, body = super::error::ErrorBody)))]
 pub async fn get_installation(
     caller: TenantCaller,
     State(state): State<ApiState>,
     ApiPath(raw): ApiPath<String>,
-) -> ApiResult<ApiJson<Installation>> {
+) -> ApiResult<ApiJson<InstallationView>> {
     Ok(ApiJson(installations::get(&state.service, &caller, &raw)?))
 }
 
 /// Change grants, configuration, triggers, position or enabled state.
 #[utoipa::path(patch, path = "/v1/installations/{installation_id}", tag = "installations", security(("api_key" = [])),
     params(("installation_id" = String, Path)), request_body = InstallationUpdate,
-    responses((status = 200, body = Installation), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = InstallationView), (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
 pub async fn update_installation(
     caller: TenantCaller,
     State(state): State<ApiState>,
     ApiPath(raw): ApiPath<String>,
     ApiJson(update): ApiJson<InstallationUpdate>,
-) -> ApiResult<ApiJson<Installation>> {
+) -> ApiResult<ApiJson<InstallationView>> {
     Ok(ApiJson(
         installations::update(&state.service, &caller, &raw, update).await?,
     ))
@@ -133,12 +134,12 @@ pub async fn delete_installation(
 /// Set the order of the whole flow.
 #[utoipa::path(put, path = "/v1/installations/order", tag = "installations", security(("api_key" = [])),
     request_body = FlowOrder,
-    responses((status = 200, body = Vec<Installation>), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Vec<InstallationView>), (status = 400, body = super::error::ErrorBody)))]
 pub async fn reorder_installations(
     caller: TenantCaller,
     State(state): State<ApiState>,
     ApiJson(order): ApiJson<FlowOrder>,
-) -> ApiResult<ApiJson<Vec<Installation>>> {
+) -> ApiResult<ApiJson<Vec<InstallationView>>> {
     Ok(ApiJson(
         installations::reorder(&state.service, &caller, order).await?,
     ))

@@ -54,6 +54,9 @@ pub struct PluginCard {
     pub purposes: Vec<PurposeView>,
     pub fields: Vec<FieldView>,
     pub capabilities: Vec<CapabilityView>,
+    /// The labels it may add or remove (exact names, or patterns shown as
+    /// regular expressions); the host refuses any other.
+    pub labels: Vec<String>,
     pub config: Vec<ConfigView>,
     /// Installations of this plugin in the tenant's flow.
     pub installed: usize,
@@ -96,6 +99,7 @@ impl PluginCard {
                     words: words::capability(*c),
                 })
                 .collect(),
+            labels: m.labels.iter().map(ToString::to_string).collect(),
             config: m
                 .config
                 .iter()
@@ -453,7 +457,7 @@ fn installation_and_record(
     signed: &Signed,
     id: &str,
 ) -> Result<(Installation, PluginRecord), ServiceError> {
-    let installation = installations::get(signed.service(), &signed.caller, id)?;
+    let installation = installations::get(signed.service(), &signed.caller, id)?.installation;
     let record = find_record(signed, &installation.plugin.to_string())?;
     Ok((installation, record))
 }

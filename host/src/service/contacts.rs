@@ -252,7 +252,11 @@ impl PluginCall {
         let text = |key: &str| details.get(key).and_then(|v| v.as_str()).map(str::to_owned);
         let reason = match outcome {
             "failed" => text("error"),
+            // `{"reason": "no-consent", "purpose": …, "why": …}`; entries
+            // written before the reason was flattened into the details
+            // nest it: `{"reason": {"reason": "restricted"}}`.
             "skipped" => details.get("reason").map(|reason| match reason {
+                serde_json::Value::String(code) => code.clone(),
                 serde_json::Value::Object(map) => map
                     .get("reason")
                     .and_then(|r| r.as_str())

@@ -215,11 +215,11 @@ fn on_message(
         at: message.timestamp,
         status: None,
         status_at: None,
-        preview: message.text.as_deref().map(messages::preview),
+        preview: message.text().map(messages::preview),
         content: message
-            .text
-            .clone()
-            .filter(|_| event.context.tenant.store_message_content),
+            .text()
+            .filter(|_| event.context.tenant.store_message_content)
+            .map(str::to_owned),
         origin: None,
     };
     let owner = messages::Owner {
@@ -235,11 +235,11 @@ fn on_message(
         Some(&subject),
         serde_json::json!({
             "kind": message.kind,
-            "chars": message.text.as_deref().map_or(0, |t| t.chars().count()),
+            "chars": message.text().map_or(0, |t| t.chars().count()),
         }),
     );
 
-    if let Some(keyword) = optout::classify(message.text.as_deref()) {
+    if let Some(keyword) = optout::classify(message.text()) {
         on_keyword(
             event,
             channel,
@@ -258,7 +258,7 @@ fn on_message(
     } else {
         let facts = MessageFacts {
             kind: message.kind,
-            text: message.text.clone(),
+            text: message.text().map(str::to_owned),
             received_at: message.timestamp,
             service_window_open: loaded.contact.service_window_open(event.now),
         };
@@ -468,7 +468,7 @@ fn run_step(
                 actor,
                 "plugin.skipped",
                 Some(subject),
-                serde_json::json!({"reason": reason}),
+                skipped_details(manifest, &reason),
             );
             return Ok(());
         }
@@ -639,6 +639,26 @@ fn sandbox_seed(
     hasher.update(b"\0");
     hasher.update(item_key);
     Seed(*hasher.finalize().as_bytes())
+}
+
+/// Why an installation was not run for a contact, for the audit trail:
+/// the reason's code and purposes (`{"reason": "no-consent", "purpose":
+/// "personalize.profiling"}`), the plugin, and `why` in plain words.
+fn skipped_details(
+    manifest: &crate::plugin::Manifest,
+    reason: &view::NotProcessed,
+) -> serde_json::Value {
+    let mut details = serde_json::json!({
+        "plugin": manifest.id,
+        "version": manifest.version,
+        "why": reason.to_string(),
+    });
+    if let (Some(details), serde_json::Value::Object(reason)) =
+        (details.as_object_mut(), serde_json::json!(reason))
+    {
+        details.extend(reason);
+    }
+    details
 }
 
 /// What the audit trail keeps of a call's log: lines per level and their

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ServiceInner;
 use super::caller::TenantCaller;
@@ -12,7 +12,7 @@ use super::context::ContextError;
 use super::error::{ServiceError, ServiceResult};
 use super::plugins;
 use crate::ids::InstallationId;
-use crate::plugin::{Capability, DataField};
+use crate::plugin::{Capability, DataField, LabelRule};
 use crate::registry::PluginRecord;
 use crate::store::Batch;
 use crate::tenancy::api_keys::Scope;
@@ -62,6 +62,54 @@ pub struct FlowOrder {
     /// Every installation id, in the order they should run.
     #[schema(value_type = Vec<String>)]
     pub order: Vec<InstallationId>,
+}
+
+/// An installation as the tenant sees it: the stored installation and, from
+/// its plugin's admitted manifest, the labels the plugin may write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct InstallationView {
+    #[serde(flatten)]
+    pub installation: Installation,
+    /// The labels the plugin may add or remove (exact names, or a prefix
+    /// and a bounded suffix): every other label it writes is dropped.
+    pub labels: Vec<LabelRule>,
+}
+
+impl std::ops::Deref for InstallationView {
+    type Target = Installation;
+    fn deref(&self) -> &Installation {
+        &self.installation
+    }
+}
+
+/// The view of an installation, with its plugin's registry record.
+fn view(
+    service: &ServiceInner,
+    installation: Installation,
+    record: Option<&PluginRecord>,
+) -> ServiceResult<InstallationView> {
+    let labels = match record {
+        Some(record) => record.manifest.labels.clone(),
+        None => service
+            .registry
+            .record(&installation.plugin)?
+            .map(|record| record.manifest.labels)
+            .unwrap_or_default(),
+    };
+    Ok(InstallationView {
+        installation,
+        labels,
+    })
+}
+
+fn views(
+    service: &ServiceInner,
+    installations: Vec<Installation>,
+) -> ServiceResult<Vec<InstallationView>> {
+    installations
+        .into_iter()
+        .map(|installation| view(service, installation, None))
+        .collect()
 }
 
 /// An installation id as given in a path or a form: anything that does not
@@ -185,9 +233,9 @@ async fn try_config(
 }
 
 /// The tenant's installations, in flow order.
-pub fn list(service: &ServiceInner, caller: &TenantCaller) -> ServiceResult<Vec<Installation>> {
+pub fn list(service: &ServiceInner, caller: &TenantCaller) -> ServiceResult<Vec<InstallationView>> {
     caller.require(Scope::Read)?;
-    Ok(Installation::list(&service.vault, &caller.tenant)?)
+    views(service, Installation::list(&service.vault, &caller.tenant)?)
 }
 
 /// One installation.
@@ -195,11 +243,12 @@ pub fn get(
     service: &ServiceInner,
     caller: &TenantCaller,
     raw_id: &str,
-) -> ServiceResult<Installation> {
+) -> ServiceResult<InstallationView> {
     caller.require(Scope::Read)?;
     let id = parse_id(raw_id)?;
-    Installation::load(&service.vault, &caller.tenant, &id)?
-        .ok_or(ServiceError::NotFound("installation"))
+    let installation = Installation::load(&service.vault, &caller.tenant, &id)?
+        .ok_or(ServiceError::NotFound("installation"))?;
+    view(service, installation, None)
 }
 
 /// Enable a plugin with grants and configuration. A tenant has at most
@@ -209,11 +258,11 @@ pub async fn create(
     service: &ServiceInner,
     caller: &TenantCaller,
     request: NewInstallation,
-) -> ServiceResult<Installation> {
+) -> ServiceResult<InstallationView> {
     caller.require(Scope::Admin)?;
     let record = plugins::resolve(service, &request.plugin)?;
     try_config(service, &record, &request.config).await?;
-    service
+    let installation = service
         .apply(|| {
             let existing = Installation::list(&service.vault, &caller.tenant)?;
             let limit = service.config.tenant_limits.max_installations;
@@ -254,7 +303,8 @@ pub async fn create(
                 "installation.created",
             )
         })
-        .await
+        .await?;
+    view(service, installation, Some(&record))
 }
 
 /// Change grants, configuration, triggers, position or enabled state.
@@ -263,7 +313,7 @@ pub async fn update(
     caller: &TenantCaller,
     raw_id: &str,
     update: InstallationUpdate,
-) -> ServiceResult<Installation> {
+) -> ServiceResult<InstallationView> {
     caller.require(Scope::Admin)?;
     let id = &parse_id(raw_id)?;
     if let Some(config) = &update.config {
@@ -273,7 +323,7 @@ pub async fn update(
             try_config(service, &record, config).await?;
         }
     }
-    service
+    let installation = service
         .apply(|| {
             let mut installation = Installation::load(&service.vault, &caller.tenant, id)?
                 .ok_or(ServiceError::NotFound("installation"))?;
@@ -312,7 +362,8 @@ pub async fn update(
                 "installation.updated",
             )
         })
-        .await
+        .await?;
+    view(service, installation, None)
 }
 
 /// Remove an installation. Its plugin state stays with the contacts until
@@ -345,9 +396,9 @@ pub async fn reorder(
     service: &ServiceInner,
     caller: &TenantCaller,
     order: FlowOrder,
-) -> ServiceResult<Vec<Installation>> {
+) -> ServiceResult<Vec<InstallationView>> {
     caller.require(Scope::Admin)?;
-    service
+    let installations = service
         .apply(|| {
             let vault = &service.vault;
             let mut installations = Installation::list(vault, &caller.tenant)?;
@@ -375,5 +426,6 @@ pub async fn reorder(
             );
             Ok(Change::new(batch, vec![audit], installations).reconfiguring(caller.tenant))
         })
-        .await
+        .await?;
+    views(service, installations)
 }

@@ -177,6 +177,7 @@ mod tests {
                 required: true,
                 default_value: None,
             }],
+            labels: vec![],
         }
     }
 

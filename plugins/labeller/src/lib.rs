@@ -17,10 +17,17 @@
 //! It asks for the message text and, to avoid adding a label the contact
 //! already has or removing one it lacks, the contact's labels. Without the
 //! labels grant it still works and lets the host ignore no-op changes.
+//!
+//! The labels are the tenant's words, so the manifest declares the family
+//! the host lets it write: lower-case words of `a`-`z`, `-` and `_`, at most
+//! 32 characters (no digits: a label is never a number). A rule naming any
+//! other label is refused as invalid configuration, before it could be
+//! dropped by the host.
 
 use flowgate_sdk::text::{contains_keyword, fold};
 use flowgate_sdk::{
-    Action, Capability, Event, Field, Manifest, Plugin, PluginError, Purpose, Trigger,
+    Action, Capability, Event, Field, LabelAlphabet, Manifest, Plugin, PluginError, Purpose,
+    Trigger,
 };
 use regex_lite::{Regex, RegexBuilder};
 use serde::Deserialize;
@@ -30,6 +37,8 @@ use serde::Deserialize;
 const MAX_PATTERN_CHARS: usize = 256;
 /// Most rules accepted.
 const MAX_RULES: usize = 64;
+/// Longest label, in characters: the manifest's label pattern.
+const MAX_LABEL_CHARS: u8 = 32;
 
 pub struct Labeller;
 
@@ -70,6 +79,9 @@ fn parse_rules(config: &str) -> Result<Vec<Rule>, PluginError> {
             configs.len()
         )));
     }
+    // The labels the host lets this plugin write, checked here so that a
+    // rule the host would drop is reported to the tenant instead.
+    let manifest = Labeller::manifest();
     configs
         .into_iter()
         .enumerate()
@@ -90,11 +102,20 @@ fn parse_rules(config: &str) -> Result<Vec<Rule>, PluginError> {
                 .iter()
                 .map(|pattern| compile(n, pattern))
                 .collect::<Result<_, _>>()?;
+            let label = rule
+                .label
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty());
+            for name in label.iter().chain(&rule.remove) {
+                if !manifest.allows_label(name) {
+                    return Err(PluginError::invalid_config(format!(
+                        "rule {n}: label `{name}` is not 1 to {MAX_LABEL_CHARS} lower-case letters, \
+                         `-` and `_`, the only labels this plugin may write"
+                    )));
+                }
+            }
             Ok(Rule {
-                label: rule
-                    .label
-                    .map(|l| l.trim().to_owned())
-                    .filter(|l| !l.is_empty()),
+                label,
                 keywords: rule
                     .keywords
                     .iter()
@@ -150,6 +171,7 @@ impl Plugin for Labeller {
             .field(Field::Labels)
             .capability(Capability::AddLabel)
             .capability(Capability::RemoveLabel)
+            .label_pattern("", LabelAlphabet::Words, MAX_LABEL_CHARS)
             .config(
                 "rules",
                 "JSON list of rules: {\"label\", \"keywords\": [...], \"patterns\": [...], \"remove\": [...]}",
@@ -313,6 +335,14 @@ mod tests {
             (
                 r#"[{"label":"x","keywords":["a"],"colour":"red"}]"#,
                 "unknown field",
+            ),
+            (
+                r#"[{"label":"VIP 2024","keywords":["a"]}]"#,
+                "label `VIP 2024` is not",
+            ),
+            (
+                r#"[{"keywords":["a"],"remove":["15550001111"]}]"#,
+                "label `15550001111` is not",
             ),
         ];
         for (rules, expected) in cases {

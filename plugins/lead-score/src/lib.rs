@@ -15,8 +15,9 @@
 //! English, Portuguese, Spanish and German.
 //!
 //! Lead scoring is profiling: the purpose is `personalize.profiling`, so the
-//! contact's consent is required for the plugin to see the message text.
-//! Without it, only engagement counts.
+//! host runs the plugin only for contacts who consented to it. Without that
+//! consent it is not called at all: no count, no score. Without the tenant's
+//! grant of the message text, only engagement counts.
 
 use flowgate_sdk::text::{find_keyword, fold, keyword_list};
 use flowgate_sdk::{
@@ -297,6 +298,24 @@ mod tests {
             !again.iter().any(|a| matches!(a, Action::HandOff(_))),
             "{again:?}"
         );
+    }
+
+    #[test]
+    fn is_not_run_for_a_contact_without_consent_to_profiling() {
+        harness::reset();
+        let result = harness::run::<LeadScore>(
+            TestEvent::message("I want to buy two, how much?").without_consent(),
+        );
+        assert_eq!(
+            result,
+            Err(Rejection::NotInvoked {
+                purpose: Purpose::PERSONALIZE_PROFILING
+            })
+        );
+        assert_eq!(harness::state(), vec![], "nothing counted");
+        // Consent to profiling in general covers it.
+        let consenting = TestEvent::message("hello").consents([Purpose::custom("personalize")]);
+        assert!(harness::run::<LeadScore>(consenting).is_ok());
     }
 
     #[test]

@@ -138,7 +138,7 @@ fn the_scaffolded_plugin_runs_and_the_trace_explains_every_field() {
 
     let restricted = run(&["--grant", "all", "--restricted"]);
     assert!(line(&restricted, "user.content.private").contains("restricted"));
-    assert!(restricted.contains("not run"), "{restricted}");
+    assert!(restricted.contains("not invoked"), "{restricted}");
 
     let objected = run(&["--grant", "all", "--object", "essential"]);
     assert!(
@@ -146,15 +146,43 @@ fn the_scaffolded_plugin_runs_and_the_trace_explains_every_field() {
         "{objected}"
     );
 
-    // Consent: lead-score's purpose needs it.
+    // Consent: lead-score's purpose needs it, so without it the plugin is
+    // not invoked at all (as in the service), and the trace says why.
+    let lead_score = guests_dir().join("lead-score.wasm");
+    let lead_score = lead_score.to_str().unwrap();
+    let event = event.to_str().unwrap();
     let output = flowgate_in(
         &repo(),
         &[
             "plugin",
             "run",
-            guests_dir().join("lead-score.wasm").to_str().unwrap(),
+            lead_score,
             "--event",
-            event.to_str().unwrap(),
+            event,
+            "--grant",
+            "all",
+            "--no-consent",
+            "--trace",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let printed = text(&output);
+    assert!(
+        printed.contains(
+            "not invoked: the contact has not consented to `personalize.profiling`, \
+             which this plugin's processing rests on"
+        ),
+        "{printed}"
+    );
+    assert!(!printed.contains("action "), "{printed}");
+    let output = flowgate_in(
+        &repo(),
+        &[
+            "plugin",
+            "run",
+            lead_score,
+            "--event",
+            event,
             "--grant",
             "all",
             "--no-consent",
@@ -164,6 +192,10 @@ fn the_scaffolded_plugin_runs_and_the_trace_explains_every_field() {
     );
     assert!(output.status.success(), "{}", text(&output));
     let reports: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(reports[0]["invoked"], false, "{reports}");
+    assert_eq!(reports[0]["actions"], serde_json::json!([]), "{reports}");
+    assert_eq!(reports[0]["state_changes"], serde_json::json!({}));
+    assert_eq!(reports[0]["fuel"], 0);
     let trace = reports[0]["trace"].as_array().unwrap();
     assert_eq!(trace.len(), 6, "every field the host knows");
     let text_field = trace

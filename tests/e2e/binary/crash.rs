@@ -260,16 +260,16 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
     let mut server = start(&config, port).await;
     // The port is the same after each restart, so is the address.
     let api = server.api.clone();
-    // lead-score counts each contact's messages in its state: an event
-    // processed twice would count twice. auto-reply answers every message.
+    // The scaffolded plugin counts each contact's messages in its state (for
+    // the essential service, so it runs without consent; lead-score, for
+    // profiling, would not run for these contacts): an event processed twice
+    // would count twice. auto-reply answers every message.
     let shop = shop(
         &api,
         &fake,
         "3002",
         vec![
-            Install::new("lead-score")
-                .grants(&["user.content.private"])
-                .config(json!({"hand-off-at": "off"})),
+            Install::new("scaffolded").grants(&["user.content.private"]),
             auto_reply(),
         ],
     )
@@ -406,13 +406,13 @@ async fn repeated_kill_9_under_load_processes_every_delivery_exactly_once() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["plugin"] == "lead-score")
+            .find(|s| s["plugin"] == "scaffolded")
             .and_then(|s| s["entries"]["messages"]["hex"].as_str())
             .map(|hex| u64::from_le_bytes(from_hex::<8>(hex).unwrap()))
             .unwrap();
         assert_eq!(
             counted as usize, delivered,
-            "contact {c}: lead-score's count"
+            "contact {c}: the plugin's count"
         );
         let outbound = messages
             .iter()

@@ -224,8 +224,15 @@ async fn rectification_restriction_and_objection_take_effect() {
         .await;
     service.settle().await;
     let skipped = service.audit_of(&tenant, "plugin.skipped").await;
-    assert_eq!(skipped.len(), 1);
-    assert_eq!(skipped[0]["details"]["reason"]["reason"], "objected");
+    // (Earlier entries are lead-score not run for messages written before
+    // Ana consented to profiling.)
+    let objected: Vec<&Value> = skipped
+        .iter()
+        .filter(|e| e["details"]["reason"] == "objected")
+        .collect();
+    assert_eq!(objected.len(), 1, "{skipped:?}");
+    assert_eq!(objected[0]["details"]["objection"], "personalize");
+    assert_eq!(objected[0]["details"]["plugin"], "lead-score");
     assert_eq!(
         service.fake.sent().len(),
         sent_before + 1,

@@ -4,6 +4,7 @@
 
 mod api_fuzz;
 mod compliance;
+mod privacy;
 mod service;
 
 use flowgate_testkit::setup::Install;

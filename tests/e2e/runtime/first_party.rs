@@ -37,6 +37,11 @@ impl Harness {
         }
     }
 
+    /// The plugin's manifest, as the host admitted it.
+    pub fn manifest(&self) -> &flowgate::plugin::Manifest {
+        &self.plugin.manifest
+    }
+
     /// Run one message and keep the plugin's state for the next.
     pub fn message(
         &mut self,

@@ -1,8 +1,8 @@
 //! `lead-score`: scores contacts' interest, keeps counts in plugin state,
 //! hands off once.
 
-use flowgate::plugin::Action;
-use flowgate::view::ProcessingState;
+use flowgate::plugin::{Action, Purpose};
+use flowgate::view::{self, ProcessingState};
 use flowgate_testkit::event::NOW;
 
 use crate::first_party::{Harness, contact};
@@ -35,13 +35,18 @@ fn lead_score_accumulates_in_state_and_hands_off_once() {
 }
 
 #[test]
-fn lead_score_without_consent_sees_no_text() {
-    let mut scorer = Harness::new("lead-score", &[]);
-    scorer.processing = ProcessingState::default();
-    let actions = scorer.message(&contact(&[]), "I want to buy three right now", NOW, true);
-    // Only engagement counts: the text was withheld for lack of consent.
-    assert!(
-        matches!(actions.as_slice(), [Action::SetLeadScore { score: 4, .. }]),
-        "{actions:?}"
+fn lead_score_is_not_run_without_consent() {
+    // Lead scoring is profiling: without the contact's consent the host
+    // does not call the plugin at all, so it counts nothing.
+    let scorer = Harness::new("lead-score", &[]);
+    assert_eq!(
+        view::disclose(
+            scorer.manifest(),
+            &scorer.grants,
+            &ProcessingState::default()
+        ),
+        Err(view::NotProcessed::NoConsent {
+            purpose: Purpose::parse("personalize.profiling").unwrap()
+        })
     );
 }

@@ -68,6 +68,20 @@ export function describe() {
         defaultValue: undefined,
       },
     ],
+    // What the probe reports: whether each global is there (its `typeof`),
+    // whether the clock and random source look sane, and what a wait did.
+    // The readings of the clocks and of chance (`date:`, `perf:`, `crypto:`,
+    // `math:`, `slept:`) are long numbers and hex: no rule admits them, so
+    // the host refuses them, and a test reads them from the refused actions.
+    labels: [
+      ...['fetch', 'websocket', 'require', 'process', 'deno'].map((name) => ({
+        tag: 'pattern',
+        val: { prefix: `${name}:`, alphabet: 'letters', maxLength: 16 },
+      })),
+      ...['clock:ok', 'clock:odd', 'random:ok', 'random:odd', 'slept', 'clock moved'].map(
+        (name) => ({ tag: 'exact', val: name }),
+      ),
+    ],
   };
 }
 

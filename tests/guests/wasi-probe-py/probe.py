@@ -82,6 +82,35 @@ class WitWorld(wit_world.WitWorld):
                     default_value=None,
                 )
             ],
+            # What each probe may report: `allowed`, or `denied:` and the
+            # exception's type; the size of the environment; `slept` and
+            # `clock moved` after a wait. The readings of the clocks and of
+            # chance (`wall:`, `mono:`, `urandom:`, `random:`, `slept:`) are
+            # long numbers and hex: no rule admits them, so the host refuses
+            # them, and a test reads them from the refused actions.
+            labels=[
+                rule
+                for probe in ("file", "listdir", "connect", "dns", "late-import")
+                for rule in (
+                    types.LabelRule_Exact(f"{probe}:allowed"),
+                    types.LabelRule_Pattern(
+                        types.LabelPattern(
+                            prefix=f"{probe}:denied:",
+                            alphabet=types.LabelAlphabet.LETTERS,
+                            max_length=32,
+                        )
+                    ),
+                )
+            ]
+            + [
+                types.LabelRule_Pattern(
+                    types.LabelPattern(
+                        prefix="env:", alphabet=types.LabelAlphabet.DIGITS, max_length=4
+                    )
+                ),
+                types.LabelRule_Exact("slept"),
+                types.LabelRule_Exact("clock moved"),
+            ],
         )
 
     def handle(self, event):

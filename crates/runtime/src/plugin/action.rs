@@ -1,7 +1,8 @@
 //! Actions as the host validates, applies and audits them.
 //!
 //! The runtime checks what it can know from the plugin alone: the action is
-//! within the manifest's capabilities and within size limits. The flow
+//! within the manifest's capabilities and within size limits, and a label is
+//! one the manifest's `labels` allow. The flow
 //! pipeline later checks what depends on the tenant and the contact (grants,
 //! opt-out, restriction, the service window).
 
@@ -55,6 +56,10 @@ pub enum Refusal {
     /// An empty reply or label.
     #[error("{what} is empty")]
     Empty { what: String },
+    /// A label the manifest's `labels` do not allow. (The label itself is
+    /// not kept: it may be exactly the personal data the rule keeps out.)
+    #[error("the label is not one the manifest's `labels` allow")]
+    UndeclaredLabel,
     /// A lead score above 100.
     #[error("lead score {score} is above 100")]
     ScoreOutOfRange { score: u8 },
@@ -93,7 +98,11 @@ impl Action {
         match self {
             Action::Reply { text } => check_text("reply", text, MAX_REPLY_CHARS),
             Action::AddLabel { label } | Action::RemoveLabel { label } => {
-                check_text("label", label, MAX_LABEL_CHARS)
+                check_text("label", label, MAX_LABEL_CHARS)?;
+                if !manifest.allows_label(label) {
+                    return Err(Refusal::UndeclaredLabel);
+                }
+                Ok(())
             }
             Action::SetLeadScore { score, reason } => {
                 if *score > 100 {
@@ -194,6 +203,7 @@ mod tests {
             fields: vec![],
             capabilities,
             config: vec![],
+            labels: vec![crate::plugin::LabelRule::Exact("vip".into())],
         }
     }
 
@@ -256,6 +266,28 @@ mod tests {
             .check(&m),
             Err(Refusal::ScoreOutOfRange { score: 101 })
         );
+    }
+
+    #[test]
+    fn labels_outside_the_declared_rules_are_refused_without_keeping_them() {
+        let m = manifest(vec![Capability::AddLabel, Capability::RemoveLabel]);
+        let add = |label: &str| Action::AddLabel {
+            label: label.into(),
+        };
+        assert_eq!(add("vip").check(&m), Ok(()));
+        let refusal = add("16505551234").check(&m).unwrap_err();
+        assert_eq!(refusal, Refusal::UndeclaredLabel);
+        assert!(!serde_json::to_string(&refusal).unwrap().contains("1650"));
+        assert!(!refusal.to_string().contains("1650"));
+        let remove = Action::RemoveLabel {
+            label: "complaint".into(),
+        };
+        assert_eq!(remove.check(&m), Err(Refusal::UndeclaredLabel));
+        // The size limits still come first.
+        assert!(matches!(
+            add(&"v".repeat(65)).check(&m),
+            Err(Refusal::TooLong { .. })
+        ));
     }
 
     #[test]

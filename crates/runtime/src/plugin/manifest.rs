@@ -15,6 +15,10 @@ use crate::bindings::types as wit;
 const MAX_SUMMARY_CHARS: usize = 200;
 /// Longest accepted identifier (plugin id, purpose, config key).
 const MAX_IDENTIFIER_CHARS: usize = 64;
+/// Most label rules a manifest may declare.
+const MAX_LABEL_RULES: usize = 64;
+/// Longest fixed prefix of a label pattern, in characters.
+const MAX_LABEL_PREFIX_CHARS: usize = 32;
 
 /// A validated plugin manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +37,10 @@ pub struct Manifest {
     pub capabilities: Vec<Capability>,
     /// Configuration keys the plugin reads.
     pub config: Vec<ConfigKey>,
+    /// The labels the plugin may add or remove. (Absent from records
+    /// written before labels were declared: those may write none.)
+    #[serde(default)]
+    pub labels: Vec<LabelRule>,
 }
 
 /// A configuration key declared by a plugin.
@@ -69,6 +77,15 @@ pub enum ManifestError {
     BadConfigKey(String),
     #[error("config key `{0}` is declared twice")]
     DuplicateConfigKey(String),
+    #[error(
+        "the manifest declares the `add-label` or `remove-label` capability but no `labels`; \
+         declare the labels the plugin may write (exact names or a prefix with a bounded suffix)"
+    )]
+    NoLabels,
+    #[error("the manifest declares {0} label rules; at most {MAX_LABEL_RULES} are accepted")]
+    TooManyLabelRules(usize),
+    #[error("label rule {rule:?} is refused: {reason}")]
+    BadLabelRule { rule: String, reason: &'static str },
 }
 
 impl Manifest {
@@ -126,6 +143,23 @@ impl Manifest {
                 default_value: key.default_value,
             });
         }
+        if manifest.labels.len() > MAX_LABEL_RULES {
+            return Err(ManifestError::TooManyLabelRules(manifest.labels.len()));
+        }
+        let mut labels = Vec::new();
+        for rule in manifest.labels.into_iter().map(LabelRule::from) {
+            rule.validate()?;
+            if !labels.contains(&rule) {
+                labels.push(rule);
+            }
+        }
+        if labels.is_empty()
+            && capabilities
+                .iter()
+                .any(|c| matches!(c, Capability::AddLabel | Capability::RemoveLabel))
+        {
+            return Err(ManifestError::NoLabels);
+        }
         Ok(Manifest {
             id: manifest.id,
             version: manifest.version,
@@ -134,7 +168,13 @@ impl Manifest {
             fields,
             capabilities,
             config,
+            labels,
         })
+    }
+
+    /// Whether the manifest lets the plugin add or remove this label.
+    pub fn allows_label(&self, label: &str) -> bool {
+        self.labels.iter().any(|rule| rule.matches(label))
     }
 
     /// Whether the manifest declares this capability.
@@ -188,8 +228,9 @@ const PURPOSE_ROOTS: [&str; 8] = [
 ];
 
 /// Data uses that rest on the contact's consent rather than on the contract
-/// or a legitimate interest (GDPR art. 6(1)(a)): the plugin runs without
-/// consent but is shown no personal field.
+/// or a legitimate interest (GDPR art. 6(1)(a)): without the contact's
+/// consent a plugin declaring one is not run for that contact at all.
+/// `essential`, `functional` and `collect` need none.
 const CONSENT_BASED_ROOTS: [&str; 5] = [
     "analytics",
     "marketing",
@@ -332,6 +373,155 @@ impl From<DataField> for String {
     }
 }
 
+/// A label, or a small family of labels, a plugin may add or remove.
+///
+/// Labels are shared by every installation granted them and outlive a
+/// withdrawn consent, so what a plugin may write into them is declared,
+/// shown to the tenant, and enforced: exact names, or a fixed prefix with a
+/// short suffix from an alphabet that never mixes letters and digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelRule {
+    /// Exactly this label.
+    Exact(String),
+    /// A prefix and a bounded suffix.
+    Pattern(LabelPattern),
+}
+
+/// Labels made of a fixed prefix and a suffix of 1 to `max_length`
+/// characters of `alphabet`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LabelPattern {
+    pub prefix: String,
+    pub alphabet: LabelAlphabet,
+    pub max_length: u8,
+}
+
+/// The characters a label pattern's suffix is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelAlphabet {
+    /// `0`-`9`, at most 4: enough for a tier or a count, too few for a
+    /// phone number.
+    Digits,
+    /// `a`-`z` and `A`-`Z`.
+    Letters,
+    /// `a`-`z`, `-` and `_`.
+    Words,
+}
+
+impl LabelAlphabet {
+    fn contains(self, c: char) -> bool {
+        match self {
+            LabelAlphabet::Digits => c.is_ascii_digit(),
+            LabelAlphabet::Letters => c.is_ascii_alphabetic(),
+            LabelAlphabet::Words => c.is_ascii_lowercase() || c == '-' || c == '_',
+        }
+    }
+
+    /// The longest suffix a pattern of this alphabet may declare.
+    fn max_length(self) -> u8 {
+        match self {
+            LabelAlphabet::Digits => 4,
+            LabelAlphabet::Letters | LabelAlphabet::Words => 32,
+        }
+    }
+
+    fn class(self) -> &'static str {
+        match self {
+            LabelAlphabet::Digits => "[0-9]",
+            LabelAlphabet::Letters => "[a-zA-Z]",
+            LabelAlphabet::Words => "[a-z_-]",
+        }
+    }
+}
+
+impl LabelRule {
+    /// Whether `label` is this label, or one of this family.
+    pub fn matches(&self, label: &str) -> bool {
+        match self {
+            LabelRule::Exact(exact) => exact == label,
+            LabelRule::Pattern(pattern) => {
+                label
+                    .strip_prefix(pattern.prefix.as_str())
+                    .is_some_and(|suffix| {
+                        !suffix.is_empty()
+                            && suffix.len() <= usize::from(pattern.max_length)
+                            && suffix.chars().all(|c| pattern.alphabet.contains(c))
+                    })
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let refuse = |reason| {
+            Err(ManifestError::BadLabelRule {
+                rule: self.to_string(),
+                reason,
+            })
+        };
+        let plain = |text: &str| text.trim() == text && !text.chars().any(char::is_control);
+        match self {
+            LabelRule::Exact(label) => {
+                if label.is_empty() || label.chars().count() > super::action::MAX_LABEL_CHARS {
+                    return refuse("a label is 1 to 64 characters");
+                }
+                if !plain(label) {
+                    return refuse("a label has no surrounding spaces or control characters");
+                }
+            }
+            LabelRule::Pattern(pattern) => {
+                if pattern.prefix.chars().count() > MAX_LABEL_PREFIX_CHARS
+                    || !plain(&pattern.prefix)
+                {
+                    return refuse(
+                        "a prefix is at most 32 characters, without surrounding spaces or control characters",
+                    );
+                }
+                if pattern.max_length == 0 || pattern.max_length > pattern.alphabet.max_length() {
+                    return refuse(
+                        "a suffix is 1 to 4 digits, or 1 to 32 letters or word characters",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for LabelRule {
+    /// `pricing`, or the pattern as a regular expression: `tier-[0-9]{1}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabelRule::Exact(label) => f.write_str(label),
+            LabelRule::Pattern(pattern) => {
+                write!(f, "{}{}", pattern.prefix, pattern.alphabet.class())?;
+                match pattern.max_length {
+                    1 => Ok(()),
+                    n => write!(f, "{{1,{n}}}"),
+                }
+            }
+        }
+    }
+}
+
+impl From<wit::LabelRule> for LabelRule {
+    fn from(rule: wit::LabelRule) -> Self {
+        match rule {
+            wit::LabelRule::Exact(label) => LabelRule::Exact(label),
+            wit::LabelRule::Pattern(pattern) => LabelRule::Pattern(LabelPattern {
+                prefix: pattern.prefix,
+                alphabet: match pattern.alphabet {
+                    wit::LabelAlphabet::Digits => LabelAlphabet::Digits,
+                    wit::LabelAlphabet::Letters => LabelAlphabet::Letters,
+                    wit::LabelAlphabet::Words => LabelAlphabet::Words,
+                },
+                max_length: pattern.max_length,
+            }),
+        }
+    }
+}
+
 /// A kind of action.
 #[derive(
     Debug,
@@ -407,7 +597,16 @@ mod tests {
             fields: vec!["user.content.private".into(), "user.behavior.labels".into()],
             capabilities: vec![wit::Capability::SetLeadScore, wit::Capability::SetLeadScore],
             config: vec![],
+            labels: vec![],
         }
+    }
+
+    fn pattern(prefix: &str, alphabet: wit::LabelAlphabet, max_length: u8) -> wit::LabelRule {
+        wit::LabelRule::Pattern(wit::LabelPattern {
+            prefix: prefix.into(),
+            alphabet,
+            max_length,
+        })
     }
 
     #[test]
@@ -456,6 +655,30 @@ mod tests {
                 },
                 "declared twice",
             ),
+            (
+                |m| m.capabilities.push(wit::Capability::AddLabel),
+                "no `labels`",
+            ),
+            (
+                |m| m.labels = vec![wit::LabelRule::Exact(" vip".into())],
+                "surrounding spaces",
+            ),
+            (
+                |m| m.labels = vec![wit::LabelRule::Exact("l".repeat(65))],
+                "1 to 64 characters",
+            ),
+            (
+                |m| m.labels = vec![pattern("phone-", wit::LabelAlphabet::Digits, 11)],
+                "1 to 4 digits",
+            ),
+            (
+                |m| m.labels = vec![pattern("x", wit::LabelAlphabet::Words, 0)],
+                "1 to 4 digits",
+            ),
+            (
+                |m| m.labels = vec![wit::LabelRule::Exact("a".into()); 65],
+                "at most 64",
+            ),
         ];
         for (mutate, expected) in cases {
             let mut manifest = wit_manifest();
@@ -469,13 +692,61 @@ mod tests {
     }
 
     #[test]
+    fn labels_match_exactly_or_by_prefix_and_bounded_suffix() {
+        let mut m = wit_manifest();
+        m.capabilities.push(wit::Capability::AddLabel);
+        m.labels = vec![
+            wit::LabelRule::Exact("pricing".into()),
+            pattern("tier-", wit::LabelAlphabet::Digits, 1),
+            pattern("topic:", wit::LabelAlphabet::Words, 32),
+        ];
+        let manifest = Manifest::from_wit(m).unwrap();
+        for allowed in ["pricing", "tier-3", "topic:order-status", "topic:vip"] {
+            assert!(manifest.allows_label(allowed), "{allowed}");
+        }
+        for refused in [
+            "16505551234",
+            "ps_9322f2285a94b2096bc1949e77323f19",
+            "tier-10",
+            "tier-",
+            "Sheena",
+            "",
+            "tier-x",
+            "vip",
+            "topic:",
+            "topic:preço",
+            "topic:Sheena",
+            "topic:16505551234",
+            &format!("topic:{}", "a".repeat(33)),
+        ] {
+            assert!(!manifest.allows_label(refused), "{refused}");
+        }
+        let shown: Vec<String> = manifest.labels.iter().map(|r| r.to_string()).collect();
+        assert_eq!(shown, ["pricing", "tier-[0-9]", "topic:[a-z_-]{1,32}"]);
+    }
+
+    #[test]
     fn purposes_nest_by_segment_not_by_prefix() {
         let p = |s: &str| Purpose::parse(s).unwrap();
         assert!(p("marketing.communications").is_within(&p("marketing")));
         assert!(p("marketing").is_within(&p("marketing")));
         assert!(!p("marketing").is_within(&p("marketing.communications")));
         assert!(!p("essential.service_x").is_within(&p("essential.service")));
-        assert!(p("personalize.profiling").requires_consent());
-        assert!(!p("essential.service").requires_consent());
+        for consent_based in [
+            "analytics",
+            "analytics.reporting",
+            "marketing.communications",
+            "personalize.profiling",
+            "third_party_sharing",
+            "train_ai_system",
+        ] {
+            assert!(p(consent_based).requires_consent(), "{consent_based}");
+        }
+        for not_consent_based in ["essential.service", "functional", "collect"] {
+            assert!(
+                !p(not_consent_based).requires_consent(),
+                "{not_consent_based}"
+            );
+        }
     }
 }

@@ -5,4 +5,7 @@ pub mod action;
 pub mod manifest;
 
 pub use action::{Action, Refusal};
-pub use manifest::{Capability, ConfigKey, DataField, Manifest, ManifestError, Purpose};
+pub use manifest::{
+    Capability, ConfigKey, DataField, LabelAlphabet, LabelPattern, LabelRule, Manifest,
+    ManifestError, Purpose,
+};

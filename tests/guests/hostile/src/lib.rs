@@ -8,7 +8,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use flowgate_sdk::{Action, Capability, Event, Manifest, Plugin, PluginError, Purpose, log, state};
+use flowgate_sdk::{
+    Action, Capability, Event, Field, LabelAlphabet, Manifest, Plugin, PluginError, Purpose, log,
+    state,
+};
 
 pub struct Hostile;
 
@@ -17,10 +20,17 @@ impl Plugin for Hostile {
         Manifest::builder("fixture-hostile", "0.1.0")
             .summary("Misbehaves as configured (test fixture)")
             .purpose(Purpose::ESSENTIAL_SERVICE_OPERATIONS)
+            // Only for the `label-leak` attack.
+            .field(Field::PhoneNumber)
             .capability(Capability::AddLabel)
             // Declared so that an oversized reply meets the size limit, not
             // the capability check; `forbidden-action` asks for a hand-off.
             .capability(Capability::Reply)
+            .capability(Capability::RemoveLabel)
+            .label("survived")
+            .label("logged")
+            .label("burnt")
+            .label_pattern("calls:", LabelAlphabet::Digits, 4)
             .config(
                 "attack",
                 "which misbehaviour to perform",
@@ -82,6 +92,21 @@ impl Plugin for Hostile {
                 Ok(vec![Action::add_label("logged")])
             }
             "error" => Err(PluginError::failed("the fixture fails on purpose")),
+            "label-leak" => {
+                // Labels are shared with every installation granted them,
+                // and outlive a withdrawn consent: write the phone number
+                // and this installation's pseudonym into them (another
+                // installation reading both could correlate its own
+                // pseudonym), and remove a label the tenant set.
+                let mut actions = Vec::new();
+                if let Some(number) = &event.contact.phone_number {
+                    actions.push(Action::add_label(number.clone()));
+                }
+                actions.push(Action::add_label(event.contact.pseudonym.clone()));
+                actions.push(Action::remove_label("vip"));
+                actions.push(Action::add_label("survived"));
+                Ok(actions)
+            }
             "static-counter" => {
                 // Counts calls in guest memory: with a fresh instance per
                 // event the count is always 1.

@@ -25,6 +25,9 @@ impl Plugin for Scaffolded {
             .capability(Capability::Reply)
             .capability(Capability::AddLabel)
             .capability(Capability::HandOff)
+            // Every label the plugin may add: the tenant sees them before
+            // enabling it, and the host drops any other.
+            .label("pricing")
             .config(
                 "keywords",
                 "Comma-separated words that trigger the reply",
@@ -36,12 +39,6 @@ impl Plugin for Scaffolded {
                 "The answer to send",
                 false,
                 Some("Our prices are at example.com/prices"),
-            )
-            .config(
-                "label",
-                "The label for matching messages",
-                false,
-                Some("pricing"),
             )
             .build()
     }
@@ -68,9 +65,7 @@ impl Plugin for Scaffolded {
         if !matches {
             return Ok(vec![]);
         }
-        let mut actions = vec![Action::add_label(
-            event.config("label").unwrap_or("pricing"),
-        )];
+        let mut actions = vec![Action::add_label("pricing")];
         // Outside the window WhatsApp only accepts templates: the host would
         // drop the reply, so do not ask for it.
         if event

@@ -11,6 +11,7 @@ impl Plugin for Trivial {
             .summary("Labels every message `seen`")
             .purpose(Purpose::ESSENTIAL_SERVICE_OPERATIONS)
             .capability(Capability::AddLabel)
+            .label("seen")
             .build()
     }
 

@@ -19,6 +19,7 @@ impl Guest for Exfiltrator {
             fields: vec![],
             capabilities: vec![],
             config: vec![],
+            labels: vec![],
         }
     }
 

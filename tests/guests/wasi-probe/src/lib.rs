@@ -16,7 +16,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use flowgate::plugin::types::{Capability, ConfigKey};
+use flowgate::plugin::types::{Capability, ConfigKey, LabelAlphabet, LabelPattern, LabelRule};
 use wasi::cli::{environment, stderr, stdin, stdout};
 use wasi::clocks::{monotonic_clock, wall_clock};
 use wasi::filesystem::preopens;
@@ -71,6 +71,23 @@ impl Guest for Probe {
                 required: false,
                 default_value: None,
             }],
+            // What the probe reports as labels. The readings of the clocks
+            // and of chance (`wall:`, `mono:`, `random:`, `insecure:`,
+            // `seed:`, `slept:`) are long numbers and hex: no label rule
+            // admits them, so the host refuses them, and a test reads them
+            // from the refused actions.
+            labels: vec![
+                LabelRule::Exact("stdout:ok".into()),
+                LabelRule::Exact("stdout:failed".into()),
+                count("env:"),
+                count("args:"),
+                count("preopens:"),
+                LabelRule::Exact("dns:allowed".into()),
+                LabelRule::Exact("dns:denied".into()),
+                LabelRule::Exact("stdin:closed".into()),
+                LabelRule::Exact("stdin:read".into()),
+                LabelRule::Exact("clock moved".into()),
+            ],
         }
     }
 
@@ -138,6 +155,15 @@ impl Guest for Probe {
         labels.extend(time_and_chance());
         Ok(labels)
     }
+}
+
+/// `prefix` and a count of up to four digits.
+fn count(prefix: &str) -> LabelRule {
+    LabelRule::Pattern(LabelPattern {
+        prefix: prefix.into(),
+        alphabet: LabelAlphabet::Digits,
+        max_length: 4,
+    })
 }
 
 export!(Probe);

@@ -9,7 +9,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use flowgate::plugin::types::Capability;
+use flowgate::plugin::types::{Capability, LabelRule};
 use wasi::clocks::monotonic_clock;
 
 struct Stall;
@@ -25,6 +25,7 @@ impl Guest for Stall {
             fields: vec![],
             capabilities: vec![Capability::AddLabel],
             config: vec![],
+            labels: vec![LabelRule::Exact("stalled".into())],
         }
     }
 
