@@ -223,6 +223,14 @@ impl Browser {
     /// it to exist. Read by script: an element reference may go stale when
     /// the page is replaced under it.
     pub async fn text_of(&self, css: &str) -> String {
+        self.text_of_when(css, |_| true).await
+    }
+
+    /// The visible text of the first element matching `css` once it
+    /// satisfies `ready`, waiting up to 10 s (after a form's submission the
+    /// old page may still be showing). The last text read, if it never
+    /// does: the caller's assertion then says what was wrong.
+    pub async fn text_of_when(&self, css: &str, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let text = self
@@ -232,7 +240,9 @@ impl Browser {
                     vec![json!(css)],
                 )
                 .await;
-            if let Ok(Value::String(text)) = text {
+            if let Ok(Value::String(text)) = text
+                && (ready(&text) || Instant::now() >= deadline)
+            {
                 return text;
             }
             assert!(

@@ -919,7 +919,9 @@ async fn system_messages_status_updates_and_bsuid_contacts_are_handled() {
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/samples/whatsapp/system-number-changed.json"
     ))
-    .unwrap();
+    .unwrap()
+    // Sent now: deliveries older than the deduplication window are dropped.
+    .replace("1749417000", &now().to_string());
     service
         .deliver(
             &tenant,
@@ -1103,11 +1105,12 @@ async fn a_failing_plugin_trips_its_breaker_while_the_rest_of_the_flow_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_writes_state_then_traps_leaves_no_state_behind() {
     let service = TestService::start().await;
-    // The hostile fixture writes a state key, then panics; lead-score after
-    // it writes its count, and keeps it.
+    // The hostile fixture writes a state key, then panics; the scaffolded
+    // plugin after it writes its count, and keeps it. (Not lead-score: it
+    // rests on consent, which this contact never gave, so it is not run.)
     let spec = TenantSpec::new("Shop", "5501")
         .install(Install::new("fixture-hostile").config(json!({"attack": "state-then-trap"})))
-        .install(Install::new("lead-score"));
+        .install(Install::new("scaffolded").grants(&["user.content.private"]));
     let tenant = service.tenant_with(&spec).await;
     service
         .deliver(
@@ -1134,7 +1137,7 @@ async fn a_plugin_that_writes_state_then_traps_leaves_no_state_behind() {
         .iter()
         .map(|s| s["plugin"].as_str().unwrap())
         .collect();
-    assert_eq!(kept, ["lead-score"], "only the plugin that succeeded");
+    assert_eq!(kept, ["scaffolded"], "only the plugin that succeeded");
     assert_eq!(
         service.vault.store.count(Kind::PluginState),
         1,
