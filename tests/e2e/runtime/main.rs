@@ -16,6 +16,7 @@ mod fixture_undeclared_import;
 mod fixture_wasi_probe;
 mod fixture_wasi_probe_js;
 mod fixture_wasi_probe_py;
+mod fixture_wasi_stall;
 mod greeter;
 mod labeller;
 mod lead_score;
