@@ -1,6 +1,7 @@
 //! Per-event cost of running a plugin: a fresh instance per event (what the
 //! service does), a reused instance (the cost without isolation), and the
-//! same logic compiled natively (the cost without the sandbox).
+//! same logic compiled natively (the cost without the sandbox); and for a
+//! guest that imports WASI, the first two.
 //!
 //! Run with `cargo xtask bench -- --bench runtime` (builds the guests first).
 
@@ -84,8 +85,35 @@ fn bench_plugin<P: Plugin>(
     group.finish();
 }
 
+/// A guest that imports WASI (as Python and JavaScript plugins do): it is
+/// called asynchronously, its clocks and randomness are the call's own. It
+/// has no native twin.
+fn bench_wasi_guest(c: &mut Criterion, runtime: &Runtime, guest: &str) {
+    let plugin = load(runtime, guest);
+    assert!(plugin.uses_wasi, "{guest} imports WASI");
+    let (wit_event, _) = event("hello", &[]);
+    let mut group = c.benchmark_group(guest);
+    group.bench_function("fresh-instance", |b| {
+        b.iter(|| {
+            let invocation = runtime
+                .invoke(&plugin, Call::new(black_box(wit_event.clone())))
+                .unwrap();
+            black_box(invocation.actions);
+        })
+    });
+    let mut reused = runtime.reused_instance(&plugin).unwrap();
+    group.bench_function("reused-instance", |b| {
+        b.iter(|| {
+            let event = black_box(wit_event.clone());
+            black_box(reused.handle(&event).unwrap())
+        })
+    });
+    group.finish();
+}
+
 fn runtime_benches(c: &mut Criterion) {
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    bench_wasi_guest(c, &runtime, "fixture-wasi-probe");
     bench_plugin::<fixture_trivial::Trivial>(c, &runtime, "fixture-trivial", "hello", &[]);
     bench_plugin::<labeller::Labeller>(
         c,

@@ -269,7 +269,7 @@ fn run_stops_a_plugin_that_sleeps_at_its_deadline() {
         if !guests_dir().join(format!("{name}.wasm")).is_file()
             && guests_dir().join(format!("{name}.skipped")).is_file()
         {
-            // xtask could not build it here; tests/e2e/polyglot.rs says so.
+            // xtask could not build it here; the runtime tests say so.
             continue;
         }
         let output = flowgate(&[

@@ -4,6 +4,7 @@
 
 mod api_fuzz;
 mod compliance;
+mod isolation;
 mod privacy;
 mod service;
 

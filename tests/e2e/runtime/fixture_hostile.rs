@@ -4,7 +4,8 @@
 
 use flowgate::plugin::action::MAX_REPLY_CHARS;
 use flowgate::plugin::{Action, Capability, Refusal};
-use flowgate::runtime::CallError;
+use flowgate::runtime::{CallError, Limits, Runtime, RuntimeConfig};
+use flowgate_testkit::guests::load;
 
 use crate::sandbox::{assert_still_serving, attack, hostile};
 
@@ -162,8 +163,18 @@ fn state_quota_is_an_error_the_guest_can_handle() {
 
 #[test]
 fn log_floods_are_capped() {
-    let (runtime, plugin) = hostile();
-    let invocation = attack(runtime, &plugin, "log-flood").unwrap();
+    // 100,000 log calls take a while on a loaded machine: this checks the
+    // cap, not speed, so the call gets a deadline it cannot miss.
+    let runtime = Runtime::new(RuntimeConfig {
+        limits: Limits {
+            deadline_ms: 60_000,
+            ..Limits::default()
+        },
+        max_instances: 4,
+    })
+    .unwrap();
+    let plugin = load(&runtime, "fixture-hostile");
+    let invocation = attack(&runtime, &plugin, "log-flood").unwrap();
     assert_eq!(invocation.logs.len(), runtime.limits().max_log_lines);
     assert_eq!(
         invocation.dropped_log_lines,

@@ -1,12 +1,12 @@
 //! `fixture-wasi-probe-js`: what the deny-all WASI context leaves a
 //! JavaScript plugin.
 
-use flowgate::plugin::Action;
 use flowgate::runtime::CallError;
 use flowgate_testkit::event::message_event;
 use flowgate_testkit::guests::polyglot;
 
 use crate::polyglot::run;
+use crate::sandbox::{labels, readings_from};
 
 #[test]
 fn javascript_plugins_reach_nothing_through_the_deny_all_wasi_context() {
@@ -15,16 +15,9 @@ fn javascript_plugins_reach_nothing_through_the_deny_all_wasi_context() {
     };
     assert!(plugin.uses_wasi);
     let invocation = run(&plugin, message_event(Some("hi"), &[])).unwrap();
-    let labels: Vec<&str> = invocation
-        .actions
-        .iter()
-        .map(|a| match a {
-            Action::AddLabel { label } => label.as_str(),
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let labels = labels(&invocation);
     assert_eq!(
-        labels,
+        labels[..7],
         [
             "fetch:function",
             "websocket:absent",
@@ -32,11 +25,17 @@ fn javascript_plugins_reach_nothing_through_the_deny_all_wasi_context() {
             "require:absent",
             "process:absent",
             "deno:absent",
-            // The clock and random source are the host's real ones:
-            // harmless, and plugins are told to use `event.now` instead.
+            // The clock reads a plausible date (the event's time) and
+            // Math.random() numbers in [0, 1).
             "clock:ok",
             "random:ok",
         ]
+    );
+    // Then the clocks and the random sources: the event's time and seeded
+    // randomness (crate::polyglot checks their values).
+    assert_eq!(
+        readings_from(&labels, 7),
+        ["date", "perf", "crypto", "math"]
     );
     // console.log and console.error land in the plugin's log, not on the
     // host's terminal.

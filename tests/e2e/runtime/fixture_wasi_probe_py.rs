@@ -1,11 +1,11 @@
 //! `fixture-wasi-probe-py`: what the deny-all WASI context leaves a Python
 //! plugin.
 
-use flowgate::plugin::Action;
 use flowgate_testkit::event::message_event;
 use flowgate_testkit::guests::polyglot;
 
 use crate::polyglot::run;
+use crate::sandbox::{labels, readings_from};
 
 #[test]
 fn python_plugins_reach_nothing_through_the_deny_all_wasi_context() {
@@ -22,16 +22,9 @@ fn python_plugins_reach_nothing_through_the_deny_all_wasi_context() {
         );
     }
     let invocation = run(&plugin, message_event(Some("hi"), &[])).unwrap();
-    let labels: Vec<&str> = invocation
-        .actions
-        .iter()
-        .map(|a| match a {
-            Action::AddLabel { label } => label.as_str(),
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let labels = labels(&invocation);
     assert_eq!(
-        labels,
+        labels[..6],
         [
             // No preopened directory: not even the app's own source, which
             // was readable when the component was built.
@@ -42,10 +35,13 @@ fn python_plugins_reach_nothing_through_the_deny_all_wasi_context() {
             "dns:denied:LookupError",
             // Modules not imported at build time cannot be loaded later.
             "late-import:denied:ModuleNotFoundError",
-            // The clock is the host's real one: harmless, and plugins are
-            // told to use `event.now` instead.
-            "clock:ok",
         ]
+    );
+    // Then the clocks and the random sources: the event's time and seeded
+    // randomness (crate::polyglot checks their values).
+    assert_eq!(
+        readings_from(&labels, 6),
+        ["wall", "mono", "urandom", "random"]
     );
     // print() lands in the plugin's log, not on the host's terminal.
     assert_eq!(

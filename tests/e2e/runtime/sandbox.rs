@@ -214,3 +214,32 @@ fn a_breaker_lets_a_trial_call_through_after_the_cooldown() {
     let trial = call("none").unwrap();
     assert_eq!(trial.breaker, Some(BreakerTransition::Closed));
 }
+
+/// The labels a probe added, in order; any other action fails the test.
+pub fn labels(invocation: &Invocation) -> Vec<String> {
+    invocation
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::AddLabel { label } => label.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// The label starting with `prefix`, without it.
+pub fn reading<'a>(labels: &'a [String], prefix: &str) -> &'a str {
+    labels
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` label in {labels:?}"))
+}
+
+/// What the labels from `from` on are readings of: their prefixes, up to
+/// the first `:` (the value after it changes from call to call).
+pub fn readings_from(labels: &[String], from: usize) -> Vec<&str> {
+    labels[from..]
+        .iter()
+        .map(|l| l.split_once(':').map_or(l.as_str(), |(name, _)| name))
+        .collect()
+}

@@ -15,9 +15,13 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use flowgate::channel::whatsapp::fake::SentMessage;
 use flowgate::runtime::{Call, Runtime, RuntimeConfig};
-
-use crate::support::service::{TestService, TestTenant, metric, now, text_message};
-use crate::support::{guests_dir, load, message_event};
+use flowgate_testkit::event::message_event;
+use flowgate_testkit::guests::{built, component, load};
+use flowgate_testkit::metrics::metric;
+use flowgate_testkit::now;
+use flowgate_testkit::service::{OPERATOR, TestService};
+use flowgate_testkit::setup::TestTenant;
+use flowgate_testkit::webhook::text_message;
 
 const FAQ: &str = r#"[{"keywords": ["hours"], "reply": "We're open 9 to 6, {name}!"}]"#;
 
@@ -94,25 +98,6 @@ async fn flood(service: &TestService, tenant: &TestTenant, phone: &str, count: u
     }
 }
 
-/// Whether xtask built this guest here (the polyglot tests report a skip).
-fn built(name: &str) -> bool {
-    guests_dir().join(format!("{name}.wasm")).is_file()
-}
-
-async fn audit(service: &TestService, tenant: &TestTenant, action: &str) -> Vec<Value> {
-    service
-        .ok(
-            Method::GET,
-            &format!("/v1/audit?action={action}&limit=1000"),
-            &tenant.admin,
-            None,
-        )
-        .await
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// Issue 15, item 1, in the service: plugins that sleep (Python's
 /// `time.sleep(5)`, a JavaScript timer, a Rust guest blocking on a WASI
 /// pollable) used to hold a worker for five seconds per call, and every
@@ -129,16 +114,18 @@ async fn plugins_that_sleep_do_not_hold_the_workers_other_tenants_share() {
     })
     .await;
     service.upload("auto-reply").await;
-    let sleepers: Vec<&str> = [
+    // A guest xtask could not build fails the test, unless skipping is
+    // allowed (flowgate_testkit::guests::built).
+    let mut sleepers = Vec::new();
+    for name in [
         "fixture-wasi-probe",
         "fixture-wasi-probe-py",
         "fixture-wasi-probe-js",
-    ]
-    .into_iter()
-    .filter(|name| built(name))
-    .collect();
-    for name in &sleepers {
-        service.upload(name).await;
+    ] {
+        if let Some(bytes) = built(name) {
+            service.operator().admit(bytes).await.unwrap();
+            sleepers.push(name);
+        }
     }
     let shop = shop(&service, "7001").await;
     let sleepy = service.tenant("Sleepy", "7002").await;
@@ -164,7 +151,7 @@ async fn plugins_that_sleep_do_not_hold_the_workers_other_tenants_share() {
         p99(&beside)
     );
     // Each sleeping call ended at its deadline, reported as such.
-    let failed = audit(&service, &sleepy, "plugin.failed").await;
+    let failed = service.audit_of(&sleepy, "plugin.failed").await;
     assert_eq!(failed.len(), 10 * sleepers.len());
     assert!(
         failed.iter().all(|e| e["details"]["error"] == "deadline"),
@@ -188,9 +175,9 @@ async fn a_plugin_whose_describe_waits_is_refused_at_admission_within_its_deadli
     let response = service
         .http
         .post(format!("{}/v1/operator/plugins", service.base))
-        .bearer_auth(crate::support::service::OPERATOR)
+        .bearer_auth(OPERATOR)
         .header("content-type", "application/wasm")
-        .body(crate::support::component("fixture-wasi-stall"))
+        .body(component("fixture-wasi-stall"))
         .send()
         .await
         .unwrap();
@@ -300,9 +287,9 @@ async fn an_events_plugins_share_the_tenants_budget_and_the_rest_are_skipped() {
     flood(&service, &tenant, "7201", 1).await;
     service.settle().await;
 
-    let invoked = audit(&service, &tenant, "plugin.invoked").await;
-    let failed = audit(&service, &tenant, "plugin.failed").await;
-    let skipped = audit(&service, &tenant, "plugin.skipped").await;
+    let invoked = service.audit_of(&tenant, "plugin.invoked").await;
+    let failed = service.audit_of(&tenant, "plugin.failed").await;
+    let skipped = service.audit_of(&tenant, "plugin.skipped").await;
     assert_eq!(invoked.len(), 2, "two calls fit: {invoked:?}");
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["details"]["error"], "event-budget");
@@ -319,7 +306,10 @@ async fn an_events_plugins_share_the_tenants_budget_and_the_rest_are_skipped() {
         per_call * 5 / 2
     );
     assert!(
-        audit(&service, &tenant, "breaker.changed").await.is_empty(),
+        service
+            .audit_of(&tenant, "breaker.changed")
+            .await
+            .is_empty(),
         "no breaker opened"
     );
     service.stop().await;
@@ -372,7 +362,7 @@ async fn a_tenant_saturating_its_budget_does_not_raise_another_tenants_p99() {
     );
     // The noisy tenant's events ran within its budget: some of its copies
     // were skipped on every event.
-    let skipped = audit(&service, &noisy, "plugin.skipped").await;
+    let skipped = service.audit_of(&noisy, "plugin.skipped").await;
     assert!(!skipped.is_empty());
     assert!(
         skipped
