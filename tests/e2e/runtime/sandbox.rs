@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flowgate::plugin::Action;
+use flowgate::plugin::{Action, Refusal};
 use flowgate::runtime::{
     BreakerTransition, Call, CallError, Invocation, InvokeFailure, Limits, LoadError, LoadedPlugin,
     Runtime, RuntimeConfig,
@@ -216,15 +216,23 @@ fn a_breaker_lets_a_trial_call_through_after_the_cooldown() {
 }
 
 /// The labels a probe added, in order; any other action fails the test.
+///
+/// A probe's readings of its clocks and random sources (long numbers and
+/// hex) are labels no manifest rule can allow: the runtime refuses them as
+/// undeclared, and reports each with its refusal, after the labels it let
+/// through. The probes add the labels their manifests allow first, so the
+/// two lists in turn are the order the probe added them in.
 pub fn labels(invocation: &Invocation) -> Vec<String> {
-    invocation
-        .actions
-        .iter()
-        .map(|a| match a {
-            Action::AddLabel { label } => label.clone(),
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect()
+    let label = |action: &Action| match action {
+        Action::AddLabel { label } => label.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let allowed = invocation.actions.iter().map(label);
+    let refused = invocation.refused.iter().map(|(action, why)| {
+        assert_eq!(*why, Refusal::UndeclaredLabel, "{action:?}");
+        label(action)
+    });
+    allowed.chain(refused).collect()
 }
 
 /// The label starting with `prefix`, without it.
