@@ -4,7 +4,6 @@
 
 mod api_fuzz;
 mod compliance;
-mod isolation;
 mod privacy;
 mod service;
 

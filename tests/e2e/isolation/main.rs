@@ -6,6 +6,10 @@
 //! reaching the (fake) Cloud API. The bounds leave room for a loaded 2-core
 //! machine; what they rule out is waiting behind another tenant's plugins,
 //! which costs whole seconds.
+//!
+//! A test target of its own, its tests one at a time: they load both cores
+//! on purpose, and would starve the other layers' tests (uploads compiling
+//! past their request timeout) and each other's latency measurements.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +26,9 @@ use flowgate_testkit::now;
 use flowgate_testkit::service::{OPERATOR, TestService};
 use flowgate_testkit::setup::TestTenant;
 use flowgate_testkit::webhook::text_message;
+
+/// One test at a time (see the module's doc).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const FAQ: &str = r#"[{"keywords": ["hours"], "reply": "We're open 9 to 6, {name}!"}]"#;
 
@@ -104,6 +111,7 @@ async fn flood(service: &TestService, tenant: &TestTenant, phone: &str, count: u
 /// other tenant's events queued behind them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_that_sleep_do_not_hold_the_workers_other_tenants_share() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let service = TestService::start_with(|c| {
         // Every sleeping call must really run: no breaker opening on them.
         c.limits.breaker_failures = 1_000;
@@ -170,6 +178,7 @@ async fn plugins_that_sleep_do_not_hold_the_workers_other_tenants_share() {
 /// for ten seconds; now it is refused when its deadline passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_whose_describe_waits_is_refused_at_admission_within_its_deadline() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let service = TestService::start().await;
     let started = Instant::now();
     let response = service
@@ -197,6 +206,7 @@ async fn a_plugin_whose_describe_waits_is_refused_at_admission_within_its_deadli
 /// tenant could enable N copies of a slow plugin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_enables_at_most_its_limit_of_installations() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let service = TestService::start_with(|c| c.tenant_limits.max_installations = 3).await;
     service.upload("fixture-hostile").await;
     let tenant = service.tenant("Greedy", "7101").await;
@@ -262,6 +272,7 @@ fn burn_fuel(rounds: u64) -> u64 {
 /// and the plugins after it are skipped, all audited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_events_plugins_share_the_tenants_budget_and_the_rest_are_skipped() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let per_call = burn_fuel(5_000_000);
     let service = TestService::start_with(|c| {
         // Two and a half calls' worth; time is not what runs out here.
