@@ -66,8 +66,7 @@ impl CodeCache {
 
     /// The entry of a component: `<blake3 of the component>-<engine>.cwasm`.
     pub(crate) fn path(&self, hash: &ContentHash) -> PathBuf {
-        let name: String = hash.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{name}-{}.cwasm", self.fingerprint))
+        self.dir.join(format!("{hash}-{}.cwasm", self.fingerprint))
     }
 
     /// The component with this hash, from its entry, or compiled from

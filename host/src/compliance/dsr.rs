@@ -15,7 +15,7 @@ use crate::audit::{self, Actor, AuditDraft, AuditEntry};
 use crate::crypto::TenantKeys;
 use crate::data::consent::{ConsentLedger, ConsentRecord};
 use crate::data::contacts::{Contacts, LeadScore, LoadedContact};
-use crate::data::expiry as retention;
+use crate::data::expiry;
 use crate::data::{DataError, Vault, messages, plugin_state};
 use crate::ids::{ContactId, InstallationId, RequestId, TenantId};
 use crate::plugin::Purpose;
@@ -423,7 +423,7 @@ impl<'v> Dsr<'v> {
                 self.vault
                     .open(key, &self.tenant, Kind::Messages, &record_key, &sealed)?;
             for (class, at, target) in messages::index_entries(&id, &record) {
-                retention::stage_unindex(&mut batch, &self.tenant, class, at, &target);
+                expiry::stage_unindex(&mut batch, &self.tenant, class, at, &target);
             }
             batch.delete(self.tenant, Kind::Messages, record_key);
             removed_messages += 1;
@@ -433,10 +433,10 @@ impl<'v> Dsr<'v> {
             plugin_state::all_for_contact(self.vault, &self.tenant, &id, key)?
         {
             let (at, target) = plugin_state::index_entry(&installation, &id, &map);
-            retention::stage_unindex(
+            expiry::stage_unindex(
                 &mut batch,
                 &self.tenant,
-                retention::Class::PluginState,
+                expiry::Class::PluginState,
                 at,
                 &target,
             );

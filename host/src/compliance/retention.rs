@@ -15,7 +15,7 @@ use crate::store::{Batch, Kind};
 // callers' paths (`flowgate::compliance::retention::RetentionPolicy`).
 pub use crate::data::expiry::{
     DEDUP_DAYS, MAX_CONSENT_DAYS, MAX_METADATA_DAYS, MAX_PREVIEW_DAYS, MAX_REVIEW_DAYS,
-    RetentionError, RetentionPolicy, stage_index, stage_unindex, target_contact,
+    RetentionError, RetentionPolicy, stage_index,
 };
 
 /// What one sweep of one tenant did.

@@ -81,7 +81,7 @@ pub async fn accept(
         refuse("signature");
         return Err(error.into());
     }
-    let delivery = payload::parse(body).inspect_err(|_| refuse("malformed"))?;
+    let mut delivery = payload::parse(body).inspect_err(|_| refuse("malformed"))?;
     if let Some(foreign) = delivery.items.iter().find(|item| {
         !context
             .channels
@@ -99,7 +99,6 @@ pub async fn accept(
     // correctly signed) old delivery would otherwise be processed again.
     // WhatsApp itself stops retrying after 7 days, well inside it.
     let oldest = now.saturating_sub(u64::from(DEDUP_DAYS) * 86_400);
-    let mut delivery = delivery;
     let before = delivery.items.len();
     delivery.items.retain(|item| item.timestamp() >= oldest);
     let stale = before - delivery.items.len();
