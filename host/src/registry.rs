@@ -5,6 +5,16 @@
 //! calls `describe()` and validates the manifest); only then is it stored.
 //! A plugin id and version name one component forever: uploading different
 //! bytes under an existing id and version is refused.
+//!
+//! What the operator admitted is pinned. The record keeps the manifest that
+//! `describe()` returned at admission, under the component's blake3 hash;
+//! loading a component again (after a restart, or once evicted) checks the
+//! stored bytes against that hash and refuses a component whose fresh
+//! `describe()` disagrees with the admitted manifest. Without the pin, a
+//! plugin whose `describe()` changed its answer (it read some state the
+//! sandbox did not fix, or the host's sandbox changed under it) could be
+//! admitted for consent-based purposes and later claim `essential.service`,
+//! which runs without consent.
 
 use std::sync::Arc;
 
@@ -43,15 +53,35 @@ pub enum RegistryError {
         version: String,
         existing: ContentHash,
     },
+    #[error(
+        "the stored bytes of plugin {hash} no longer hash to {hash} (they hash to {found}); \
+         the registry entry is damaged or was replaced: upload the plugin again"
+    )]
+    Damaged {
+        hash: ContentHash,
+        found: ContentHash,
+    },
+    #[error(
+        "plugin {hash} now describes itself differently from the manifest admitted for it \
+         ({difference}); it is not run: admit the new behaviour as a new version"
+    )]
+    ManifestChanged {
+        hash: ContentHash,
+        difference: String,
+    },
+    #[error("plugin {0} has stored bytes but no registry record")]
+    MissingRecord(ContentHash),
     #[error(transparent)]
     Data(#[from] DataError),
 }
 
-fn component_key(hash: &ContentHash) -> Vec<u8> {
+/// Where a component's bytes are kept (system tenant, [`Kind::Plugins`]).
+pub fn component_key(hash: &ContentHash) -> Vec<u8> {
     [b"c".as_slice(), hash.as_bytes()].concat()
 }
 
-fn record_key(hash: &ContentHash) -> Vec<u8> {
+/// Where a component's [`PluginRecord`] is kept, beside its bytes.
+pub fn record_key(hash: &ContentHash) -> Vec<u8> {
     [b"m".as_slice(), hash.as_bytes()].concat()
 }
 
@@ -89,9 +119,18 @@ impl Registry {
                     existing,
                 });
             }
+            // Uploading the admitted bytes again is answered with what was
+            // admitted, unless they now describe themselves differently.
             let record = self
                 .record(&plugin.hash)?
-                .expect("a registered version has a record");
+                .ok_or(RegistryError::MissingRecord(plugin.hash))?;
+            if record.manifest != *manifest {
+                self.runtime.evict(&plugin.hash);
+                return Err(RegistryError::ManifestChanged {
+                    hash: plugin.hash,
+                    difference: manifest_difference(&record.manifest, manifest),
+                });
+            }
             return Ok((record, false));
         }
         let record = PluginRecord {
@@ -196,7 +235,8 @@ impl Registry {
     }
 
     /// The loaded (compiled) plugin for a hash: from the runtime's cache, or
-    /// read from the registry and compiled.
+    /// read from the registry, checked against what was admitted (see the
+    /// module's comment) and compiled.
     pub fn loaded(&self, hash: &ContentHash) -> Result<Option<Arc<LoadedPlugin>>, RegistryError> {
         if let Some(plugin) = self.runtime.cached(hash) {
             return Ok(Some(plugin));
@@ -209,8 +249,54 @@ impl Registry {
         else {
             return Ok(None);
         };
-        Ok(Some(self.runtime.load(&bytes)?))
+        // Checked before compiling: the runtime would otherwise cache other
+        // bytes under their own hash and hand them out for this one.
+        let found = ContentHash::of(&bytes);
+        if found != *hash {
+            return Err(RegistryError::Damaged { hash: *hash, found });
+        }
+        let admitted = self
+            .record(hash)?
+            .ok_or(RegistryError::MissingRecord(*hash))?;
+        let plugin = self.runtime.load(&bytes)?;
+        if plugin.manifest != admitted.manifest {
+            // Not kept compiled: a later call must not find it cached and
+            // skip this check.
+            self.runtime.evict(hash);
+            return Err(RegistryError::ManifestChanged {
+                hash: *hash,
+                difference: manifest_difference(&admitted.manifest, &plugin.manifest),
+            });
+        }
+        Ok(Some(plugin))
     }
+}
+
+/// Names the manifest fields that differ, admitted value first, for the
+/// operator reading the refusal.
+fn manifest_difference(admitted: &Manifest, now: &Manifest) -> String {
+    let admitted = serde_json::to_value(admitted).expect("manifests serialize");
+    let now = serde_json::to_value(now).expect("manifests serialize");
+    let (Some(admitted), Some(now)) = (admitted.as_object(), now.as_object()) else {
+        return "the manifest changed".to_owned();
+    };
+    let mut fields: Vec<&String> = admitted.keys().chain(now.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter(|field| admitted.get(*field) != now.get(*field))
+        .map(|field| {
+            let show =
+                |v: Option<&serde_json::Value>| v.map_or("absent".to_owned(), |v| v.to_string());
+            format!(
+                "{field}: admitted {}, now {}",
+                show(admitted.get(field)),
+                show(now.get(field))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Semantic versions compared numerically (`1.10.0` after `1.9.0`).

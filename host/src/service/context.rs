@@ -85,12 +85,24 @@ impl TenantContexts {
 
     /// The tenant's context, loading it on first use.
     pub fn get(&self, tenant: &TenantId) -> Result<Arc<TenantContext>, ContextError> {
+        self.get_built(tenant, || {})
+    }
+
+    /// [`TenantContexts::get`], calling `built` between a build and the
+    /// check that decides whether to cache it: the window a concurrent
+    /// change can fall into, which tests widen at will.
+    fn get_built(
+        &self,
+        tenant: &TenantId,
+        mut built: impl FnMut(),
+    ) -> Result<Arc<TenantContext>, ContextError> {
         loop {
             if let Some(context) = self.cache.read().expect("context cache lock").get(tenant) {
                 return Ok(context.clone());
             }
             let generation = self.generation.load(Ordering::Acquire);
             let context = Arc::new(self.build(tenant)?);
+            built();
             let mut cache = self.cache.write().expect("context cache lock");
             if self.generation.load(Ordering::Acquire) == generation {
                 cache.insert(*tenant, context.clone());
@@ -141,5 +153,54 @@ impl TenantContexts {
         let mut cache = self.cache.write().expect("context cache lock");
         self.generation.fetch_add(1, Ordering::AcqRel);
         cache.remove(tenant);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::test_vault;
+    use crate::runtime::{Runtime, RuntimeConfig};
+    use crate::store::Batch;
+
+    fn save(vault: &crate::data::Vault, tenant: &Tenant) {
+        let mut batch = Batch::new();
+        tenant.stage(vault, &mut batch).unwrap();
+        vault.store.commit(&batch).unwrap();
+    }
+
+    /// A change committed (and invalidated) after a context was built from
+    /// the state before it, but before that context is cached, must not be
+    /// lost: the stale context is thrown away and built again. Without the
+    /// generation check the stale one is cached and served until the next
+    /// change — for a revoked grant or a disabled installation, a plugin
+    /// keeps running with what the tenant took away.
+    #[test]
+    fn a_change_committed_while_a_context_is_built_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = test_vault(dir.path());
+        let runtime = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
+        let contexts = TenantContexts::new(vault.clone(), Registry::new(vault.clone(), runtime));
+        let id = TenantId::generate();
+        vault.keys.create_tenant(&id).unwrap();
+        let mut tenant = Tenant::new(id, "Before", "Europe/Berlin", 1_700_000_000).unwrap();
+        save(&vault, &tenant);
+
+        let mut builds = 0;
+        let served = contexts
+            .get_built(&id, || {
+                builds += 1;
+                if builds == 1 {
+                    // The change lands in the window, as `service::change`
+                    // makes it: commit, then invalidate.
+                    tenant.name = "After".to_owned();
+                    save(&vault, &tenant);
+                    contexts.invalidate(&id);
+                }
+            })
+            .unwrap();
+        assert_eq!(builds, 2, "the stale context must be built again");
+        assert_eq!(served.tenant.name, "After");
+        assert_eq!(contexts.get(&id).unwrap().tenant.name, "After");
     }
 }

@@ -68,6 +68,10 @@ pub enum ServiceError {
     /// Writing a backup failed.
     #[error("writing the backup: {0}")]
     Backup(#[from] BackupError),
+    /// The registry's own records are damaged (a component's bytes no
+    /// longer match their hash).
+    #[error("the plugin registry: {0}")]
+    Registry(crate::registry::RegistryError),
     /// A blocking part of the action panicked or was cancelled.
     #[error("a background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -84,6 +88,7 @@ impl ServiceError {
             | ServiceError::Keys(_)
             | ServiceError::Commit(_)
             | ServiceError::Task(_)
+            | ServiceError::Registry(_)
             | ServiceError::Export(_)
             | ServiceError::Backup(_)
             | ServiceError::Context(_) => true,

@@ -83,10 +83,15 @@ pub async fn admit(
         Err(RegistryError::Load(error)) => {
             return Err(ServiceError::InvalidPlugin(error.to_string()));
         }
-        Err(error @ RegistryError::VersionTaken { .. }) => {
+        Err(
+            error @ (RegistryError::VersionTaken { .. } | RegistryError::ManifestChanged { .. }),
+        ) => {
             return Err(ServiceError::Conflict(error.to_string()));
         }
         Err(RegistryError::Data(error)) => return Err(error.into()),
+        Err(error @ (RegistryError::Damaged { .. } | RegistryError::MissingRecord(_))) => {
+            return Err(ServiceError::Registry(error));
+        }
     };
     if !new {
         return Ok(Admitted::Existing(record));

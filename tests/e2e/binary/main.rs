@@ -5,3 +5,4 @@
 mod authoring;
 mod cli;
 mod crash;
+mod docs;

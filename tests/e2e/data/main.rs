@@ -19,6 +19,8 @@ use flowgate::view::{self, EventContext, MessageFacts};
 use flowgate_testkit::event::NOW;
 use flowgate_testkit::guests::{load, shared_runtime};
 
+mod registry;
+
 const MASTER: [u8; 64] = [0x5a; 64];
 
 fn vault(dir: &Path) -> Vault {
