@@ -19,6 +19,10 @@
 //! requests_per_second = 50
 //! burst = 100
 //! webhook_requests_per_second = 500
+//! auth_failures = 20               # failed authentications per client and per key id…
+//! auth_failure_window_secs = 60    # …in this window, then 429 until it ends
+//! auth_failure_audit_secs = 60     # one `auth.failed` audit entry per key per period
+//! # client_address_header = "x-forwarded-for"   # only when a trusted proxy sets it
 //!
 //! [limits]          # per plugin call
 //! fuel = 200000000
@@ -56,10 +60,41 @@ pub struct HttpConfig {
     pub requests_per_second: u32,
     /// Burst allowance per API key or operator token.
     pub burst: u32,
-    /// Sustained webhook requests per second per channel.
+    /// Sustained webhook requests per second per channel (with a burst of
+    /// twice that).
     pub webhook_requests_per_second: u32,
     /// Per-request timeout, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Failed authentications to the API allowed per client address (an
+    /// IPv6 client by its /64), and per API key id, within
+    /// `auth_failure_window_secs`, before further attempts from that
+    /// address or for that key are answered 429, unchecked, until the
+    /// window has passed. The console's sign-in has its own
+    /// ([`ConsoleConfig::sign_in_failures`]).
+    pub auth_failures: u32,
+    pub auth_failure_window_secs: u64,
+    /// Failed authentications with one API key, through one face, are
+    /// written to its tenant's audit trail as one `auth.failed` entry per
+    /// this many seconds, with their count, rather than one entry (and
+    /// one commit) each. Rate-limit cells and ended throttle windows are
+    /// pruned at the same pace.
+    pub auth_failure_audit_secs: u64,
+    /// A header naming the client's address, set by a reverse proxy you
+    /// trust (such as `x-forwarded-for`); its last address, the one the
+    /// proxy saw, is used. When unset, the connection's peer address is
+    /// the client's: behind a proxy every client then shares the proxy's
+    /// allowance of failed authentications.
+    pub client_address_header: Option<String>,
+}
+
+impl HttpConfig {
+    /// The trusted client-address header: this one, or the console's
+    /// older setting of the same.
+    pub fn client_address_header<'a>(&'a self, console: &'a ConsoleConfig) -> Option<&'a str> {
+        self.client_address_header
+            .as_deref()
+            .or(console.client_address_header.as_deref())
+    }
 }
 
 impl Default for HttpConfig {
@@ -71,6 +106,13 @@ impl Default for HttpConfig {
             burst: 100,
             webhook_requests_per_second: 2_000,
             request_timeout_ms: 30_000,
+            // An integration retrying a wrong key gets its answer (429)
+            // within a minute; a guesser gets 20 tries a minute per
+            // address at a 256-bit secret.
+            auth_failures: 20,
+            auth_failure_window_secs: 60,
+            auth_failure_audit_secs: 60,
+            client_address_header: None,
         }
     }
 }
@@ -136,10 +178,9 @@ pub struct ConsoleConfig {
     /// `X-Forwarded-Proto: https`); set this behind a proxy that terminates
     /// TLS without saying so.
     pub secure_cookie: bool,
-    /// A header naming the client's address, set by a reverse proxy you
-    /// trust (such as `x-forwarded-for`; its first address is used). When
-    /// unset, the connection's peer address is the client's: behind a
-    /// proxy every client then shares the proxy's sign-in allowance.
+    /// Kept for configurations written before
+    /// [`HttpConfig::client_address_header`], which now names the header
+    /// for the API and the console alike and is used when both are set.
     pub client_address_header: Option<String>,
     /// Failed sign-ins allowed per client address, and per key id, within
     /// `sign_in_window_secs`, before further attempts are refused until
@@ -285,6 +326,16 @@ impl ServiceConfig {
         if self.http.requests_per_second == 0 || self.http.webhook_requests_per_second == 0 {
             return Err(ConfigError::Invalid(
                 "rate limits must be at least 1 per second".into(),
+            ));
+        }
+        if self.http.auth_failures == 0
+            || self.http.auth_failure_window_secs == 0
+            || self.http.auth_failure_audit_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "http.auth_failures, auth_failure_window_secs and auth_failure_audit_secs \
+                 must be at least 1"
+                    .into(),
             ));
         }
         let tenants = &self.tenant_limits;

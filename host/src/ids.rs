@@ -1,15 +1,22 @@
 //! Identifiers of tenants, contacts and installations: 16 random bytes,
 //! written as a short prefix and 32 hex digits (`tnt_0f3a…`). Random, so an
 //! id reveals nothing and cannot be guessed from another.
+//!
+//! An id has one spelling: the one it is written in, lower-case digits,
+//! nothing around it. Text in upper case or with surrounding whitespace is
+//! not an id (a path naming one answers 404, as for any id that names
+//! nothing). It once was, and each spelling of a real channel's id had a
+//! webhook rate limit of its own: 2^32 case variants alone. One spelling
+//! makes an id one key in every map keyed by it, wherever it came from.
 
 use std::fmt;
 use std::str::FromStr;
 
-use flowgate_hex::{from_hex, to_hex};
+use flowgate_hex::{from_lower_hex, to_hex};
 
 /// Why text is not an id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}` is not a {kind} id (`{prefix}_` followed by 32 hex digits)")]
+#[error("`{text}` is not a {kind} id (`{prefix}_` followed by 32 lower-case hex digits)")]
 pub struct BadId {
     pub text: String,
     pub kind: &'static str,
@@ -66,7 +73,7 @@ macro_rules! define_id {
             type Err = BadId;
             fn from_str(text: &str) -> Result<Self, BadId> {
                 text.strip_prefix(concat!($prefix, "_"))
-                    .and_then(from_hex::<16>)
+                    .and_then(from_lower_hex::<16>)
                     .map(Self)
                     .ok_or_else(|| BadId {
                         text: text.chars().take(80).collect(),
@@ -142,5 +149,23 @@ mod tests {
         assert!(signed.parse::<ContactId>().is_err());
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<ContactId>(&json).unwrap(), id);
+    }
+
+    #[test]
+    fn an_id_has_one_spelling() {
+        let id = ChannelId::from_bytes([0xab; 16]);
+        let text = id.to_string();
+        assert_eq!(text.parse::<ChannelId>().unwrap(), id);
+        for other in [
+            text.to_uppercase(),
+            text.replacen("ab", "AB", 1),
+            format!(" {text}"),
+            format!("{text}\n"),
+            format!("{text} "),
+        ] {
+            assert!(other.parse::<ChannelId>().is_err(), "{other:?}");
+        }
+        let json = serde_json::to_string(&text.replacen("ab", "Ab", 1)).unwrap();
+        assert!(serde_json::from_str::<ChannelId>(&json).is_err());
     }
 }

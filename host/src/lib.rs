@@ -15,11 +15,14 @@
 //!   admitted plugins; [`audit`]: the hash-chained trail.
 //! - [`console`]: the tenant console at `/console`, a second face over
 //!   [`service`] beside [`api`].
+//! - [`admission`]: rate limits and the failed-authentication throttle
+//!   both faces apply before doing any work for a request.
 //! - [`trial`]: a plugin tried on sample events (the author CLI's
 //!   `plugin run`, the console's playground).
 //! - [`server`]: `flowgate serve` as a library call (used by the demo and
 //!   the tests).
 
+pub mod admission;
 pub mod api;
 pub mod audit;
 pub mod channel;

@@ -3,7 +3,8 @@
 //!
 //! Reading is strict: hex digits only (upper or lower case), so a value has
 //! exactly one spelling per case and a signature, id or token cannot verify
-//! in a second one.
+//! in a second one. [`from_lower_hex`] is stricter still, for text that
+//! names something (ids, tokens): only the one spelling [`to_hex`] writes.
 //!
 //! ```
 //! use flowgate_hex::{from_hex, to_hex};
@@ -29,6 +30,19 @@ pub fn to_hex(bytes: &[u8]) -> String {
 pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let text = text.trim();
     if text.len() != N * 2 {
+        return None;
+    }
+    decode_hex(text)?.try_into().ok()
+}
+
+/// Bytes from exactly `2 * N` lower-case hex digits, nothing around them:
+/// the spelling [`to_hex`] writes and no other. For text that names
+/// something: a name with a second spelling is a second key to every map
+/// keyed by it (a rate limiter's cells, a throttle's counts), so a caller
+/// could multiply its allowance by changing case or adding a space.
+pub fn from_lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let lower = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if text.len() != N * 2 || !text.as_bytes().iter().all(lower) {
         return None;
     }
     decode_hex(text)?.try_into().ok()
@@ -60,6 +74,16 @@ mod tests {
         assert_eq!(from_hex::<4>("00ab10"), None);
         assert_eq!(from_hex::<2>("zzzz"), None);
         assert_eq!(from_hex::<2>(" 0aFf\n"), Some([0x0a, 0xff]));
+    }
+
+    #[test]
+    fn lower_hex_takes_only_the_spelling_to_hex_writes() {
+        assert_eq!(from_lower_hex::<2>("0aff"), Some([0x0a, 0xff]));
+        assert_eq!(from_lower_hex::<2>("0aFf"), None);
+        assert_eq!(from_lower_hex::<2>(" 0aff"), None);
+        assert_eq!(from_lower_hex::<2>("0aff\n"), None);
+        assert_eq!(from_lower_hex::<2>("0af"), None);
+        assert_eq!(from_lower_hex::<1>("+f"), None);
     }
 
     #[test]

@@ -48,12 +48,19 @@ impl fmt::Debug for ContentHash {
     }
 }
 
+/// Only the spelling [`Display`](fmt::Display) writes (lower case, as
+/// every id of the host): a hash in a path names one plugin, in one
+/// spelling.
 impl FromStr for ContentHash {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let refused = || format!("`{s}` is not a 64-character lower-case hex blake3 hash");
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(refused());
+        }
         blake3::Hash::from_hex(s)
             .map(|h| ContentHash(*h.as_bytes()))
-            .map_err(|_| format!("`{s}` is not a 64-character hex blake3 hash"))
+            .map_err(|_| refused())
     }
 }
 
@@ -203,6 +210,14 @@ mod tests {
         let parsed: ContentHash = hash.to_string().parse().unwrap();
         assert_eq!(parsed, hash);
         assert!("not-hex".parse::<ContentHash>().is_err());
+        // One spelling: the upper-case one names no plugin.
+        assert!(
+            hash.to_string()
+                .to_uppercase()
+                .parse::<ContentHash>()
+                .is_err()
+        );
+        assert!(format!(" {hash}").parse::<ContentHash>().is_err());
     }
 
     #[test]

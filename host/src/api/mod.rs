@@ -37,16 +37,12 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::service::ServiceInner;
-use auth::KeyedLimiter;
 
-/// What handlers share.
+/// What handlers share. The rate limits and throttles are the service's
+/// ([`crate::admission`]), shared with the console.
 #[derive(Clone)]
 pub struct ApiState {
     pub service: Arc<ServiceInner>,
-    /// Per API key / operator token.
-    pub limiter: Arc<KeyedLimiter>,
-    /// Per webhook channel.
-    pub webhook_limiter: Arc<KeyedLimiter>,
 }
 
 /// The OpenAPI document of every route.
@@ -387,14 +383,7 @@ pub fn route_paths() -> Vec<&'static str> {
 /// serves it with the console beside it ([`crate::server::app`]).
 pub fn router(service: Arc<ServiceInner>) -> Router {
     let http = service.config.http.clone();
-    let state = ApiState {
-        limiter: Arc::new(auth::limiter(http.requests_per_second, http.burst)),
-        webhook_limiter: Arc::new(auth::limiter(
-            http.webhook_requests_per_second,
-            http.webhook_requests_per_second.saturating_mul(2),
-        )),
-        service,
-    };
+    let state = ApiState { service };
     let uploads = Router::new()
         .route(
             UPLOADS,

@@ -5,6 +5,12 @@
 //! - `POST`: a delivery, accepted by [`webhooks::accept`] (signature over
 //!   the raw bytes with the secret of the channel the path names, parse,
 //!   ownership of every item, durable deduplicated storage) before the 200.
+//!
+//! Both find the channel first (an id in another spelling, or one naming
+//! no channel, is a 404 that leaves nothing behind), then take from that
+//! channel's rate limit: the limiter holds cells for channels that exist,
+//! whatever ids a flood makes up. Anyone who knows a channel's webhook URL
+//! can spend its allowance; WhatsApp delivers again what was refused.
 
 use std::time::Instant;
 
@@ -65,6 +71,7 @@ impl From<WebhookError> for AppError {
         (status = 200, description = "The challenge, as plain text", body = String, content_type = "text/plain"),
         (status = 403, description = "Wrong mode or verify token", body = super::error::ErrorBody),
         (status = 404, description = "Unknown channel", body = super::error::ErrorBody),
+        (status = 429, description = "Rate limited (the channel's limit, shared with deliveries)", body = super::error::ErrorBody),
     )
 )]
 pub async fn verify(
@@ -72,10 +79,11 @@ pub async fn verify(
     ApiPath(raw_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<VerifyQuery>,
 ) -> ApiResult<Response> {
-    let id = channels::parse_id(&raw_id)?;
+    let channel = channels::find(&state.service, &raw_id)?;
+    check_rate(&state.service.admission.channels, &channel.id)?;
     let challenge = channels::verify_handshake(
         &state.service,
-        &id,
+        &channel,
         query.mode.as_deref(),
         query.verify_token.as_deref(),
         query.challenge,
@@ -112,11 +120,11 @@ pub async fn receive(
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<ApiJson<Accepted>> {
     let received = Instant::now();
-    let id = channels::parse_id(&raw_id)?;
-    check_rate(&state.webhook_limiter, &raw_id)?;
+    let channel = channels::find(&state.service, &raw_id)?;
+    check_rate(&state.service.admission.channels, &channel.id)?;
     let signature = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    let accepted = webhooks::accept(&state.service, &id, signature, &body, received).await?;
+    let accepted = webhooks::accept(&state.service, &channel, signature, &body, received).await?;
     Ok(ApiJson(accepted))
 }

@@ -18,7 +18,8 @@
 //! styles, images and forms from the console itself only, nothing inline.
 //!
 //! Signing in with an API key makes a server-side session
-//! ([`session`]); failed sign-ins are throttled ([`throttle`]); every form
+//! ([`session`]); failed sign-ins are throttled, apart from the API's but
+//! by the same mechanism ([`crate::service::failed_auth`]); every form
 //! carries the session's CSRF token ([`web::Posted`]).
 
 mod audit;
@@ -29,7 +30,6 @@ mod plugins;
 mod requests;
 pub mod session;
 mod sign_in;
-pub mod throttle;
 mod usage;
 mod web;
 mod words;
@@ -52,14 +52,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::service::ServiceInner;
 use session::Sessions;
-use throttle::SignInThrottle;
 
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct ConsoleState {
     pub service: Arc<ServiceInner>,
     pub sessions: Arc<Sessions>,
-    pub throttle: Arc<SignInThrottle>,
 }
 
 /// The console's Content-Security-Policy: its own scripts, styles, images
@@ -114,10 +112,6 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
     let timeout = Duration::from_millis(service.config.http.request_timeout_ms);
     let state = ConsoleState {
         sessions: Arc::new(Sessions::new(&config)),
-        throttle: Arc::new(SignInThrottle::new(
-            config.sign_in_failures,
-            Duration::from_secs(config.sign_in_window_secs),
-        )),
         service,
     };
     let assets = Router::new()

@@ -21,8 +21,9 @@ use super::web::{
     self, SESSION_COOKIE, SIGN_IN_COOKIE, Signed, bare_failure, cookie, csrf_refused, over_tls,
     render, see_other, set_cookie, with_cookies,
 };
-use crate::service::keys;
-use crate::tenancy::api_keys::{self, Scope};
+use crate::service::caller::Face;
+use crate::service::{failed_auth, keys};
+use crate::tenancy::api_keys::Scope;
 
 /// How long the sign-in form stays valid.
 const FORM_COOKIE_SECS: u64 = 60 * 60;
@@ -131,11 +132,8 @@ pub async fn sign_in(State(state): State<ConsoleState>, request: Request) -> Res
         return csrf_refused();
     }
     let token = form.raw("token").trim().to_owned();
-    let key_id = api_keys::key_id_of(&token).map(|id| id.to_string());
-    let now = Instant::now();
-    if let Err(throttled) = state.throttle.check(&address, key_id.as_deref(), now) {
+    if let Err(throttled) = failed_auth::admit(&state.service, Face::Console, &address, &token) {
         let minutes = throttled.retry_after.as_secs().div_ceil(60).max(1);
-        tracing::warn!("console sign-in refused: too many failed attempts");
         return page(
             &state,
             &parts,
@@ -157,10 +155,9 @@ pub async fn sign_in(State(state): State<ConsoleState>, request: Request) -> Res
             true,
         );
     }
-    let caller = match keys::sign_in(&state.service, &token).await {
+    let caller = match keys::sign_in(&state.service, &token, &address).await {
         Ok(Some(caller)) => caller,
         Ok(None) => {
-            state.throttle.failed(&address, key_id.as_deref(), now);
             return page(
                 &state,
                 &parts,
@@ -178,7 +175,9 @@ pub async fn sign_in(State(state): State<ConsoleState>, request: Request) -> Res
             return bare_failure(status, message);
         }
     };
-    let session = state.sessions.start(caller.tenant, caller.key.id, now);
+    let session = state
+        .sessions
+        .start(caller.tenant, caller.key.id, Instant::now());
     let home = if caller.key.allows(Scope::Read) {
         "/console/plugins"
     } else {

@@ -16,6 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::ConsoleState;
 use super::session::{Ended, Notice, Session};
+use crate::admission::address::ClientAddress;
 use crate::service::ServiceInner;
 use crate::service::caller::TenantCaller;
 use crate::service::committer::CommitError;
@@ -54,25 +55,10 @@ pub fn over_tls(state: &ConsoleState, parts: &Parts) -> bool {
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
-/// The client's address, for throttling sign-ins: the configured header's
-/// first address (set by a trusted proxy), else the connection's peer.
-pub fn client_address(state: &ConsoleState, parts: &Parts) -> String {
-    if let Some(header) = &state.service.config.console.client_address_header
-        && let Some(first) = parts
-            .headers
-            .get(header.as_str())
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    {
-        return first.to_owned();
-    }
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The client's address, for throttling sign-ins: as the API sees it
+/// ([`ClientAddress::of_request`]).
+pub fn client_address(state: &ConsoleState, parts: &Parts) -> ClientAddress {
+    ClientAddress::of_request(parts, &state.service.config)
 }
 
 /// A `Set-Cookie` value: HttpOnly, SameSite=Strict, scoped to the console;

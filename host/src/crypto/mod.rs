@@ -23,7 +23,7 @@ pub use keyring::{KeyRing, KeyRingError, TenantKeys};
 pub use sled_key_store::SledKeyStore;
 // Hex lives in its own crate, below every crate that writes bytes as text;
 // re-exported here to keep callers' paths (`flowgate::crypto::to_hex`).
-pub use flowgate_hex::{decode_hex, from_hex, to_hex};
+pub use flowgate_hex::{decode_hex, from_hex, from_lower_hex, to_hex};
 
 /// AES-256-SIV takes a 512-bit key (two AES-256 keys: MAC and CTR).
 pub const KEY_LEN: usize = 64;

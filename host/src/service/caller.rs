@@ -9,7 +9,7 @@ use crate::tenancy::api_keys::{ApiKey, Scope};
 use super::error::ServiceError;
 
 /// The face a request came through; recorded in the audit trail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Face {
     /// The HTTP API (`/v1/…`).
     Api,

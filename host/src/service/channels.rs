@@ -36,6 +36,26 @@ pub fn parse_id(raw: &str) -> ServiceResult<ChannelId> {
     raw.parse().map_err(|_| ServiceError::NotFound("channel"))
 }
 
+/// A channel a webhook path names, found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownChannel {
+    pub id: ChannelId,
+    pub tenant: TenantId,
+}
+
+/// The channel a webhook path names, by its routing entry: one read, and
+/// nothing kept. `NotFound` for text that is not a channel id (in its one
+/// spelling) or names no channel. The webhook finds the channel before it
+/// takes from the channel's rate limit, so that only channels that exist
+/// have a cell there.
+pub fn find(service: &ServiceInner, raw: &str) -> ServiceResult<KnownChannel> {
+    let id = parse_id(raw)?;
+    match Channel::tenant_of(&service.vault, &id)? {
+        Some(tenant) => Ok(KnownChannel { id, tenant }),
+        None => Err(ServiceError::NotFound("channel")),
+    }
+}
+
 fn require_tenant(service: &ServiceInner, tenant: &TenantId) -> ServiceResult<()> {
     match Tenant::load(&service.vault, tenant)? {
         Some(_) => Ok(()),
@@ -144,12 +164,14 @@ pub fn of_tenant(
 /// audited, so the tenant can see that (and when) Meta verified it.
 pub async fn verify_handshake(
     service: &ServiceInner,
-    id: &ChannelId,
+    known: &KnownChannel,
     mode: Option<&str>,
     verify_token: Option<&str>,
     challenge: Option<String>,
 ) -> ServiceResult<String> {
-    let channel = Channel::load(&service.vault, id)?.ok_or(ServiceError::NotFound("channel"))?;
+    let id = &known.id;
+    let channel = Channel::load_for(&service.vault, &known.tenant, id)?
+        .ok_or(ServiceError::NotFound("channel"))?;
     let token_ok = verify_token
         .is_some_and(|t| bool::from(t.as_bytes().ct_eq(channel.verify_token.as_bytes())));
     let challenge = match (mode, token_ok, challenge) {

@@ -9,7 +9,8 @@ use super::ServiceInner;
 use super::caller::{Face, TenantCaller};
 use super::change::Change;
 use super::error::{ServiceError, ServiceResult};
-use crate::audit::{Actor, AuditDraft};
+use super::failed_auth;
+use crate::admission::address::ClientAddress;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::{Batch, Kind};
 use crate::tenancy::api_keys::{self, ApiKey, Scope};
@@ -68,10 +69,15 @@ pub fn session_caller(
     }))
 }
 
-/// Sign in to the console with an API key's token: the caller, with the
-/// sign-in audited; `None` (the failure audited as for the API) when the
-/// token names no live key or carries the wrong secret.
-pub async fn sign_in(service: &ServiceInner, token: &str) -> ServiceResult<Option<TenantCaller>> {
+/// Sign in to the console with an API key's token, from `address`: the
+/// caller, with the sign-in audited; `None` (the failure counted as for
+/// the API, [`failed_auth::record`]) when the token names no live key or
+/// carries the wrong secret.
+pub async fn sign_in(
+    service: &ServiceInner,
+    token: &str,
+    address: &ClientAddress,
+) -> ServiceResult<Option<TenantCaller>> {
     match authenticate(service, token.trim(), Face::Console)? {
         Some(caller) => {
             let audit = caller.audit(
@@ -83,7 +89,7 @@ pub async fn sign_in(service: &ServiceInner, token: &str) -> ServiceResult<Optio
             Ok(Some(caller))
         }
         None => {
-            record_failure_through(service, token.trim(), Face::Console).await;
+            failed_auth::record(service, Face::Console, address, token.trim()).await;
             Ok(None)
         }
     }
@@ -97,36 +103,6 @@ pub async fn sign_out(service: &ServiceInner, caller: &TenantCaller) -> ServiceR
         serde_json::Value::Null,
     );
     service.record(vec![audit]).await
-}
-
-/// Record a failed authentication in the trail of the tenant whose key id
-/// the token names (a wrong secret for an existing key); tokens naming no
-/// key are only logged.
-pub async fn record_failure(service: &ServiceInner, token: &str) {
-    record_failure_through(service, token, Face::Api).await;
-}
-
-async fn record_failure_through(service: &ServiceInner, token: &str, face: Face) {
-    let Some(key_id) = api_keys::key_id_of(token) else {
-        tracing::info!("authentication with a malformed token");
-        return;
-    };
-    let tenant = service
-        .vault
-        .store
-        .get(&TenantId::SYSTEM, Kind::ApiKeys, key_id.as_bytes())
-        .ok()
-        .flatten()
-        .and_then(|t| TenantId::from_slice(&t));
-    if let Some(tenant) = tenant {
-        let actor = match face {
-            Face::Api => Actor::ApiKey(key_id.to_string()),
-            Face::Console => Actor::Console(key_id.to_string()),
-        };
-        let draft = AuditDraft::new(tenant, service.clock.now(), actor, "auth.failed");
-        let _ = service.record(vec![draft]).await;
-    }
-    tracing::info!("tenant authentication failed");
 }
 
 /// Create an API key; its token is in the answer and nowhere else.

@@ -216,6 +216,11 @@ impl Metrics {
             .register_collector(Box::new(StoreCollector(store)));
     }
 
+    /// Export what `collector` reads at each scrape.
+    pub fn watch(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

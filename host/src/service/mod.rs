@@ -43,6 +43,7 @@ pub mod webhooks;
 
 pub mod committer;
 pub mod context;
+pub mod failed_auth;
 pub mod flow;
 pub mod inbox;
 pub mod maintenance;
@@ -58,6 +59,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Admission;
 use crate::channel::whatsapp::client::CloudApiClient;
 use crate::clock::Clock;
 use crate::config::ServiceConfig;
@@ -66,6 +68,7 @@ use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
 use committer::Committer;
 use context::TenantContexts;
+use failed_auth::FailureTally;
 use metrics::Metrics;
 use outbox::OutboxSignal;
 use workers::Workers;
@@ -87,6 +90,12 @@ pub struct ServiceInner {
     /// Held shared by every operator action on an existing tenant and
     /// exclusively by every tenant deletion (see [`tenants`]).
     pub tenant_deletions: tokio::sync::RwLock<()>,
+    /// The rate limits and failed-authentication throttles of the API and
+    /// the console.
+    pub admission: Arc<Admission>,
+    /// Failed authentications counted for the audit trail, not yet
+    /// written ([`failed_auth`]).
+    pub failed_auth: FailureTally,
     workers: std::sync::RwLock<Option<Workers>>,
     stopping: AtomicBool,
 }
@@ -111,6 +120,7 @@ pub struct Service {
     worker_threads: Vec<JoinHandle<()>>,
     sender: tokio::task::JoinHandle<()>,
     maintenance: tokio::task::JoinHandle<()>,
+    upkeep: tokio::task::JoinHandle<()>,
     shutdown: CancellationToken,
 }
 
@@ -133,6 +143,9 @@ impl Service {
         // group it commits is flushed, so nothing waits for it at shutdown.
         let mut metrics = Metrics::new();
         metrics.watch_store(vault.store.clone());
+        let admission = Arc::new(Admission::new(&config));
+        metrics.watch(admission.collector());
+        let failed_auth = FailureTally::new(config.http.auth_failure_audit_secs);
         let (committer, _committer_thread) =
             Committer::start(vault.clone(), metrics.commit.clone());
         let contexts = TenantContexts::new(vault.clone(), registry.clone());
@@ -150,6 +163,8 @@ impl Service {
             clock,
             operator_token_hash,
             tenant_deletions: tokio::sync::RwLock::new(()),
+            failed_auth,
+            admission,
             workers: std::sync::RwLock::new(None),
             stopping: AtomicBool::new(false),
         });
@@ -174,12 +189,18 @@ impl Service {
             std::time::Duration::from_secs(inner.config.retention_interval_secs.max(1)),
             shutdown.clone(),
         ));
+        let upkeep = tokio::spawn(operations::run_upkeep(
+            inner.clone(),
+            std::time::Duration::from_secs(inner.config.http.auth_failure_audit_secs.max(1)),
+            shutdown.clone(),
+        ));
         inner.outbox.wake();
         Ok(Service {
             inner,
             worker_threads,
             sender,
             maintenance,
+            upkeep,
             shutdown,
         })
     }
@@ -192,6 +213,7 @@ impl Service {
         self.shutdown.cancel();
         let _ = self.sender.await;
         let _ = self.maintenance.await;
+        let _ = self.upkeep.await;
         // The workers finish what is queued and exit.
         if let Some(workers) = self.inner.workers.write().expect("workers lock").take() {
             workers.close();

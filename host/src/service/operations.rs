@@ -98,3 +98,22 @@ pub async fn run_periodically(
         }
     }
 }
+
+/// Every `interval` until `shutdown`: give back the rate limiters' and
+/// throttles' memory of what is over, and write the failed-authentication
+/// counts whose period has passed; at shutdown, write every count left.
+pub async fn run_upkeep(
+    service: std::sync::Arc<ServiceInner>,
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => break,
+        }
+        service.admission.upkeep(std::time::Instant::now());
+        super::failed_auth::flush(&service, false).await;
+    }
+    super::failed_auth::flush(&service, true).await;
+}

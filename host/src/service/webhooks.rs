@@ -11,14 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::ServiceInner;
 use super::change;
+use super::channels::KnownChannel;
 use super::committer::{Commit, CommitError};
 use super::error::ServiceError;
 use super::inbox;
 use super::metrics::label;
 use crate::channel::whatsapp::{payload, signature};
 use crate::data::expiry::DEDUP_DAYS;
-use crate::ids::ChannelId;
-use crate::tenancy::channels::Channel;
 
 /// The answer to an accepted delivery.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -54,11 +53,12 @@ pub enum WebhookError {
     Service(#[from] ServiceError),
 }
 
-/// Accept the delivery `body` for channel `id`, signed with `signature`
-/// (the `X-Hub-Signature-256` header). `received` is when it arrived.
+/// Accept the delivery `body` for the channel its path names (found by
+/// [`super::channels::find`]), signed with `signature` (the `X-Hub-Signature-256`
+/// header). `received` is when it arrived.
 pub async fn accept(
     service: &ServiceInner,
-    id: &ChannelId,
+    known: &KnownChannel,
     signature: Option<&str>,
     body: &[u8],
     received: Instant,
@@ -72,9 +72,7 @@ pub async fn accept(
     };
     // The tenant's context holds its channels, secrets opened: no record
     // is read and opened per delivery.
-    let tenant = Channel::tenant_of(&service.vault, id)
-        .map_err(ServiceError::from)?
-        .ok_or(WebhookError::UnknownChannel)?;
+    let (id, tenant) = (&known.id, known.tenant);
     let context = service.contexts.get(&tenant).map_err(ServiceError::from)?;
     let channel = context.channel(id).ok_or(WebhookError::UnknownChannel)?;
     if let Err(error) = signature::verify(channel.app_secret.as_bytes(), body, signature) {

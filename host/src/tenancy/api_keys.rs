@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::crypto::{TenantKeys, from_hex, random_bytes, to_hex};
+use crate::crypto::{TenantKeys, from_hex, from_lower_hex, random_bytes, to_hex};
 use crate::data::{DataError, Vault};
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::{Batch, Kind};
@@ -147,13 +147,15 @@ pub fn list(vault: &Vault, tenant: &TenantId) -> Result<Vec<ApiKey>, DataError> 
     super::read_all(vault, tenant, Kind::ApiKeys, b"")
 }
 
-/// Split a token into key id and secret.
+/// Split a token into key id and secret. A token has one spelling, as an
+/// id does (see [`crate::ids`]): the failed-authentication throttle counts
+/// per key id, and a second spelling must not name the key a second time.
 fn parse(token: &str) -> Option<(ApiKeyId, [u8; 32])> {
     let rest = token.strip_prefix("fgk_")?;
     let (id, secret) = rest.split_once('_')?;
     Some((
-        ApiKeyId::from_bytes(from_hex::<16>(id)?),
-        from_hex::<32>(secret)?,
+        ApiKeyId::from_bytes(from_lower_hex::<16>(id)?),
+        from_lower_hex::<32>(secret)?,
     ))
 }
 
@@ -161,7 +163,7 @@ fn parse(token: &str) -> Option<(ApiKeyId, [u8; 32])> {
 /// well-formed).
 pub fn key_id_of(token: &str) -> Option<ApiKeyId> {
     let (id, _) = token.strip_prefix("fgk_")?.split_once('_')?;
-    Some(ApiKeyId::from_bytes(from_hex::<16>(id)?))
+    Some(ApiKeyId::from_bytes(from_lower_hex::<16>(id)?))
 }
 
 /// Check a bearer token: the tenant and key it belongs to, or `None`.

@@ -4,6 +4,7 @@
 
 mod api_fuzz;
 mod compliance;
+mod floods;
 mod privacy;
 mod service;
 

@@ -51,6 +51,18 @@ impl Api {
         }
     }
 
+    /// The same service as a client at another local address (such as
+    /// `127.0.0.2`): another client to the service's per-address counts.
+    pub fn from_address(&self, local: std::net::IpAddr) -> Api {
+        Api {
+            http: reqwest::Client::builder()
+                .local_address(local)
+                .build()
+                .expect("an HTTP client"),
+            base: self.base.clone(),
+        }
+    }
+
     /// A client that authenticates with `token`.
     pub fn with_token(&self, token: impl Into<String>) -> Client {
         Client {
