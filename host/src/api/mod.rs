@@ -16,6 +16,7 @@
 //! headers on every response.
 
 pub mod auth;
+mod blocking_body;
 pub mod dsr;
 pub mod error;
 pub mod operator;

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use flowgate::audit::{self, AuditEntry};
 use flowgate::store::Kind;
 
+use flowgate_testkit::disk::{self, OpenFileWatch};
 use flowgate_testkit::metrics::metric;
 use flowgate_testkit::now;
 use flowgate_testkit::service::{OPERATOR, TestService};
@@ -774,6 +775,61 @@ async fn offboarding_exports_then_deletes_the_tenant() {
         .request(Method::GET, "/v1/tenant", &other.admin, None)
         .await;
     assert_eq!(status, 401);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_export_puts_no_plaintext_personal_data_on_the_disk() {
+    // The export holds every contact's number and name in clear: it may be
+    // spooled to disk on its way out, but only sealed.
+    const NUMBER: &str = "4915730094718";
+    const NAME: &str = "Quintessa Marchbanks";
+    let service = TestService::start().await;
+    let tenant = service.tenant("Shop", "5005").await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("5005", "wamid.Q", NUMBER, NAME, "hello", now()),
+        )
+        .await;
+    // Others, so that writing the export takes a while: a temporary file,
+    // were there one, stays open long enough to be seen.
+    for i in 0..40 {
+        let from = format!("4915730095{i:03}");
+        let body = text_message("5005", &format!("wamid.O{i}"), &from, "Other", "hi", now());
+        service.deliver(&tenant, &body).await;
+    }
+    service.settle().await;
+
+    let watch = OpenFileWatch::start(&[NUMBER, NAME]);
+    let export = service
+        .operator()
+        .0
+        .call(
+            Method::GET,
+            &format!("/v1/operator/tenants/{}/export", tenant.id),
+            None,
+        )
+        .await
+        .unwrap();
+    let watched = watch.stop();
+    let export = export.as_str().expect("NDJSON, not one JSON value");
+    assert!(
+        export.contains(NUMBER) && export.contains(NAME),
+        "the export itself holds them"
+    );
+    assert!(watched.looks > 1, "the watch looked");
+    assert!(
+        watched.found.is_empty(),
+        "plaintext in files the service held open: {:?}",
+        watched.found
+    );
+    let data = service.data_dir().to_owned();
+    assert_eq!(
+        disk::files_holding(&data, &[NUMBER, NAME]),
+        Vec::new(),
+        "plaintext in the data directory"
+    );
     service.stop().await;
 }
 
