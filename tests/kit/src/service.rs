@@ -229,13 +229,17 @@ impl TestService {
         tenant.api.create_key(&name, scopes).await.unwrap()
     }
 
+    /// The metrics text (read with the operator's token, as they must be).
     pub async fn metrics(&self) -> String {
-        self.api.metrics().await.unwrap()
+        self.operator().metrics().await.unwrap()
     }
 
     /// Wait until every accepted item is processed and every queued reply
     /// has been sent, failed or dropped.
     pub async fn settle(&self) {
-        self.api.settle(Duration::from_secs(30)).await.unwrap()
+        self.operator()
+            .settle(Duration::from_secs(30))
+            .await
+            .unwrap()
     }
 }
