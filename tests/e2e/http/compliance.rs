@@ -582,6 +582,73 @@ async fn a_deleted_entry_breaks_the_chain_at_that_point() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_newest_audit_entries_is_reported_as_truncation() {
+    let (service, tenant) = setup().await;
+    let whole = tenant.api.verify_audit().await.unwrap();
+    assert_eq!(
+        (&whole["intact"], &whole["truncated"]),
+        (&json!(true), &json!(false))
+    );
+    let total = whole["entries"].as_u64().unwrap();
+    assert_eq!(whole["head"], total, "{whole}");
+
+    // While the service is stopped, someone with access to its data
+    // directory deletes the three newest entries: what is left is a whole,
+    // shorter chain.
+    let stopped = service.halt().await;
+    let tenant_id: flowgate::ids::TenantId = tenant.id.parse().unwrap();
+    let mut batch = flowgate::store::Batch::new();
+    for seq in total - 2..=total {
+        batch.delete(tenant_id, Kind::Audit, audit::entry_key(seq));
+    }
+    stopped.vault.store.commit(&batch).unwrap();
+    let service = stopped.start().await;
+
+    let cut = tenant.api.verify_audit().await.unwrap();
+    assert_eq!(
+        (&cut["intact"], &cut["truncated"]),
+        (&json!(false), &json!(true)),
+        "{cut}"
+    );
+    assert_eq!(cut["entries"], total - 3);
+    assert_eq!(cut["broken_at"], total - 2);
+    assert_eq!(cut["head"], total);
+    let reason = cut["reason"].as_str().unwrap();
+    assert!(reason.contains("truncated"), "{reason}");
+    assert!(
+        reason.contains(&format!("entries {} to {total} are missing", total - 2)),
+        "{reason}"
+    );
+    let via_operator = service
+        .ok(
+            Method::GET,
+            &format!("/v1/operator/tenants/{}/audit/verify", tenant.id),
+            OPERATOR,
+            None,
+        )
+        .await;
+    assert_eq!(via_operator, cut);
+
+    // The service writes on after the sealed head, not after what is left:
+    // new entries do not make the shortened chain whole again.
+    service
+        .deliver(
+            &tenant,
+            &text_message("5001", "wamid.C4", "222", "Ben", "hello again", now()),
+        )
+        .await;
+    service.settle().await;
+    let later = tenant.api.verify_audit().await.unwrap();
+    assert_eq!(later["intact"], false, "{later}");
+    assert_eq!(later["broken_at"], total - 2);
+    assert!(
+        later["reason"].as_str().unwrap().contains("deleted"),
+        "{later}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_backup_never_brings_an_erased_contact_back() {
     let backups = tempfile::tempdir().unwrap();
     let dir = backups.path().to_owned();

@@ -3,12 +3,19 @@
 //! Every entry carries the hash of the previous one; its own hash covers its
 //! tenant, its content and that link, so editing or deleting any entry
 //! breaks every hash after it ([`verify`]), and an entry carried into
-//! another tenant's chain does not match there. Entries name contacts only by an audit
+//! another tenant's chain does not match there. Deleting the newest entries
+//! breaks nothing after them; the sealed head kept beside the chain
+//! ([`head`]) shows it. Entries name contacts only by an audit
 //! pseudonym and describe actions by kind and size: the trail holds no
 //! plaintext personal data. Entries are appended only by the committer, in
 //! commit order, so the chain is the order in which effects became durable.
 
+pub mod head;
+mod verify;
+
 use serde::{Deserialize, Serialize};
+
+pub use verify::{Verification, verify};
 
 use crate::crypto::TenantKeys;
 use crate::data::{DataError, Vault};
@@ -259,23 +266,6 @@ pub fn contact_pseudonym(keys: &TenantKeys, contact: &ContactId) -> String {
     crate::view::pseudonym(&keys.pseudonyms, "audit", contact.as_bytes())
 }
 
-/// The last entry of a tenant's chain: (seq, hash).
-pub fn head(vault: &Vault, tenant: &TenantId) -> Result<(u64, [u8; 32]), DataError> {
-    let keys = vault.keys.tenant(tenant)?;
-    match vault.store.last(tenant, Kind::Audit, ENTRY_PREFIX)? {
-        Some((key, sealed)) => {
-            let entry: AuditEntry =
-                vault.open(&keys.records, tenant, Kind::Audit, &key, &sealed)?;
-            let hash = crate::crypto::from_hex::<32>(&entry.hash).ok_or(DataError::Decode {
-                kind: "audit",
-                reason: "hash is not hex".into(),
-            })?;
-            Ok((entry.seq, hash))
-        }
-        None => Ok((0, GENESIS)),
-    }
-}
-
 /// Filters for reading the trail.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::IntoParams)]
 // Named explicitly: utoipa infers "query" only from axum's own `Query`, not
@@ -428,8 +418,10 @@ pub fn walk_back(
     mut visit: impl FnMut(&AuditEntry) -> Walk,
 ) -> Result<Option<u64>, DataError> {
     let keys = vault.keys.tenant(tenant)?;
-    let (head, _) = head(vault, tenant)?;
-    let start = before.map_or(head, |b| b.saturating_sub(1).min(head));
+    // The newest entry there is, not the sealed head: after a truncation
+    // the head names entries that are gone.
+    let newest = head::last_seq(vault, tenant)?;
+    let start = before.map_or(newest, |b| b.saturating_sub(1).min(newest));
     let mut seq = start;
     while seq >= 1 {
         if start - seq >= budget {
@@ -448,113 +440,6 @@ pub fn walk_back(
         seq -= 1;
     }
     Ok(None)
-}
-
-/// The result of checking a tenant's chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Verification {
-    /// Entries checked.
-    pub entries: u64,
-    /// Whether every link and hash holds.
-    pub intact: bool,
-    /// The first entry where the chain breaks, and why.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub broken_at: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// Walk a tenant's chain and check every link, hash and sequence number.
-/// Detects edited entries (hash mismatch), deleted or reordered entries
-/// (sequence gap, link mismatch), entries that no longer open, and
-/// entries moved from another tenant's chain (hash rule 2 binds the
-/// tenant).
-pub fn verify(vault: &Vault, tenant: &TenantId) -> Result<Verification, DataError> {
-    let keys = vault.keys.tenant(tenant)?;
-    let mut prev = GENESIS;
-    let mut expected_seq = 1;
-    let mut newest_rule = 1;
-    let mut after: Option<Vec<u8>> = None;
-    let broken = |seq: u64, reason: String, checked: u64| Verification {
-        entries: checked,
-        intact: false,
-        broken_at: Some(seq),
-        reason: Some(reason),
-    };
-    loop {
-        let page = vault
-            .store
-            .scan(tenant, Kind::Audit, ENTRY_PREFIX, after.as_deref(), 512)?;
-        if page.is_empty() {
-            return Ok(Verification {
-                entries: expected_seq - 1,
-                intact: true,
-                broken_at: None,
-                reason: None,
-            });
-        }
-        for (key, sealed) in &page {
-            let checked = expected_seq - 1;
-            let Ok(entry) =
-                vault.open::<AuditEntry>(&keys.records, tenant, Kind::Audit, key, sealed)
-            else {
-                return Ok(broken(
-                    expected_seq,
-                    "entry does not open (altered or moved)".into(),
-                    checked,
-                ));
-            };
-            if entry.seq != expected_seq || key.as_slice() != entry_key(entry.seq).as_slice() {
-                return Ok(broken(
-                    expected_seq,
-                    format!(
-                        "expected entry {expected_seq}, found {} (deleted or reordered)",
-                        entry.seq
-                    ),
-                    checked,
-                ));
-            }
-            if entry.prev != crate::crypto::to_hex(&prev) {
-                return Ok(broken(
-                    entry.seq,
-                    "link to the previous entry does not match".into(),
-                    checked,
-                ));
-            }
-            if entry.hash_version < newest_rule {
-                return Ok(broken(
-                    entry.seq,
-                    format!(
-                        "hashed by rule {} after an entry hashed by rule {newest_rule} (downgraded)",
-                        entry.hash_version
-                    ),
-                    checked,
-                ));
-            }
-            let Some(hash) = hash_by(entry.hash_version, &prev, &entry.draft(*tenant), entry.seq)
-            else {
-                return Ok(broken(
-                    entry.seq,
-                    format!(
-                        "hashed by rule {}, which this host does not know",
-                        entry.hash_version
-                    ),
-                    checked,
-                ));
-            };
-            if crate::crypto::to_hex(&hash) != entry.hash {
-                return Ok(broken(
-                    entry.seq,
-                    "content does not match its hash (edited, or moved from another tenant)".into(),
-                    checked,
-                ));
-            }
-            newest_rule = entry.hash_version;
-            prev = hash;
-            expected_seq += 1;
-        }
-        after = page.last().map(|(k, _)| k.clone());
-    }
 }
 
 #[cfg(test)]
