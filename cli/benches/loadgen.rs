@@ -208,7 +208,8 @@ fn collect_replies(fake: &FakeCloudApi, expected: Expected) -> Replies {
 
 /// A sum from the server's metrics (see `flowgate_testkit::metrics::metric`).
 async fn metric_now(api: &Api, name: &str, filter: &str) -> u64 {
-    metric(&api.metrics().await.unwrap(), name, filter)
+    let metrics = api.operator(OPERATOR).metrics().await.unwrap();
+    metric(&metrics, name, filter)
 }
 
 /// Events processed so far, whatever their outcome, duplicates aside.

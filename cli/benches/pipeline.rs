@@ -234,7 +234,7 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
         let api = api.clone();
         async move {
             loop {
-                let metrics = api.metrics().await.unwrap();
+                let metrics = api.operator(OPERATOR).metrics().await.unwrap();
                 if metric(&metrics, "flowgate_events_total", "processed") >= target {
                     return metrics;
                 }
@@ -250,7 +250,7 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
             .await
             .unwrap();
     }
-    let before = api.metrics().await.unwrap();
+    let before = api.operator(OPERATOR).metrics().await.unwrap();
     let replies_before = fake.sent().len();
 
     // The measured traffic.

@@ -187,30 +187,38 @@ impl TestService {
         assert_eq!(response.text().await.unwrap(), "4242");
     }
 
-    async fn metrics(&self) -> String {
-        self.http
+    /// The metrics (the operator's to read); `None` while rate limited.
+    async fn metrics(&self) -> Option<String> {
+        let response = self
+            .http
             .get(format!("{}/metrics", self.base))
+            .bearer_auth(OPERATOR)
             .send()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        match status.as_u16() {
+            200 => Some(text),
+            429 => None,
+            _ => panic!("/metrics answered {status}: {text}"),
+        }
     }
 
     /// Wait until every accepted item is processed.
     pub async fn settle(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let metrics = self.metrics().await;
-            let accepted = metric(
-                &metrics,
-                "flowgate_webhook_items_total",
-                "outcome=\"accepted\"",
-            );
-            let processed = metric(&metrics, "flowgate_events_total", "outcome=\"processed\"");
-            if processed >= accepted {
-                return;
+            if let Some(metrics) = self.metrics().await {
+                let accepted = metric(
+                    &metrics,
+                    "flowgate_webhook_items_total",
+                    "outcome=\"accepted\"",
+                );
+                let processed = metric(&metrics, "flowgate_events_total", "outcome=\"processed\"");
+                if processed >= accepted {
+                    return;
+                }
             }
             assert!(Instant::now() < deadline, "not settled");
             tokio::time::sleep(Duration::from_millis(20)).await;

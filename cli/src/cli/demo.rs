@@ -149,7 +149,7 @@ impl Demo {
             .await?;
         ensure!(status == 200, "webhook answered {status}: {answer}");
         println!("  {:<13} → {text:?}", from.1);
-        self.service.api.settle(PROCESSING).await?;
+        self.service.operator().settle(PROCESSING).await?;
         self.narrate_skipped(shop).await
     }
 
@@ -293,7 +293,7 @@ impl Demo {
                 .await?;
             ensure!(code == 200, "status webhook answered {code}");
             println!("  WhatsApp      reports the first reply as read");
-            self.service.api.settle(PROCESSING).await?;
+            self.service.operator().settle(PROCESSING).await?;
         }
 
         // ---- what happened

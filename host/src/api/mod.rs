@@ -5,7 +5,8 @@
 //! | `/webhooks/whatsapp/{channel}` | WhatsApp | `X-Hub-Signature-256` |
 //! | `/v1/…` | tenants | tenant API key |
 //! | `/v1/operator/…` | the operator | operator token |
-//! | `/healthz`, `/readyz`, `/metrics`, `/openapi.json` | probes, Prometheus | none |
+//! | `/metrics` | Prometheus | operator token (traffic by plugin: a tenant's, on a small host) |
+//! | `/healthz`, `/readyz`, `/openapi.json` | probes | none |
 //! | `/console/…` | tenants, in a browser ([`crate::console`]) | session after sign-in with an API key |
 //!
 //! Handlers are thin: they extract, authenticate, call one function of the
@@ -16,6 +17,7 @@
 //! headers on every response.
 
 pub mod auth;
+mod blocking_body;
 pub mod dsr;
 pub mod error;
 pub mod operator;
@@ -258,10 +260,14 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<&'static str, error
     Ok("ready")
 }
 
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+/// Prometheus metrics, for the operator only: they carry no tenant ids,
+/// but count the host's traffic by plugin and outcome, and on a host with
+/// few tenants (or a plugin only one tenant runs) that is a tenant's
+/// traffic — no one else's business. Scrape with `Authorization: Bearer
+/// <operator token>`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("operator" = [])),
     responses((status = 200, body = String, content_type = "text/plain; version=0.0.4")))]
-pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+pub async fn metrics(_: auth::Operator, State(state): State<ApiState>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
         state.service.metrics.render(),
@@ -362,6 +368,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/v1/operator/plugins/{hash}", get(operator::get_plugin)),
         ("/v1/operator/retention", post(operator::run_retention)),
         ("/v1/operator/backups", post(operator::create_backup)),
+        ("/metrics", get(metrics)),
     ]
 }
 
@@ -369,7 +376,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
 const UPLOADS: &str = "/v1/operator/plugins";
 
 /// Routes without authentication or a body.
-const PROBES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+const PROBES: [&str; 3] = ["/healthz", "/readyz", "/openapi.json"];
 
 /// Every path the router serves, in the OpenAPI document's spelling.
 pub fn route_paths() -> Vec<&'static str> {
@@ -399,7 +406,6 @@ pub fn router(service: Arc<ServiceInner>) -> Router {
     api.merge(uploads)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi_json))
         .fallback(fallback)
         .with_state(state)

@@ -207,9 +207,8 @@ pub async fn export_tenant(
     ApiPath(raw): ApiPath<String>,
 ) -> ApiResult<Response> {
     let id = tenants::parse_id(&raw)?;
-    let (_, file) = tenants::export(&state.service, &id).await?;
-    let reader = tokio::fs::File::from_std(file);
-    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    let (_, chunks) = tenants::export(&state.service, &id).await?;
+    let body = super::blocking_body::blocking_body(chunks, crate::crypto::spool::CHUNK);
     Ok(([("content-type", "application/x-ndjson")], body).into_response())
 }
 

@@ -61,6 +61,9 @@ fn entry_row(entry: &AuditEntry) -> EntryRow {
 
 pub struct Verified {
     pub intact: bool,
+    /// The newest entries are gone (the chain ends before its sealed head):
+    /// said in its own words, since nothing in the chain itself is broken.
+    pub truncated: bool,
     pub entries: u64,
     pub broken_at: Option<u64>,
     pub reason: Option<String>,
@@ -168,6 +171,7 @@ pub async fn index(signed: Signed, Query(query): Query<AuditQuery>) -> Response 
         match trail::verify(service, caller) {
             Ok(v) => Some(Verified {
                 intact: v.intact,
+                truncated: v.truncated,
                 entries: v.entries,
                 broken_at: v.broken_at,
                 reason: v.reason,

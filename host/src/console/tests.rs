@@ -529,3 +529,31 @@ async fn a_consent_form_records_for_the_subject_named_and_an_unknown_one_is_said
     assert!(answer.body.contains("No contact has this phone number"));
     console.stop().await;
 }
+
+#[tokio::test]
+async fn the_audit_page_says_when_the_newest_entries_are_gone() {
+    use crate::audit::{entry_key, head};
+    use crate::store::{Batch, Kind};
+    let console = Console::start().await;
+    let (session, _) = console.sign_in(&console.admin_key).await;
+    let tenant = keys::authenticate(console.inner(), &console.admin_key, Face::Api)
+        .unwrap()
+        .unwrap()
+        .tenant;
+    let vault = &console.inner().vault;
+    let last = head::last_seq(vault, &tenant).unwrap();
+    assert!(last >= 3, "the tenant's creation and the sign-in");
+    let mut batch = Batch::new();
+    batch.delete(tenant, Kind::Audit, entry_key(last));
+    vault.store.commit(&batch).unwrap();
+    let page = console.get("/console/audit?verify=1", Some(&session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("cut short"), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("entry {last} is missing")),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("The chain is intact"));
+    console.stop().await;
+}

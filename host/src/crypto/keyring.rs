@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
 use super::key_store::{KeySpace, KeyStore, KeyStoreError, WrappedEntry};
 use super::sled_key_store::SledKeyStore;
 use super::{KeyId, OpenError, SecretKey};
@@ -47,6 +49,13 @@ pub enum KeyRingError {
 }
 
 /// The keys one tenant's data uses, all derived from its tenant key.
+///
+/// Wiped when dropped, every field: the hash keys (`index`, `pseudonyms`,
+/// `secrets`) are as secret as the sealing keys — with `index` anyone can
+/// test a phone number against the lookup index, with `pseudonyms` link a
+/// pseudonym back to its contact — so a freed cache entry (a shredded or
+/// evicted tenant) must not leave them in reusable memory.
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct TenantKeys {
     /// Seals the tenant's own records (installations, channels, consent proofs…).
     pub records: SecretKey,
@@ -419,6 +428,23 @@ mod tests {
             ring.tenant(&tenant),
             Err(KeyRingError::NoTenantKey(_))
         ));
+    }
+
+    #[test]
+    fn tenant_keys_are_wiped_when_dropped() {
+        // Compiles only while `TenantKeys` wipes itself on drop.
+        fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+        wiped_on_drop::<TenantKeys>();
+        // What drop runs leaves no byte of any key behind.
+        let mut keys = TenantKeys::derive(&SecretKey::from_bytes([5; 64]));
+        keys.zeroize();
+        let zero = SecretKey::from_bytes([0; 64]);
+        assert!(keys.records == zero && keys.wrapping == zero);
+        assert_eq!(
+            [keys.index, keys.pseudonyms, keys.secrets],
+            [[0; 32]; 3],
+            "a hash key survived"
+        );
     }
 
     #[test]

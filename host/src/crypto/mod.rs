@@ -11,6 +11,7 @@
 pub mod key_store;
 pub mod keyring;
 pub mod sled_key_store;
+pub mod spool;
 
 use std::fmt;
 

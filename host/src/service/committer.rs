@@ -30,6 +30,7 @@ use prometheus_client::metrics::counter::Counter;
 use std::sync::atomic::AtomicU64;
 use tokio::sync::oneshot;
 
+use crate::audit::head::ChainEnd;
 use crate::audit::{self, AuditDraft, AuditEntry};
 use crate::data::{DataError, Vault};
 use crate::ids::TenantId;
@@ -265,7 +266,7 @@ fn run(vault: Vault, receiver: mpsc::Receiver<Request>, stats: Arc<CommitStats>)
         .name("flowgate-flusher".into())
         .spawn(move || flush_loop(flush_vault, flush_queue, flush_stats))
         .expect("spawning the flusher thread");
-    let mut heads: HashMap<TenantId, (u64, [u8; 32])> = HashMap::new();
+    let mut heads: HashMap<TenantId, ChainEnd> = HashMap::new();
     let mut pending_exclusive: Option<Request> = None;
     loop {
         let first = match pending_exclusive.take() {
@@ -390,14 +391,14 @@ fn flush_loop(vault: Vault, receiver: mpsc::Receiver<Durability>, stats: Arc<Com
 /// and answered [`CommitError::Conflict`]; the others still apply.
 fn apply_group(
     vault: &Vault,
-    heads: &mut HashMap<TenantId, (u64, [u8; 32])>,
+    heads: &mut HashMap<TenantId, ChainEnd>,
     group: &mut [Request],
     stats: &CommitStats,
 ) -> Result<Vec<Result<Committed, CommitError>>, CommitError> {
     let mut combined = Batch::new();
     let mut guards_taken: HashSet<(TenantId, Kind, Vec<u8>)> = HashSet::new();
     // Chain heads advance on a copy, kept only if the group commits.
-    let mut new_heads: HashMap<TenantId, (u64, [u8; 32])> = HashMap::new();
+    let mut new_heads: HashMap<TenantId, ChainEnd> = HashMap::new();
     let mut results = Vec::with_capacity(group.len());
     let mut subjects = SubjectRuns::default();
     let mut watched = Watched::of(group);
@@ -433,24 +434,21 @@ fn apply_group(
         }
         let mut entries = Vec::with_capacity(commit.audit.len());
         for draft in &commit.audit {
-            let head = match new_heads.get(&draft.tenant).or(heads.get(&draft.tenant)) {
-                Some(head) => *head,
-                None => audit::head(vault, &draft.tenant)?,
+            let end = match new_heads.get(&draft.tenant).or(heads.get(&draft.tenant)) {
+                Some(end) => *end,
+                None => {
+                    let resume = audit::head::resume(vault, &draft.tenant, draft.at)?;
+                    match resume.notice {
+                        // Not among the request's entries: the committer's own.
+                        Some(notice) => {
+                            chain(vault, &mut combined, &mut subjects, &notice, resume.end)?.1
+                        }
+                        None => resume.end,
+                    }
+                }
             };
-            let seq = head.0 + 1;
-            let (entry, hash) = audit::seal_entry(&head.1, seq, draft);
-            let keys = vault.keys.tenant(&draft.tenant)?;
-            let key = audit::entry_key(seq);
-            vault.stage(
-                &mut combined,
-                &keys.records,
-                &draft.tenant,
-                Kind::Audit,
-                &key,
-                &entry,
-            );
-            subjects.add(&mut combined, draft, seq);
-            new_heads.insert(draft.tenant, (seq, hash));
+            let (entry, end) = chain(vault, &mut combined, &mut subjects, draft, end)?;
+            new_heads.insert(draft.tenant, end);
             entries.push(entry);
         }
         results.push(Ok(Committed {
@@ -459,6 +457,12 @@ fn apply_group(
         }));
     }
     subjects.finish(&mut combined);
+    // Each chain's new end, sealed, in the same write as its entries: the
+    // head and the chain disagree only if someone changed one of them.
+    for (tenant, end) in &new_heads {
+        let keys = vault.keys.tenant(tenant)?;
+        audit::head::stage(vault, &mut combined, &keys.records, tenant, *end);
+    }
     // New contact keys must be durable before records sealed with them can
     // be: flush the key ring first (cheap when nothing changed).
     vault.keys.flush()?;
@@ -466,6 +470,30 @@ fn apply_group(
     stats.writes.inc_by(combined.ops().len() as u64);
     heads.extend(new_heads);
     Ok(results)
+}
+
+/// Stage `draft` as the entry after `end`: the entry, its subject index;
+/// the chain's new end.
+fn chain(
+    vault: &Vault,
+    batch: &mut Batch,
+    subjects: &mut SubjectRuns,
+    draft: &AuditDraft,
+    end: ChainEnd,
+) -> Result<(AuditEntry, ChainEnd), CommitError> {
+    let seq = end.seq + 1;
+    let (entry, hash) = audit::seal_entry(&end.hash, seq, draft);
+    let keys = vault.keys.tenant(&draft.tenant)?;
+    vault.stage(
+        batch,
+        &keys.records,
+        &draft.tenant,
+        Kind::Audit,
+        &audit::entry_key(seq),
+        &entry,
+    );
+    subjects.add(batch, draft, seq);
+    Ok((entry, ChainEnd { seq, hash }))
 }
 
 /// The records some request of a group expects (see
@@ -641,6 +669,73 @@ mod tests {
         thread.join().unwrap();
     }
 
+    /// Commit one entry per action, each alone.
+    fn record(committer: &Committer, tenant: TenantId, actions: &[&str]) -> Vec<AuditEntry> {
+        actions
+            .iter()
+            .flat_map(|action| {
+                committer
+                    .commit_blocking(Commit::new(
+                        Batch::new(),
+                        vec![AuditDraft::new(tenant, 1, Actor::System, action)],
+                    ))
+                    .unwrap()
+                    .audit
+            })
+            .collect()
+    }
+
+    #[test]
+    fn after_a_restart_the_chain_goes_on_after_its_sealed_head_not_after_what_is_left() {
+        let (_dir, vault, tenant, committer, thread) = started();
+        record(&committer, tenant, &["one", "two", "three"]);
+        drop(committer);
+        thread.join().unwrap();
+        // While the service is stopped the newest two entries are deleted.
+        let mut batch = Batch::new();
+        for seq in [2, 3] {
+            batch.delete(tenant, Kind::Audit, audit::entry_key(seq));
+        }
+        vault.store.commit(&batch).unwrap();
+        assert!(audit::verify(&vault, &tenant).unwrap().truncated);
+        // Chained after the last entry left, the next entry would make the
+        // shortened chain whole again, head included.
+        let (committer, thread) = Committer::start(vault.clone(), CommitStats::default());
+        let four = record(&committer, tenant, &["four"]);
+        assert_eq!(four[0].seq, 4);
+        let verified = audit::verify(&vault, &tenant).unwrap();
+        assert_eq!(verified.broken_at, Some(2), "{verified:?}");
+        assert!(verified.reason.unwrap().contains("deleted"));
+        drop(committer);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn without_a_trustworthy_head_the_chain_goes_on_with_a_notice_that_verification_reports() {
+        let (_dir, vault, tenant, committer, thread) = started();
+        record(&committer, tenant, &["one", "two"]);
+        drop(committer);
+        thread.join().unwrap();
+        let mut batch = Batch::new();
+        batch.delete(tenant, Kind::Audit, b"h".to_vec());
+        vault.store.commit(&batch).unwrap();
+        let (committer, thread) = Committer::start(vault.clone(), CommitStats::default());
+        // The request gets its own entry; the notice goes before it.
+        let three = record(&committer, tenant, &["three"]);
+        assert_eq!((three.len(), three[0].seq), (1, 4));
+        let notice =
+            audit::query(&vault, &tenant, &audit::AuditFilter::default()).unwrap()[2].clone();
+        assert_eq!(notice.action, audit::head::HEAD_LOST);
+        assert_eq!(notice.details["resumed_after"], 2);
+        // The chain is whole again, head and all, but says what happened.
+        let verified = audit::verify(&vault, &tenant).unwrap();
+        assert_eq!(verified.head, Some(4));
+        assert_eq!(verified.broken_at, Some(3), "{verified:?}");
+        assert!(verified.reason.unwrap().contains("head is missing"));
+        drop(committer);
+        thread.join().unwrap();
+    }
+
     #[test]
     fn runs_of_entries_about_one_contact_share_an_index_key() {
         let (_dir, vault, tenant, committer, thread) = started();
@@ -730,7 +825,7 @@ mod tests {
         let get = |kind, key: &[u8]| vault.store.get(&tenant, kind, key).unwrap();
         assert_eq!(get(Kind::Contacts, b"c"), Some(b"v2".to_vec()));
         assert_eq!(get(Kind::Messages, b"test.stale"), None);
-        assert_eq!(audit::head(&vault, &tenant).unwrap().0, 1);
+        assert_eq!(audit::head::last_seq(&vault, &tenant).unwrap(), 1);
         assert_eq!(committer.stats().conflicts.get(), 1);
         drop(committer);
         thread.join().unwrap();

@@ -18,6 +18,7 @@ use super::error::{ServiceError, ServiceResult};
 use super::maintenance;
 use crate::audit::{Actor, AuditDraft, Verification};
 use crate::compliance::offboarding::{self, DeletionSummary, ExportError, ExportSummary};
+use crate::crypto::spool::{SealedSpool, SpoolChunks};
 use crate::ids::TenantId;
 use crate::store::Batch;
 use crate::tenancy::api_keys::{self, Scope};
@@ -149,23 +150,25 @@ pub async fn offboard(
         .await
 }
 
-/// Everything a tenant has, as NDJSON in a file opened for reading from its
-/// start (see [`offboarding::export`]); the export is audited.
+/// Everything a tenant has, as NDJSON read back in chunks (see
+/// [`offboarding::export`]); the export is audited before any of it is
+/// handed out.
 pub async fn export(
     service: &std::sync::Arc<ServiceInner>,
     id: &TenantId,
-) -> ServiceResult<(ExportSummary, std::fs::File)> {
+) -> ServiceResult<(ExportSummary, SpoolChunks)> {
     let _no_deletion = service.tenant_deletions.read().await;
-    // Written to a temporary file and streamed, so a large tenant does not
-    // sit in memory.
-    let file = tempfile::tempfile().map_err(ExportError::Io)?;
-    let mut reader = file.try_clone().map_err(ExportError::Io)?;
+    // Spooled to disk so that a large tenant does not sit in memory, and
+    // sealed there: the export is every contact's number and name, which
+    // must not reach the disk in plaintext (see `crypto::spool`). Written
+    // whole before the answer starts, so that a failure is answered with
+    // an error status rather than a cut-off body, and the deletion lock is
+    // not held for as long as a slow client takes to read.
     let (worker, tenant) = (service.clone(), *id);
-    let summary = tokio::task::spawn_blocking(move || {
-        let mut out = std::io::BufWriter::new(file);
-        let summary = offboarding::export(&worker.vault, &tenant, worker.clock.now(), &mut out)?;
-        std::io::Write::flush(&mut out).map_err(ExportError::Io)?;
-        Ok::<_, ExportError>(summary)
+    let (summary, chunks) = tokio::task::spawn_blocking(move || {
+        let mut spool = SealedSpool::create()?;
+        let summary = offboarding::export(&worker.vault, &tenant, worker.clock.now(), &mut spool)?;
+        Ok::<_, ExportError>((summary, spool.finish()?))
     })
     .await?
     .map_err(|e| match e {
@@ -175,8 +178,7 @@ pub async fn export(
     let audit = by_operator(service, *id, "tenant.exported")
         .details(serde_json::to_value(&summary).unwrap_or_default());
     service.record(vec![audit]).await?;
-    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0)).map_err(ExportError::Io)?;
-    Ok((summary, reader))
+    Ok((summary, chunks))
 }
 
 /// Delete a tenant now: its keys are shredded, its records purged.

@@ -2,7 +2,7 @@
 //! real keys, written from what real plugins did.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flowgate::audit::Actor;
 use flowgate::compliance::dsr::{self, Dsr};
@@ -16,6 +16,7 @@ use flowgate::runtime::{Call, PluginState};
 use flowgate::store::{Batch, Kind};
 use flowgate::view::{self, EventContext, MessageFacts};
 
+use flowgate_testkit::disk::files_under;
 use flowgate_testkit::event::NOW;
 use flowgate_testkit::guests::{load, shared_runtime};
 
@@ -154,22 +155,6 @@ fn erase(vault: &Vault, tenant: TenantId, id: ContactId) {
     vault.keys.shred_contact(&tenant, &id).unwrap();
 }
 
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -205,7 +190,7 @@ fn no_plaintext_personal_data_reaches_the_disk() {
         vault.flush().unwrap();
     }
     let mut canary_seen = false;
-    let files = all_files(dir.path());
+    let files = files_under(dir.path());
     assert!(files.len() >= 4, "records and keys databases: {files:?}");
     let mut scanned = 0;
     for file in files {

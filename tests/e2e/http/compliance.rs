@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use flowgate::audit::{self, AuditEntry};
 use flowgate::store::Kind;
 
+use flowgate_testkit::disk::{self, OpenFileWatch};
 use flowgate_testkit::metrics::metric;
 use flowgate_testkit::now;
 use flowgate_testkit::service::{OPERATOR, TestService};
@@ -581,6 +582,73 @@ async fn a_deleted_entry_breaks_the_chain_at_that_point() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_newest_audit_entries_is_reported_as_truncation() {
+    let (service, tenant) = setup().await;
+    let whole = tenant.api.verify_audit().await.unwrap();
+    assert_eq!(
+        (&whole["intact"], &whole["truncated"]),
+        (&json!(true), &json!(false))
+    );
+    let total = whole["entries"].as_u64().unwrap();
+    assert_eq!(whole["head"], total, "{whole}");
+
+    // While the service is stopped, someone with access to its data
+    // directory deletes the three newest entries: what is left is a whole,
+    // shorter chain.
+    let stopped = service.halt().await;
+    let tenant_id: flowgate::ids::TenantId = tenant.id.parse().unwrap();
+    let mut batch = flowgate::store::Batch::new();
+    for seq in total - 2..=total {
+        batch.delete(tenant_id, Kind::Audit, audit::entry_key(seq));
+    }
+    stopped.vault.store.commit(&batch).unwrap();
+    let service = stopped.start().await;
+
+    let cut = tenant.api.verify_audit().await.unwrap();
+    assert_eq!(
+        (&cut["intact"], &cut["truncated"]),
+        (&json!(false), &json!(true)),
+        "{cut}"
+    );
+    assert_eq!(cut["entries"], total - 3);
+    assert_eq!(cut["broken_at"], total - 2);
+    assert_eq!(cut["head"], total);
+    let reason = cut["reason"].as_str().unwrap();
+    assert!(reason.contains("truncated"), "{reason}");
+    assert!(
+        reason.contains(&format!("entries {} to {total} are missing", total - 2)),
+        "{reason}"
+    );
+    let via_operator = service
+        .ok(
+            Method::GET,
+            &format!("/v1/operator/tenants/{}/audit/verify", tenant.id),
+            OPERATOR,
+            None,
+        )
+        .await;
+    assert_eq!(via_operator, cut);
+
+    // The service writes on after the sealed head, not after what is left:
+    // new entries do not make the shortened chain whole again.
+    service
+        .deliver(
+            &tenant,
+            &text_message("5001", "wamid.C4", "222", "Ben", "hello again", now()),
+        )
+        .await;
+    service.settle().await;
+    let later = tenant.api.verify_audit().await.unwrap();
+    assert_eq!(later["intact"], false, "{later}");
+    assert_eq!(later["broken_at"], total - 2);
+    assert!(
+        later["reason"].as_str().unwrap().contains("deleted"),
+        "{later}"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_backup_never_brings_an_erased_contact_back() {
     let backups = tempfile::tempdir().unwrap();
     let dir = backups.path().to_owned();
@@ -774,6 +842,61 @@ async fn offboarding_exports_then_deletes_the_tenant() {
         .request(Method::GET, "/v1/tenant", &other.admin, None)
         .await;
     assert_eq!(status, 401);
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_export_puts_no_plaintext_personal_data_on_the_disk() {
+    // The export holds every contact's number and name in clear: it may be
+    // spooled to disk on its way out, but only sealed.
+    const NUMBER: &str = "4915730094718";
+    const NAME: &str = "Quintessa Marchbanks";
+    let service = TestService::start().await;
+    let tenant = service.tenant("Shop", "5005").await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("5005", "wamid.Q", NUMBER, NAME, "hello", now()),
+        )
+        .await;
+    // Others, so that writing the export takes a while: a temporary file,
+    // were there one, stays open long enough to be seen.
+    for i in 0..40 {
+        let from = format!("4915730095{i:03}");
+        let body = text_message("5005", &format!("wamid.O{i}"), &from, "Other", "hi", now());
+        service.deliver(&tenant, &body).await;
+    }
+    service.settle().await;
+
+    let watch = OpenFileWatch::start(&[NUMBER, NAME]);
+    let export = service
+        .operator()
+        .0
+        .call(
+            Method::GET,
+            &format!("/v1/operator/tenants/{}/export", tenant.id),
+            None,
+        )
+        .await
+        .unwrap();
+    let watched = watch.stop();
+    let export = export.as_str().expect("NDJSON, not one JSON value");
+    assert!(
+        export.contains(NUMBER) && export.contains(NAME),
+        "the export itself holds them"
+    );
+    assert!(watched.looks > 1, "the watch looked");
+    assert!(
+        watched.found.is_empty(),
+        "plaintext in files the service held open: {:?}",
+        watched.found
+    );
+    let data = service.data_dir().to_owned();
+    assert_eq!(
+        disk::files_holding(&data, &[NUMBER, NAME]),
+        Vec::new(),
+        "plaintext in the data directory"
+    );
     service.stop().await;
 }
 

@@ -980,6 +980,58 @@ async fn metrics_count_events_plugin_calls_and_fuel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_the_operators_to_read() {
+    let service = ready_service().await;
+    let tenant = shop(&service, "Shop", "1010").await;
+    service
+        .deliver(
+            &tenant,
+            &text_message("1010", "wamid.M1", "778", "Hal", "price", now()),
+        )
+        .await;
+    service.settle().await;
+    let scrape = |token: Option<String>| {
+        let request = service.http.get(format!("{}/metrics", service.base));
+        async move {
+            let request = match token {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            };
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    // What a plugin did for whom is no one's to scrape but the operator's:
+    // not anyone on the network, not a tenant.
+    for (who, token) in [
+        ("no token", None),
+        ("a tenant's admin key", Some(tenant.admin.clone())),
+        ("a wrong token", Some(format!("{OPERATOR}-not"))),
+    ] {
+        let (status, body) = scrape(token).await;
+        assert!(matches!(status, 401 | 403), "{who}: {status} {body}");
+        assert!(!body.contains("flowgate_"), "{who} read metrics: {body}");
+    }
+    let (status, body) = scrape(Some(OPERATOR.to_owned())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        metric(
+            &body,
+            "flowgate_plugin_calls_total",
+            "plugin=\"labeller\",outcome=\"ok\""
+        ),
+        1
+    );
+    let doc: Value = service.ok(Method::GET, "/openapi.json", "", None).await;
+    assert_eq!(
+        doc["paths"]["/metrics"]["get"]["security"],
+        json!([{"operator": []}]),
+        "documented as the operator's"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_off_is_confirmed_the_bots_fall_silent_until_handed_back() {
     let service = TestService::start().await;
     let tenant = service

@@ -1,6 +1,6 @@
 //! Typed clients of a running service's HTTP API: [`Api`] (the address, for
-//! what needs no token: webhooks, health, metrics), [`OperatorApi`] and
-//! [`TenantApi`].
+//! what needs no token: webhooks, health), [`OperatorApi`] (metrics
+//! included: they are the operator's) and [`TenantApi`].
 //!
 //! Answers are JSON [`Value`]s: tests assert on the documented shapes.
 //! Every method answers [`Error::Status`] for a status outside 2xx; use
@@ -143,22 +143,6 @@ impl Api {
         Ok((status, text))
     }
 
-    /// The metrics text.
-    pub async fn metrics(&self) -> Result<String, Error> {
-        let request = named(&Method::GET, "/metrics");
-        let fetch = async {
-            self.http
-                .get(self.url("/metrics"))
-                .send()
-                .await?
-                .text()
-                .await
-        };
-        fetch
-            .await
-            .map_err(|source| Error::Http { request, source })
-    }
-
     /// Whether `/readyz` answers 200.
     pub async fn ready(&self) -> bool {
         self.http
@@ -166,25 +150,6 @@ impl Api {
             .send()
             .await
             .is_ok_and(|r| r.status() == 200)
-    }
-
-    /// Wait until every accepted webhook item is processed and every queued
-    /// reply has been sent, failed or dropped.
-    pub async fn settle(&self, within: Duration) -> Result<(), Error> {
-        let deadline = Instant::now() + within;
-        loop {
-            let progress = Progress::of(&self.metrics().await?);
-            if progress.settled() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::NotSettled {
-                    seconds: within.as_secs(),
-                    progress: progress.to_string(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 }
 
@@ -274,11 +239,68 @@ pub struct ChannelSpec {
     pub access_token: String,
 }
 
-/// The operator API (`/v1/operator/…`).
+/// The operator API (`/v1/operator/…`, and `/metrics`).
 #[derive(Clone, Debug)]
 pub struct OperatorApi(pub Client);
 
 impl OperatorApi {
+    /// The metrics text.
+    pub async fn metrics(&self) -> Result<String, Error> {
+        let request = named(&Method::GET, "/metrics");
+        let response = self
+            .0
+            .api
+            .http
+            .get(self.0.api.url("/metrics"))
+            .bearer_auth(&self.0.token)
+            .send()
+            .await
+            .map_err(|source| Error::Http {
+                request: request.clone(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|source| Error::Http {
+            request: request.clone(),
+            source,
+        })?;
+        // An error's body read as metrics is all zeros: "settled".
+        if status != 200 {
+            return Err(Error::Status {
+                request,
+                status,
+                body: text,
+            });
+        }
+        Ok(text)
+    }
+
+    /// Wait until every accepted webhook item is processed and every queued
+    /// reply has been sent, failed or dropped.
+    pub async fn settle(&self, within: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + within;
+        loop {
+            let progress = match self.metrics().await {
+                Ok(metrics) => Some(Progress::of(&metrics)),
+                // Polling spends the operator's rate allowance too: wait
+                // for more rather than fail.
+                Err(Error::Status { status: 429, .. }) => None,
+                Err(error) => return Err(error),
+            };
+            if progress.is_some_and(|p| p.settled()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::NotSettled {
+                    seconds: within.as_secs(),
+                    progress: progress.map_or_else(|| "rate limited".to_owned(), |p| p.to_string()),
+                });
+            }
+            let pause = if progress.is_some() { 20 } else { 250 };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+
     /// Create a tenant (in `timezone`, or the default).
     pub async fn create_tenant(
         &self,

@@ -5,7 +5,7 @@
 //! real-shaped WhatsApp webhooks ([`webhook`]), typed API clients
 //! ([`api`]), the one tenant setup ([`setup`]), a service in this process
 //! with the fake Cloud API ([`service`]) or the real binary as a process
-//! ([`process`]).
+//! ([`process`]), and looking for plaintext on the disk ([`disk`]).
 //!
 //! ```no_run
 //! use flowgate_testkit::setup::{Install, TenantSpec};
@@ -28,6 +28,7 @@
 //! ```
 
 pub mod api;
+pub mod disk;
 mod error;
 pub mod event;
 pub mod guests;

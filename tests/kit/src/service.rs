@@ -49,6 +49,7 @@ pub struct TestService {
     pub clock: Clock,
     /// The operator's token.
     pub operator_token: String,
+    config: ServiceConfig,
     data: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Served>>,
@@ -56,6 +57,61 @@ pub struct TestService {
 
 /// How `server::serve` ended.
 type Served = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// A service stopped with its data kept (see [`TestService::halt`]).
+pub struct StoppedService {
+    /// The vault, still open: the records and keys as they are on disk.
+    pub vault: Vault,
+    pub clock: Clock,
+    fake: FakeCloudApi,
+    config: ServiceConfig,
+    data: tempfile::TempDir,
+}
+
+impl StoppedService {
+    /// Serve again, on the configured address (the one served before).
+    pub async fn start(self) -> TestService {
+        self.try_start().await.expect("starting the service again")
+    }
+
+    pub async fn try_start(self) -> Result<TestService, Error> {
+        let StoppedService {
+            vault,
+            clock,
+            fake,
+            config,
+            data,
+        } = self;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let operator_token = config.operator_token.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = flowgate::server::serve(
+            config.clone(),
+            vault.clone(),
+            clock.clone(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        );
+        let server = tokio::spawn(async move { serving.await.map_err(Into::into) });
+        let api = Api::new(base.clone());
+        Ok(TestService {
+            http: api.http.clone(),
+            api,
+            base,
+            fake,
+            vault,
+            clock,
+            operator_token,
+            config,
+            data,
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+}
 
 impl TestService {
     pub async fn start() -> TestService {
@@ -85,29 +141,36 @@ impl TestService {
         // The master key lives in memory only and dies with the service.
         let vault = flowgate::server::open_vault(&config, SecretKey::generate())
             .map_err(|e| Error::service("opening the data directory", e))?;
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let operator_token = config.operator_token.clone();
-        let clock = Clock::system();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving =
-            flowgate::server::serve(config, vault.clone(), clock.clone(), listener, async {
-                let _ = stopped.await;
-            });
-        let server = tokio::spawn(async move { serving.await.map_err(Into::into) });
-        let api = Api::new(base.clone());
-        Ok(TestService {
-            http: api.http.clone(),
-            api,
-            base,
+        let stopped = StoppedService {
+            vault,
+            clock: Clock::system(),
             fake,
+            config,
+            data,
+        };
+        stopped.try_start().await
+    }
+
+    /// Stop gracefully, keeping the data directory and the open vault (so
+    /// the master key) for [`StoppedService::start`] on the same address:
+    /// an operator's restart, with room in between to look at or change
+    /// what is on the disk while no service runs.
+    pub async fn halt(self) -> StoppedService {
+        let mut config = self.config.clone();
+        config.listen = self
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the address served");
+        let (vault, clock, fake) = (self.vault.clone(), self.clock.clone(), self.fake.clone());
+        let data = self.stop().await;
+        StoppedService {
             vault,
             clock,
-            operator_token,
+            fake,
+            config,
             data,
-            stop: Some(stop),
-            server: Some(server),
-        })
+        }
     }
 
     /// The data directory.
@@ -229,13 +292,17 @@ impl TestService {
         tenant.api.create_key(&name, scopes).await.unwrap()
     }
 
+    /// The metrics text (read with the operator's token, as they must be).
     pub async fn metrics(&self) -> String {
-        self.api.metrics().await.unwrap()
+        self.operator().metrics().await.unwrap()
     }
 
     /// Wait until every accepted item is processed and every queued reply
     /// has been sent, failed or dropped.
     pub async fn settle(&self) {
-        self.api.settle(Duration::from_secs(30)).await.unwrap()
+        self.operator()
+            .settle(Duration::from_secs(30))
+            .await
+            .unwrap()
     }
 }

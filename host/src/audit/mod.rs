@@ -1,13 +1,21 @@
 //! The audit trail: append-only per tenant, chained with blake3.
 //!
 //! Every entry carries the hash of the previous one; its own hash covers its
-//! content and that link, so editing or deleting any entry breaks every
-//! hash after it ([`verify`]). Entries name contacts only by an audit
+//! tenant, its content and that link, so editing or deleting any entry
+//! breaks every hash after it ([`verify`]), and an entry carried into
+//! another tenant's chain does not match there. Deleting the newest entries
+//! breaks nothing after them; the sealed head kept beside the chain
+//! ([`head`]) shows it. Entries name contacts only by an audit
 //! pseudonym and describe actions by kind and size: the trail holds no
 //! plaintext personal data. Entries are appended only by the committer, in
 //! commit order, so the chain is the order in which effects became durable.
 
+pub mod head;
+mod verify;
+
 use serde::{Deserialize, Serialize};
+
+pub use verify::{Verification, verify};
 
 use crate::crypto::TenantKeys;
 use crate::data::{DataError, Vault};
@@ -90,16 +98,58 @@ pub struct AuditEntry {
     pub details: serde_json::Value,
     /// Hash of the previous entry (hex); all zeros for the first.
     pub prev: String,
-    /// blake3 of `prev` and this entry's content (hex).
+    /// blake3 of `prev` and this entry's content (hex); from hash version
+    /// 2, of the tenant's id too.
     pub hash: String,
+    /// The rule `hash` was computed by: 1 for entries written before the
+    /// tenant was bound into the hash, 2 since.
+    #[serde(default = "first_hash_version")]
+    pub hash_version: u8,
 }
+
+/// Entries stored before the version was recorded were hashed by rule 1.
+fn first_hash_version() -> u8 {
+    1
+}
+
+/// The rule new entries are hashed by (see [`hash_by`]).
+pub const HASH_VERSION: u8 = 2;
 
 /// The hash before the first entry.
 pub const GENESIS: [u8; 32] = [0; 32];
 
-/// The hash of an entry: blake3 over the previous hash and the entry's
-/// content in a fixed encoding.
+/// The hash of a new entry: blake3 over its tenant, the previous hash and
+/// the entry's content in a fixed encoding (rule [`HASH_VERSION`]).
 pub fn entry_hash(prev: &[u8; 32], draft: &AuditDraft, seq: u64) -> [u8; 32] {
+    hash_by(HASH_VERSION, prev, draft, seq).expect("the current rule is known")
+}
+
+/// The hash of an entry by rule `version`; `None` for a rule this build
+/// does not know.
+///
+/// - 1: the previous hash and the content. Two tenants' entries with the
+///   same content and position hash alike, so an entry (and the run after
+///   it) could be carried into another tenant's chain and still verify
+///   there once the records' sealing is set aside (an exported trail is
+///   checked without it).
+/// - 2: as 1 under its own derivation context, with the tenant's id (16
+///   bytes, fixed length, so no boundary is ambiguous) before the rest.
+///
+/// Entries keep the rule they were written by — a hash cannot be
+/// recomputed under a new rule without rewriting the whole chain after
+/// it, which is what the chain exists to show — so chains written before
+/// rule 2 verify as they are and grow by rule-2 entries; [`verify`] refuses
+/// a rule-1 entry after a rule-2 one (a downgrade).
+pub fn hash_by(version: u8, prev: &[u8; 32], draft: &AuditDraft, seq: u64) -> Option<[u8; 32]> {
+    let mut hasher = match version {
+        1 => blake3::Hasher::new_derive_key("flowgate 2026 audit chain"),
+        2 => {
+            let mut hasher = blake3::Hasher::new_derive_key("flowgate 2026 audit chain v2");
+            hasher.update(draft.tenant.as_bytes());
+            hasher
+        }
+        _ => return None,
+    };
     let content = serde_json::json!({
         "seq": seq,
         "at": draft.at,
@@ -108,10 +158,9 @@ pub fn entry_hash(prev: &[u8; 32], draft: &AuditDraft, seq: u64) -> [u8; 32] {
         "subject": draft.subject,
         "details": draft.details,
     });
-    let mut hasher = blake3::Hasher::new_derive_key("flowgate 2026 audit chain");
     hasher.update(prev);
     hasher.update(&serde_json::to_vec(&content).expect("audit content serializes"));
-    *hasher.finalize().as_bytes()
+    Some(*hasher.finalize().as_bytes())
 }
 
 /// Place a draft after `prev` at `seq`.
@@ -126,8 +175,24 @@ pub fn seal_entry(prev: &[u8; 32], seq: u64, draft: &AuditDraft) -> (AuditEntry,
         details: draft.details.clone(),
         prev: crate::crypto::to_hex(prev),
         hash: crate::crypto::to_hex(&hash),
+        hash_version: HASH_VERSION,
     };
     (entry, hash)
+}
+
+impl AuditEntry {
+    /// The draft this entry was sealed from, in `tenant`'s chain: what its
+    /// hash is recomputed from.
+    pub fn draft(&self, tenant: TenantId) -> AuditDraft {
+        AuditDraft {
+            tenant,
+            at: self.at,
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            subject: self.subject.clone(),
+            details: self.details.clone(),
+        }
+    }
 }
 
 /// Entries live under `e` ‖ sequence; the subject index under `s`.
@@ -199,23 +264,6 @@ pub fn about(
 /// from every installation's pseudonym, meaningless without the tenant key.
 pub fn contact_pseudonym(keys: &TenantKeys, contact: &ContactId) -> String {
     crate::view::pseudonym(&keys.pseudonyms, "audit", contact.as_bytes())
-}
-
-/// The last entry of a tenant's chain: (seq, hash).
-pub fn head(vault: &Vault, tenant: &TenantId) -> Result<(u64, [u8; 32]), DataError> {
-    let keys = vault.keys.tenant(tenant)?;
-    match vault.store.last(tenant, Kind::Audit, ENTRY_PREFIX)? {
-        Some((key, sealed)) => {
-            let entry: AuditEntry =
-                vault.open(&keys.records, tenant, Kind::Audit, &key, &sealed)?;
-            let hash = crate::crypto::from_hex::<32>(&entry.hash).ok_or(DataError::Decode {
-                kind: "audit",
-                reason: "hash is not hex".into(),
-            })?;
-            Ok((entry.seq, hash))
-        }
-        None => Ok((0, GENESIS)),
-    }
 }
 
 /// Filters for reading the trail.
@@ -370,8 +418,10 @@ pub fn walk_back(
     mut visit: impl FnMut(&AuditEntry) -> Walk,
 ) -> Result<Option<u64>, DataError> {
     let keys = vault.keys.tenant(tenant)?;
-    let (head, _) = head(vault, tenant)?;
-    let start = before.map_or(head, |b| b.saturating_sub(1).min(head));
+    // The newest entry there is, not the sealed head: after a truncation
+    // the head names entries that are gone.
+    let newest = head::last_seq(vault, tenant)?;
+    let start = before.map_or(newest, |b| b.saturating_sub(1).min(newest));
     let mut seq = start;
     while seq >= 1 {
         if start - seq >= budget {
@@ -390,97 +440,6 @@ pub fn walk_back(
         seq -= 1;
     }
     Ok(None)
-}
-
-/// The result of checking a tenant's chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Verification {
-    /// Entries checked.
-    pub entries: u64,
-    /// Whether every link and hash holds.
-    pub intact: bool,
-    /// The first entry where the chain breaks, and why.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub broken_at: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// Walk a tenant's chain and check every link, hash and sequence number.
-/// Detects edited entries (hash mismatch), deleted or reordered entries
-/// (sequence gap, link mismatch), and entries that no longer open.
-pub fn verify(vault: &Vault, tenant: &TenantId) -> Result<Verification, DataError> {
-    let keys = vault.keys.tenant(tenant)?;
-    let mut prev = GENESIS;
-    let mut expected_seq = 1;
-    let mut after: Option<Vec<u8>> = None;
-    let broken = |seq: u64, reason: String, checked: u64| Verification {
-        entries: checked,
-        intact: false,
-        broken_at: Some(seq),
-        reason: Some(reason),
-    };
-    loop {
-        let page = vault
-            .store
-            .scan(tenant, Kind::Audit, ENTRY_PREFIX, after.as_deref(), 512)?;
-        if page.is_empty() {
-            return Ok(Verification {
-                entries: expected_seq - 1,
-                intact: true,
-                broken_at: None,
-                reason: None,
-            });
-        }
-        for (key, sealed) in &page {
-            let checked = expected_seq - 1;
-            let Ok(entry) =
-                vault.open::<AuditEntry>(&keys.records, tenant, Kind::Audit, key, sealed)
-            else {
-                return Ok(broken(
-                    expected_seq,
-                    "entry does not open (altered or moved)".into(),
-                    checked,
-                ));
-            };
-            if entry.seq != expected_seq || key.as_slice() != entry_key(entry.seq).as_slice() {
-                return Ok(broken(
-                    expected_seq,
-                    format!(
-                        "expected entry {expected_seq}, found {} (deleted or reordered)",
-                        entry.seq
-                    ),
-                    checked,
-                ));
-            }
-            if entry.prev != crate::crypto::to_hex(&prev) {
-                return Ok(broken(
-                    entry.seq,
-                    "link to the previous entry does not match".into(),
-                    checked,
-                ));
-            }
-            let draft = AuditDraft {
-                tenant: *tenant,
-                at: entry.at,
-                actor: entry.actor.clone(),
-                action: entry.action.clone(),
-                subject: entry.subject.clone(),
-                details: entry.details.clone(),
-            };
-            let hash = entry_hash(&prev, &draft, entry.seq);
-            if crate::crypto::to_hex(&hash) != entry.hash {
-                return Ok(broken(
-                    entry.seq,
-                    "content does not match its hash (edited)".into(),
-                    checked,
-                ));
-            }
-            prev = hash;
-            expected_seq += 1;
-        }
-        after = page.last().map(|(k, _)| k.clone());
-    }
 }
 
 #[cfg(test)]
@@ -541,6 +500,42 @@ mod tests {
     }
 
     #[test]
+    fn two_tenants_first_entries_with_the_same_content_hash_differently() {
+        let (a, b) = (TenantId::generate(), TenantId::generate());
+        let first = |tenant| {
+            AuditDraft::new(tenant, 1_750_000_000, Actor::Operator, "tenant.created")
+                .details(serde_json::json!({"timezone": "UTC"}))
+        };
+        let (entry_a, hash_a) = seal_entry(&GENESIS, 1, &first(a));
+        let (entry_b, hash_b) = seal_entry(&GENESIS, 1, &first(b));
+        assert_ne!(hash_a, hash_b, "the tenant is part of the hash");
+        assert_eq!(entry_a.hash_version, HASH_VERSION);
+        // Rule 1, which entries written before keep, did not tell them apart.
+        assert_eq!(
+            hash_by(1, &GENESIS, &first(a), 1),
+            hash_by(1, &GENESIS, &first(b), 1)
+        );
+        assert_eq!(
+            hash_by(HASH_VERSION, &GENESIS, &entry_b.draft(b), 1),
+            Some(hash_b)
+        );
+        assert_eq!(hash_by(0, &GENESIS, &first(a), 1), None, "an unknown rule");
+    }
+
+    #[test]
+    fn an_entry_stored_before_hash_versions_reads_as_rule_1() {
+        let (mut entry, _) = seal_entry(
+            &GENESIS,
+            1,
+            &AuditDraft::new(TenantId::generate(), 1, Actor::System, "retention.run"),
+        );
+        let mut stored = serde_json::to_value(&entry).unwrap();
+        stored.as_object_mut().unwrap().remove("hash_version");
+        entry.hash_version = 1;
+        assert_eq!(serde_json::from_value::<AuditEntry>(stored).unwrap(), entry);
+    }
+
+    #[test]
     fn an_entry_with_a_float_in_its_details_verifies_after_storage() {
         // The float of the records fuzz target's crash
         // (crash-cae5617998e3c0301e522ab72cde360884c8c66c): without
@@ -553,15 +548,7 @@ mod tests {
         let (entry, hash) = seal_entry(&GENESIS, 1, &draft);
         let stored: AuditEntry =
             serde_json::from_slice(&serde_json::to_vec(&entry).unwrap()).unwrap();
-        let read_back = AuditDraft {
-            tenant,
-            at: stored.at,
-            actor: stored.actor,
-            action: stored.action,
-            subject: stored.subject,
-            details: stored.details,
-        };
-        assert_eq!(entry_hash(&GENESIS, &read_back, 1), hash);
+        assert_eq!(entry_hash(&GENESIS, &stored.draft(tenant), 1), hash);
     }
 
     #[test]
