@@ -92,7 +92,8 @@ fn command(at: &str, line: &str) -> Option<Shown> {
     let words = shlex::split(line)?;
     let mut kept = Vec::new();
     for word in words {
-        if ["|", ">", "<", "&", "&&", ";", "2>&1"].contains(&word.as_str()) || word.starts_with('#') {
+        if ["|", ">", "<", "&", "&&", ";", "2>&1"].contains(&word.as_str()) || word.starts_with('#')
+        {
             break;
         }
         if word.eq_ignore_ascii_case("[options]") {
