@@ -398,6 +398,8 @@ async fn resolve(
     let sequence = pending.sequence;
     let unconfirmed = |error: LogError| (Failure::Unconfirmed(sequence), error);
     let mut last_error: Option<LogError> = None;
+    // Times the record's place was empty while the stream went past it.
+    let mut gaps = 0;
     while Instant::now() < until {
         match stream.get_raw_message(sequence).await {
             Ok(message) if message_id(&message.headers) == Some(pending.id.as_str()) => {
@@ -411,13 +413,19 @@ async fn resolve(
             }
             Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => {
                 match stream.get_info().await {
+                    // Once may be the record landing between the two
+                    // questions; twice, something removed it.
                     Ok(info) if info.state.last_sequence >= sequence => {
-                        return Err(unconfirmed(LogError::Damaged {
-                            position: sequence,
-                            reason: "the record's place in the stream is empty: \
-                                     something removed it"
-                                .into(),
-                        }));
+                        gaps += 1;
+                        if gaps > 1 {
+                            return Err(unconfirmed(LogError::Damaged {
+                                position: sequence,
+                                reason: "the record's place in the stream is empty: \
+                                         something removed it"
+                                    .into(),
+                            }));
+                        }
+                        continue;
                     }
                     Ok(_) => {}
                     Err(error) => {
