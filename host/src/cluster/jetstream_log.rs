@@ -558,6 +558,12 @@ async fn replay_into(
                     return;
                 }
             };
+            // The ordered consumer may start again from the stream's
+            // beginning when it recreates itself: what is before `next`
+            // was passed on already (or is before `from`).
+            if sequence < next {
+                continue;
+            }
             if message.subject.as_str() != fence_subject {
                 let payload = message.message.payload.clone();
                 if sink.send(Ok((sequence, payload))).is_err() {

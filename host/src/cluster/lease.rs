@@ -25,10 +25,12 @@
 //! The value of a key is the holder's node name; keys carry partition
 //! numbers only.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 
+use super::link::ClusterLink;
 use super::names;
 use super::partition::Partition;
 
@@ -98,18 +100,22 @@ pub struct LeaseBucket {
     store: kv::Store,
     holder: String,
     ttl: Duration,
+    /// Kept alive with the bucket: the store's requests run on the link's
+    /// connection, which ends with the link.
+    _link: Arc<ClusterLink>,
 }
 
 impl LeaseBucket {
     /// Open (creating, or updating to this TTL and replica count) the lease
     /// bucket, for leases held by `holder` (a node name) that last `ttl`.
     pub async fn open(
-        jetstream: &jetstream::Context,
+        link: &Arc<ClusterLink>,
         holder: &str,
         ttl: Duration,
         replicas: usize,
     ) -> Result<LeaseBucket, LeaseError> {
-        let store = jetstream
+        let store = link
+            .jetstream()
             .create_or_update_key_value(kv::Config {
                 bucket: names::LEASE_BUCKET.to_owned(),
                 description: "flowgate: which node processes each partition".to_owned(),
@@ -125,6 +131,7 @@ impl LeaseBucket {
             store,
             holder: holder.to_owned(),
             ttl,
+            _link: link.clone(),
         })
     }
 

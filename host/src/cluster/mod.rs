@@ -27,7 +27,7 @@
 //! use flowgate::store::log::Log;
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let link = ClusterLink::connect_to(&["nats://127.0.0.1:4222".into()], None, "node-a")?;
-//! let leases = LeaseBucket::open(link.jetstream(), "node-a", std::time::Duration::from_secs(5), 3).await?;
+//! let leases = LeaseBucket::open(&link, "node-a", std::time::Duration::from_secs(5), 3).await?;
 //! if let Some(lease) = leases.acquire(Partition(7)).await? {
 //!     // Blocking: from a thread, not a task (as the store's committer is).
 //!     let log = JetStreamLog::open(link.clone(), Partition(7), &LogSettings::default(), lease.term())?;

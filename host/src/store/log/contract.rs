@@ -22,7 +22,7 @@ pub fn check(open: &mut dyn FnMut() -> Box<dyn Log>) {
     let records: Vec<Vec<u8>> = vec![
         b"first".to_vec(),
         Vec::new(),
-        vec![7; 3000],
+        vec![7; 300],
         b"fourth".to_vec(),
         (0..=255).collect(),
     ];
