@@ -38,6 +38,11 @@
 //! absolute_timeout_secs = 43200  # and 12 hours after signing in, whatever happens
 //! secure_cookie = false          # true behind a TLS-terminating proxy
 //! ```
+//!
+//! A `[cluster]` section (see [`crate::cluster::config`]) is parsed and
+//! checked, but `flowgate serve` refuses it: cluster mode is not servable
+//! yet, and silently serving from the embedded store instead would pretend
+//! otherwise.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +50,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::channel::whatsapp::client::CloudApiConfig;
+use crate::cluster::ClusterConfig;
+use crate::cluster::config::InvalidClusterConfig;
 use crate::runtime::Limits;
 
 /// HTTP-level settings.
@@ -247,6 +254,8 @@ pub struct ServiceConfig {
     pub limits: Limits,
     pub tenant_limits: TenantLimits,
     pub console: ConsoleConfig,
+    /// Cluster mode: not servable yet (see the module docs).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for ServiceConfig {
@@ -270,6 +279,7 @@ impl Default for ServiceConfig {
             limits: Limits::default(),
             tenant_limits: TenantLimits::default(),
             console: ConsoleConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -286,6 +296,14 @@ pub enum ConfigError {
     Parse { path: PathBuf, error: String },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Cluster(#[from] InvalidClusterConfig),
+    #[error(
+        "cluster serving is not available yet: this build has cluster mode's foundation \
+         (leases, partitions, the replicated log) but `flowgate serve` cannot run on it. \
+         Remove the [cluster] section to serve from the embedded store"
+    )]
+    ClusterNotServable,
 }
 
 impl ServiceConfig {
@@ -360,7 +378,19 @@ impl ServiceConfig {
                 "console.max_sessions and console.sign_in_failures must be at least 1".into(),
             ));
         }
-        Ok(())
+        self.check_servable()
+    }
+
+    /// Refuse what `flowgate serve` cannot run yet: a `[cluster]` section
+    /// (checked first, so its mistakes are named too).
+    pub fn check_servable(&self) -> Result<(), ConfigError> {
+        match &self.cluster {
+            Some(cluster) => {
+                cluster.validate()?;
+                Err(ConfigError::ClusterNotServable)
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -407,6 +437,27 @@ mod tests {
             toml::from_str("[tenant_limits]\nmax_installations = 3\n").unwrap();
         assert_eq!(config.tenant_limits.max_installations, 3);
         assert_eq!(config.tenant_limits.event_fuel, 1_000_000_000);
+    }
+
+    #[test]
+    fn a_cluster_section_is_parsed_checked_and_refused_until_cluster_mode_serves() {
+        let mut config: ServiceConfig = toml::from_str(
+            "[cluster]\nurls = [\"nats://127.0.0.1:4222\"]\nnode_name = \"node-a\"\n",
+        )
+        .unwrap();
+        config.operator_token = "0123456789abcdef".into();
+        assert_eq!(config.cluster.as_ref().unwrap().replicas, 3);
+        let refused = config.validate().unwrap_err();
+        assert!(matches!(refused, ConfigError::ClusterNotServable));
+        assert!(
+            refused.to_string().contains("not available yet"),
+            "{refused}"
+        );
+        config.cluster.as_mut().unwrap().partitions = 0;
+        let invalid = config.validate().unwrap_err().to_string();
+        assert!(invalid.starts_with("cluster.partitions"), "{invalid}");
+        config.cluster = None;
+        config.validate().unwrap();
     }
 
     #[test]

@@ -21,12 +21,15 @@
 //!   `plugin run`, the console's playground).
 //! - [`server`]: `flowgate serve` as a library call (used by the demo and
 //!   the tests).
+//! - [`cluster`]: cluster mode's foundation on NATS JetStream (leases,
+//!   partitions, the replicated log); not served yet.
 
 pub mod admission;
 pub mod api;
 pub mod audit;
 pub mod channel;
 pub mod clock;
+pub mod cluster;
 pub mod compliance;
 pub mod config;
 pub mod console;

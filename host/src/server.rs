@@ -111,6 +111,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // Callers that built the configuration in code skipped `validate`:
+    // a cluster configuration must not be served from the embedded store.
+    config.check_servable()?;
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let service = Service::start(config, vault, clock)?;
     let app = app(service.inner.clone());

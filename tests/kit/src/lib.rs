@@ -5,7 +5,8 @@
 //! real-shaped WhatsApp webhooks ([`webhook`]), typed API clients
 //! ([`api`]), the one tenant setup ([`setup`]), a service in this process
 //! with the fake Cloud API ([`service`]) or the real binary as a process
-//! ([`process`]), and looking for plaintext on the disk ([`disk`]).
+//! ([`process`]), looking for plaintext on the disk ([`disk`]), and a real
+//! NATS JetStream cluster for cluster mode ([`nats`]).
 //!
 //! ```no_run
 //! use flowgate_testkit::setup::{Install, TenantSpec};
@@ -33,6 +34,7 @@ mod error;
 pub mod event;
 pub mod guests;
 pub mod metrics;
+pub mod nats;
 pub mod process;
 pub mod service;
 pub mod setup;

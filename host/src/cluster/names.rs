@@ -1,0 +1,42 @@
+//! Every name flowgate gives a thing in NATS: streams, subjects, buckets,
+//! keys and headers, in one place so a reviewer can check them at once.
+//!
+//! The rule they keep: a name holds a partition number, a random id or a
+//! fixed word, never anything about a tenant or a contact. Subjects,
+//! headers and keys are stored in clear by the servers (and shown by their
+//! monitoring), unlike payloads, which are sealed before they get here.
+
+use super::partition::Partition;
+
+/// The stream holding a partition's log.
+pub fn log_stream(partition: Partition) -> String {
+    format!("flowgate-log-{partition}")
+}
+
+/// The subjects of a partition's log stream (records and fences).
+pub fn log_subjects(partition: Partition) -> String {
+    format!("flowgate.log.{partition}.*")
+}
+
+/// The subject a partition's log records are published on.
+pub fn log_record_subject(partition: Partition) -> String {
+    format!("flowgate.log.{partition}.record")
+}
+
+/// The subject of a partition's fences: the record a new writer puts in
+/// the log to shut out the writer before it.
+pub fn log_fence_subject(partition: Partition) -> String {
+    format!("flowgate.log.{partition}.fence")
+}
+
+/// The KV bucket of partition leases.
+pub const LEASE_BUCKET: &str = "flowgate-leases";
+
+/// A partition's key in the lease bucket.
+pub fn lease_key(partition: Partition) -> String {
+    format!("partition.{partition}")
+}
+
+/// On a fence and on every record: the lease term (fencing token) of the
+/// writer, a number.
+pub const FENCE_HEADER: &str = "Flowgate-Fence";

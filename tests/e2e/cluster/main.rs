@@ -1,0 +1,34 @@
+//! Cluster mode's foundation against real NATS servers: a 3-server
+//! JetStream cluster on loopback (the test kit's [`NatsCluster`]), killed
+//! with SIGKILL and restarted, under the replicated log, the partition
+//! leases and the partition hash; and `flowgate serve`, which refuses a
+//! cluster configuration until cluster mode can be served.
+//!
+//! Needs the pinned nats-server: `cargo xtask test` installs it, or
+//! `eval $(cargo xtask nats-server)` before `cargo test --test cluster`.
+
+mod figures;
+mod leases;
+mod log;
+mod privacy;
+mod serve;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowgate::cluster::{ClusterLink, LogSettings};
+use flowgate_testkit::nats::NatsCluster;
+
+/// A node's connection to `nats`, named `name`.
+fn link(nats: &NatsCluster, name: &str) -> Arc<ClusterLink> {
+    ClusterLink::connect_to(&nats.urls(), None, name).unwrap()
+}
+
+/// Log settings for tests: the production replication, a small stream.
+fn settings() -> LogSettings {
+    LogSettings {
+        replicas: 3,
+        max_bytes: 16 << 20,
+        deadline: Duration::from_secs(30),
+    }
+}
