@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::process::free_port;
+use crate::process::free_ports;
 
 /// The variable naming the `nats-server` binary.
 pub const VARIABLE: &str = "FLOWGATE_NATS_SERVER";
@@ -31,6 +31,11 @@ pub const VARIABLE: &str = "FLOWGATE_NATS_SERVER";
 /// restarted server to catch up: seconds on a healthy machine, more on a
 /// loaded two-core one.
 const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// How many times a cluster is started on fresh ports when one of its
+/// servers dies at start: a port chosen free can be taken by another
+/// process (a parallel test's connection) before the server binds it.
+const START_ATTEMPTS: usize = 3;
 
 /// The `nats-server` binary, or a panic that says how to get it.
 pub fn server_binary() -> PathBuf {
@@ -96,6 +101,13 @@ impl NatsServer {
         }
     }
 
+    /// Whether the process has ended (it could not bind a port, or crashed).
+    fn exited(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|child| child.try_wait().ok().flatten().is_some())
+    }
+
     /// Whether the server answers its health check: JetStream enabled, the
     /// meta leader known, and its streams caught up.
     fn healthy(&self) -> bool {
@@ -118,45 +130,30 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Start `size` servers as one JetStream cluster on 127.0.0.1 and wait
-    /// until it has elected its meta leader.
+    /// until it has elected its meta leader. A server that dies at start
+    /// (its port was taken meanwhile) has the cluster started again on fresh
+    /// ports, up to `START_ATTEMPTS` times.
     pub fn start(size: usize) -> Result<NatsCluster, Error> {
         let binary = server_binary();
-        let dir = tempfile::Builder::new()
-            .prefix("flowgate-nats-")
-            .tempdir()?;
-        let mut servers: Vec<NatsServer> = (0..size)
-            .map(|index| {
-                let name = format!("n{index}");
-                NatsServer {
-                    client_port: free_port(),
-                    route_port: free_port(),
-                    monitor_port: free_port(),
-                    store_dir: dir.path().join(&name).join("store"),
-                    config: dir.path().join(&name).join("server.conf"),
-                    log: dir.path().join(&name).join("server.log"),
-                    name,
-                    process: None,
-                }
-            })
-            .collect();
-        let routes: Vec<String> = servers
-            .iter()
-            .map(|server| format!("\"nats-route://127.0.0.1:{}\"", server.route_port))
-            .collect();
-        for server in &servers {
-            std::fs::create_dir_all(&server.store_dir)?;
-            std::fs::write(&server.config, config(server, &routes))?;
+        let mut attempt = 1;
+        loop {
+            let dir = tempfile::Builder::new()
+                .prefix("flowgate-nats-")
+                .tempdir()?;
+            let mut cluster = NatsCluster {
+                servers: servers(dir.path(), size)?,
+                binary: binary.clone(),
+                dir,
+            };
+            for server in &mut cluster.servers {
+                server.spawn(&cluster.binary)?;
+            }
+            match cluster.wait_healthy(0..size) {
+                Ok(()) => return Ok(cluster),
+                Err(Started::Died(_)) if attempt < START_ATTEMPTS => attempt += 1,
+                Err(Started::Died(error) | Started::TimedOut(error)) => return Err(error),
+            }
         }
-        for server in &mut servers {
-            server.spawn(&binary)?;
-        }
-        let cluster = NatsCluster {
-            binary,
-            servers,
-            dir,
-        };
-        cluster.wait_healthy(0..size)?;
-        Ok(cluster)
     }
 
     /// Every server's client URL.
@@ -191,22 +188,33 @@ impl NatsCluster {
         self.servers[index].kill();
         self.servers[index].spawn(&self.binary)?;
         self.wait_healthy(index..index + 1)
+            .map_err(Started::into_error)
     }
 
-    fn wait_healthy(&self, indexes: std::ops::Range<usize>) -> Result<(), Error> {
+    /// Wait until the servers `indexes` are healthy. Any server of the
+    /// cluster that has exited meanwhile ends the wait at once: the others
+    /// cannot become healthy without it, and waiting the full time would
+    /// only hide why.
+    fn wait_healthy(&mut self, indexes: std::ops::Range<usize>) -> Result<(), Started> {
         let deadline = Instant::now() + READY_WITHIN;
         for index in indexes {
-            let server = &self.servers[index];
-            while !server.healthy() {
+            while !self.servers[index].healthy() {
+                if let Some(dead) = self.servers.iter_mut().find_map(|server| {
+                    server
+                        .exited()
+                        .then(|| format!("nats-server {} exited", server.name))
+                        .map(|what| (what, server.log_tail()))
+                }) {
+                    return Err(Started::Died(failure(&dead.0, &dead.1)));
+                }
                 if Instant::now() > deadline {
-                    return Err(Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "nats-server {} was not healthy within {READY_WITHIN:?}; its log \
-                             ends:\n{}",
-                            server.name,
-                            server.log_tail()
+                    let server = &self.servers[index];
+                    return Err(Started::TimedOut(failure(
+                        &format!(
+                            "nats-server {} was not healthy within {READY_WITHIN:?}",
+                            server.name
                         ),
+                        &server.log_tail(),
                     )));
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -214,6 +222,58 @@ impl NatsCluster {
         }
         Ok(())
     }
+}
+
+/// Why servers did not become healthy.
+enum Started {
+    /// A server's process ended.
+    Died(Error),
+    /// Every process runs, but one was not healthy in time.
+    TimedOut(Error),
+}
+
+impl Started {
+    fn into_error(self) -> Error {
+        match self {
+            Started::Died(error) | Started::TimedOut(error) => error,
+        }
+    }
+}
+
+fn failure(what: &str, log_tail: &str) -> Error {
+    Error::Io(std::io::Error::other(format!(
+        "{what}; its log ends:\n{log_tail}"
+    )))
+}
+
+/// `size` servers' descriptions, on distinct free ports, with their stores
+/// and configurations under `dir`.
+fn servers(dir: &Path, size: usize) -> Result<Vec<NatsServer>, Error> {
+    let mut ports = free_ports(3 * size).into_iter();
+    let mut servers: Vec<NatsServer> = (0..size)
+        .map(|index| {
+            let name = format!("n{index}");
+            NatsServer {
+                client_port: ports.next().expect("three ports per server"),
+                route_port: ports.next().expect("three ports per server"),
+                monitor_port: ports.next().expect("three ports per server"),
+                store_dir: dir.join(&name).join("store"),
+                config: dir.join(&name).join("server.conf"),
+                log: dir.join(&name).join("server.log"),
+                name,
+                process: None,
+            }
+        })
+        .collect();
+    let routes: Vec<String> = servers
+        .iter()
+        .map(|server| format!("\"nats-route://127.0.0.1:{}\"", server.route_port))
+        .collect();
+    for server in &mut servers {
+        std::fs::create_dir_all(&server.store_dir)?;
+        std::fs::write(&server.config, config(server, &routes))?;
+    }
+    Ok(servers)
 }
 
 impl Drop for NatsCluster {

@@ -13,10 +13,22 @@ use crate::api::Api;
 
 /// A loopback port free now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free loopback port")
+    free_ports(1)[0]
+}
+
+/// `count` distinct loopback ports free now. They are held open together
+/// while they are chosen, so the kernel cannot hand out the same port twice
+/// (which releasing each before asking for the next allows). Another process
+/// may still take one before the caller binds it: callers that start
+/// several servers check that each one started.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("a bound address").port())
+        .collect()
 }
 
 /// A configuration file for a server on `port`, keeping its data in
