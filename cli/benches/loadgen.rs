@@ -25,6 +25,11 @@
 //!  [--store-cache-mb 1024]`
 //! `cargo xtask bench -- --bench loadgen --soak 120 --hostile 2 --rate 500`
 //! (`--server-bin PATH` measures another build of `flowgate`.)
+//!
+//! `--cluster N` runs N cluster nodes over a 3-server NATS cluster on the
+//! same machine instead of one embedded server, and spreads the webhooks
+//! over the nodes; the CPU columns then add up every node, and a third
+//! gives the NATS servers' (`cargo xtask bench` installs nats-server).
 
 mod common;
 use common::arg;
@@ -73,34 +78,68 @@ fn cpu_time(pid: &str) -> Duration {
     Duration::from_micros(ticks * 10_000)
 }
 
-/// The server under test, killed when dropped.
-struct Server(ServerProcess);
+/// The servers under test (one embedded server, or cluster nodes and their
+/// NATS servers), killed when dropped.
+struct Server {
+    /// The first is the one the generator asks for metrics: the embedded
+    /// server, or the node started first, which takes the lease.
+    nodes: Vec<ServerProcess>,
+    nats: Option<flowgate_testkit::nats::NatsCluster>,
+}
 
 impl Server {
     fn api(&self) -> &Api {
-        &self.0.api
+        &self.nodes[0].api
     }
 
-    /// CPU time the server has used.
+    /// Where to post webhooks: every node.
+    fn bases(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| node.api.base.clone())
+            .collect()
+    }
+
+    /// CPU time the flowgate processes have used.
     fn cpu(&self) -> Duration {
-        cpu_time(&self.0.child.id().to_string())
+        self.nodes
+            .iter()
+            .map(|node| cpu_time(&node.child.id().to_string()))
+            .sum()
     }
 
-    /// Resident and peak resident memory, in MiB.
-    fn memory_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                / 1024.0
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+    /// CPU time the NATS servers have used (zero without a cluster).
+    fn nats_cpu(&self) -> Duration {
+        self.nats
+            .iter()
+            .flat_map(|nats| nats.servers())
+            .filter_map(|server| server.pid())
+            .map(|pid| cpu_time(&pid.to_string()))
+            .sum()
     }
+
+    /// Resident and peak resident memory of the flowgate processes, in MiB.
+    fn memory_mib(&self) -> (f64, f64) {
+        self.nodes.iter().fold((0.0, 0.0), |(rss, peak), node| {
+            let (r, p) = memory_of(node.child.id());
+            (rss + r, peak + p)
+        })
+    }
+}
+
+/// Resident and peak resident memory of process `pid`, in MiB.
+fn memory_of(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The `flowgate` binary to measure: this build's, or `--server-bin PATH`
@@ -114,38 +153,73 @@ fn server_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_flowgate")))
 }
 
-async fn start_server(data: &Path, cloud_api: &str, workers: usize, cache_mb: u64) -> Server {
-    let port = free_port();
-    let config = data.join("flowgate.toml");
-    write_config(
-        &config,
-        port,
-        &data.join("data"),
-        cloud_api,
-        &format!("workers = {workers}\nstore_cache_mb = {cache_mb}\n"),
-        "[http]\nrequests_per_second = 1000000\nburst = 1000000\nwebhook_requests_per_second = 1000000\n",
-    )
-    .unwrap();
-    let mut command = serve_command(&server_binary(), &config, OPERATOR);
-    command
-        .env("FLOWGATE_LOG", "error")
-        .stderr(Stdio::inherit());
-    Server(
-        ServerProcess::start(command, port)
-            .await
-            .expect("starting flowgate serve"),
-    )
+/// The master key cluster nodes share (a benchmark's, never a real one).
+const CLUSTER_MASTER: &str = "be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c\
+                              4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0c4be0";
+
+/// One embedded server (`cluster` 0), or `cluster` nodes over a 3-server
+/// NATS cluster.
+async fn start_server(
+    data: &Path,
+    cloud_api: &str,
+    workers: usize,
+    cache_mb: u64,
+    cluster: usize,
+) -> Server {
+    let nats = (cluster > 0).then(|| {
+        flowgate_testkit::nats::NatsCluster::start(3).expect("starting a 3-server NATS cluster")
+    });
+    let mut nodes = Vec::new();
+    for index in 0..cluster.max(1) {
+        let port = free_port();
+        let config = data.join(format!("flowgate-{index}.toml"));
+        let mut extra = "[http]\nrequests_per_second = 1000000\nburst = 1000000\nwebhook_requests_per_second = 1000000\n".to_owned();
+        if let Some(nats) = &nats {
+            let urls: Vec<String> = nats.urls().iter().map(|url| format!("{url:?}")).collect();
+            extra.push_str(&format!(
+                "[cluster]\nurls = [{}]\nnode_name = \"node-{index}\"\n",
+                urls.join(", ")
+            ));
+        }
+        write_config(
+            &config,
+            port,
+            &data.join(format!("data-{index}")),
+            cloud_api,
+            &format!("workers = {workers}\nstore_cache_mb = {cache_mb}\n"),
+            &extra,
+        )
+        .unwrap();
+        let mut command = serve_command(&server_binary(), &config, OPERATOR);
+        command
+            .env("FLOWGATE_LOG", "error")
+            .env("FLOWGATE_MASTER_KEY", CLUSTER_MASTER)
+            .stderr(Stdio::inherit());
+        // One after the other: the first takes the lease.
+        nodes.push(
+            ServerProcess::start(command, port)
+                .await
+                .expect("starting flowgate serve"),
+        );
+    }
+    Server { nodes, nats }
 }
 
 /// One tenant, as the generator drives it.
 struct Tenant {
     tenant: TestTenant,
-    /// Its webhook's URL.
-    webhook: String,
+    /// Its webhook's URL on each node.
+    webhooks: Vec<String>,
     hostile: bool,
 }
 
-async fn setup(api: &Api, fake: &FakeCloudApi, honest: usize, hostile: usize) -> Vec<Tenant> {
+async fn setup(
+    api: &Api,
+    bases: &[String],
+    fake: &FakeCloudApi,
+    honest: usize,
+    hostile: usize,
+) -> Vec<Tenant> {
     let mut tenants = Vec::new();
     for t in 0..honest + hostile {
         let is_hostile = t >= honest;
@@ -164,7 +238,10 @@ async fn setup(api: &Api, fake: &FakeCloudApi, honest: usize, hostile: usize) ->
             .install(Install::new("auto-reply").config(json!({"faq": r#"[{"keywords":["opening hours"],"reply":"9-18, {name}"},{"keywords":["price","how much"],"reply":"See our prices, {name}"}]"#, "cooldown-minutes": "0"})));
         let tenant = set_up(api, OPERATOR, fake, &spec).await.unwrap();
         tenants.push(Tenant {
-            webhook: format!("{}{}", api.base, tenant.webhook),
+            webhooks: bases
+                .iter()
+                .map(|base| format!("{base}{}", tenant.webhook))
+                .collect(),
             tenant,
             hostile: is_hostile,
         });
@@ -221,6 +298,12 @@ async fn processed(api: &Api) -> u64 {
 /// Records the committer wrote or deleted so far.
 async fn store_writes(api: &Api) -> u64 {
     metric_now(api, "flowgate_commit_writes_total ", "").await
+}
+
+/// Records (commit groups) appended to the durable log so far: what a
+/// cluster's log stream gets one message for each.
+async fn log_appends(api: &Api) -> u64 {
+    metric_now(api, "flowgate_log_appends_total ", "").await
 }
 
 /// Wait until the server processed `target` events; the time it took.
@@ -320,7 +403,7 @@ impl Load {
                 let tenant = &load.tenants[t];
                 let response = load
                     .http
-                    .post(&tenant.webhook)
+                    .post(&tenant.webhooks[n % tenant.webhooks.len()])
                     .header("content-type", "application/json")
                     .header(
                         "x-hub-signature-256",
@@ -371,6 +454,7 @@ fn main() {
     let soak: u64 = arg("--soak", 0);
     let hostile: usize = arg("--hostile", if soak > 0 { 2 } else { 0 });
     let soak_rate: f64 = arg("--rate", 500.0);
+    let cluster: usize = arg("--cluster", 0);
 
     // One client thread, so the generator takes at most one of the two
     // cores from the server it measures.
@@ -382,13 +466,13 @@ fn main() {
     runtime.block_on(async move {
         let data = tempfile::tempdir().unwrap();
         let fake = FakeCloudApi::start().await.unwrap();
-        let server = start_server(data.path(), &fake.base_url(), workers, cache_mb).await;
+        let server = start_server(data.path(), &fake.base_url(), workers, cache_mb, cluster).await;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(in_flight)
             .build()
             .unwrap();
         let api = server.api().clone();
-        let tenants = Arc::new(setup(&api, &fake, tenants_n, hostile).await);
+        let tenants = Arc::new(setup(&api, &server.bases(), &fake, tenants_n, hostile).await);
         let expected: Expected = Arc::default();
         let replies = collect_replies(&fake, expected.clone());
         let load = Arc::new(Load {
@@ -429,15 +513,19 @@ fn main() {
         // CPU per event: what each event costs the server (and the
         // generator with the fake Cloud API) bounds the rate two cores can
         // reach, whatever the latencies.
+        if cluster > 0 {
+            println!("cluster: {cluster} node(s) over 3 NATS servers, webhooks spread over the nodes");
+        }
         println!(
-            "{:>8} {:>9} {:>9} | {:>27} | {:>27} | {:>8} {:>7} | {:>17} | {:>8}",
+            "{:>8} {:>9} {:>9} | {:>27} | {:>27} | {:>8} {:>7} | {:>26} | {:>8} {:>9}",
             "offered", "acked/s", "refused", "ack p50 / p95 / p99 ms", "end-to-end p50 / p95 / p99", "drain s", "RSS MiB",
-            "CPU µs/event s/g", "writes/ev"
+            "CPU µs/event s / g / nats", "writes/ev", "appends/ev"
         );
         for &rate in &rates {
             replies.lock().unwrap().clear();
-            let (server_cpu, own_cpu) = (server.cpu(), cpu_time("self"));
+            let (server_cpu, own_cpu, nats_cpu) = (server.cpu(), cpu_time("self"), server.nats_cpu());
             let writes_before = store_writes(&api).await;
+            let appends_before = log_appends(&api).await;
             let started = Instant::now();
             let (mut acks, refused) = load.run(rate, step, &all).await;
             let sending = started.elapsed();
@@ -455,12 +543,14 @@ fn main() {
             let events = ack_latencies.len().max(1) as f64;
             let per_event = |cpu: Duration| cpu.as_secs_f64() * 1e6 / events;
             let writes = (store_writes(&api).await - writes_before) as f64 / events;
+            let appends = (log_appends(&api).await - appends_before) as f64 / events;
             println!(
-                "{rate:>8.0} {acked_rate:>9.0} {refused:>9} | {:>7.2} / {:>7.2} / {:>7.2} | {:>7.1} / {:>7.1} / {:>7.1} | {:>8} {rss:>7.0} | {:>8.0} {:>8.0} | {writes:>8.1}",
+                "{rate:>8.0} {acked_rate:>9.0} {refused:>9} | {:>7.2} / {:>7.2} / {:>7.2} | {:>7.1} / {:>7.1} / {:>7.1} | {:>8} {rss:>7.0} | {:>8.0} {:>8.0} {:>8.0} | {writes:>8.1} {appends:>9.2}",
                 ack.p50, ack.p95, ack.p99, end.p50, end.p95, end.p99,
                 drained.map_or("> 60".to_owned(), |d| format!("{:.2}", d.as_secs_f64())),
                 per_event(server.cpu() - server_cpu),
                 per_event(cpu_time("self") - own_cpu),
+                per_event(server.nats_cpu() - nats_cpu),
             );
             // Under `cargo test` the rate is one two cores keep up with
             // easily: a step that does not drain is a failure, not a

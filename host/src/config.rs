@@ -39,10 +39,9 @@
 //! secure_cookie = false          # true behind a TLS-terminating proxy
 //! ```
 //!
-//! A `[cluster]` section (see [`crate::cluster::config`]) is parsed and
-//! checked, but `flowgate serve` refuses it: cluster mode is not servable
-//! yet, and silently serving from the embedded store instead would pretend
-//! otherwise.
+//! A `[cluster]` section (see [`crate::cluster::config`]) makes `flowgate
+//! serve` a node of a cluster on NATS JetStream (see [`crate::node`])
+//! instead of serving from the embedded store alone.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -298,12 +297,6 @@ pub enum ConfigError {
     Invalid(String),
     #[error(transparent)]
     Cluster(#[from] InvalidClusterConfig),
-    #[error(
-        "cluster serving is not available yet: this build has cluster mode's foundation \
-         (leases, partitions, the replicated log) but `flowgate serve` cannot run on it. \
-         Remove the [cluster] section to serve from the embedded store"
-    )]
-    ClusterNotServable,
 }
 
 impl ServiceConfig {
@@ -378,17 +371,8 @@ impl ServiceConfig {
                 "console.max_sessions and console.sign_in_failures must be at least 1".into(),
             ));
         }
-        self.check_servable()
-    }
-
-    /// Refuse what `flowgate serve` cannot run yet: a `[cluster]` section
-    /// (checked first, so its mistakes are named too).
-    pub fn check_servable(&self) -> Result<(), ConfigError> {
         match &self.cluster {
-            Some(cluster) => {
-                cluster.validate()?;
-                Err(ConfigError::ClusterNotServable)
-            }
+            Some(cluster) => Ok(cluster.validate_for(self.listen)?),
             None => Ok(()),
         }
     }
@@ -401,6 +385,8 @@ impl ServiceConfig {
             cache_bytes: self.store_cache_mb << 20,
             overlay_bytes: (self.store_overlay_mb << 20) as usize,
             checkpoint_interval: std::time::Duration::from_secs(self.checkpoint_interval_secs),
+            // A cluster's log is shared by the nodes that take it over.
+            cut_log: self.cluster.is_none(),
         }
     }
 }
@@ -440,19 +426,18 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_section_is_parsed_checked_and_refused_until_cluster_mode_serves() {
+    fn a_cluster_section_is_parsed_and_checked_against_the_listen_address() {
         let mut config: ServiceConfig = toml::from_str(
-            "[cluster]\nurls = [\"nats://127.0.0.1:4222\"]\nnode_name = \"node-a\"\n",
+            "listen = \"0.0.0.0:8080\"\n[cluster]\nurls = [\"nats://127.0.0.1:4222\"]\nnode_name = \"node-a\"\n",
         )
         .unwrap();
         config.operator_token = "0123456789abcdef".into();
         assert_eq!(config.cluster.as_ref().unwrap().replicas, 3);
-        let refused = config.validate().unwrap_err();
-        assert!(matches!(refused, ConfigError::ClusterNotServable));
-        assert!(
-            refused.to_string().contains("not available yet"),
-            "{refused}"
-        );
+        // Other nodes cannot reach "0.0.0.0": the address must be given.
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.starts_with("cluster.advertise_url"), "{refused}");
+        config.cluster.as_mut().unwrap().advertise_url = Some("http://10.0.0.5:8080".into());
+        config.validate().unwrap();
         config.cluster.as_mut().unwrap().partitions = 0;
         let invalid = config.validate().unwrap_err().to_string();
         assert!(invalid.starts_with("cluster.partitions"), "{invalid}");

@@ -36,6 +36,7 @@ pub mod console;
 pub mod crypto;
 pub mod data;
 pub mod ids;
+pub mod node;
 pub mod registry;
 pub mod server;
 pub mod service;

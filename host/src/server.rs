@@ -111,9 +111,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    // Callers that built the configuration in code skipped `validate`:
-    // a cluster configuration must not be served from the embedded store.
-    config.check_servable()?;
+    // A cluster node keeps its records in JetStream (see `crate::node`):
+    // serving its configuration from the embedded store would split the
+    // cluster's state without anyone noticing.
+    anyhow::ensure!(
+        config.cluster.is_none(),
+        "a [cluster] configuration is served by flowgate::node::serve, not the embedded server"
+    );
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let service = Service::start(config, vault, clock)?;
     let app = app(service.inner.clone());

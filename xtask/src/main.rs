@@ -176,6 +176,8 @@ fn main() -> Result<()> {
         }
         Task::Bench { args } => {
             guests::build(&root, &[])?;
+            // The load generator's --cluster runs NATS servers.
+            let nats_server = nats::find_or_install(&root)?;
             let mut bench = cargo(&root);
             bench.args([
                 "bench",
@@ -185,6 +187,7 @@ fn main() -> Result<()> {
                 "native-plugins",
             ]);
             bench.args(&args);
+            bench.env(nats::VARIABLE, &nats_server);
             run(bench)?;
         }
     }

@@ -19,6 +19,14 @@ use flowgate::server::{self, MasterKeySource};
 /// environment or files: FLOWGATE_MASTER_KEY (or master_key_file) and
 /// FLOWGATE_OPERATOR_TOKEN (or operator_token_file).
 ///
+/// With a [cluster] section the process is a node of a cluster on NATS
+/// JetStream (see docs/operations.md, "Cluster mode"): its records and keys
+/// live in JetStream, every node takes webhooks and API calls, and the one
+/// holding the lease processes them. Every node needs the same master key
+/// (--dev cannot generate one per node) and operator token. A node that
+/// loses its lease exits with status 75; run it under a supervisor that
+/// restarts it.
+///
 /// Logs go to stderr as JSON lines (--log-format text for humans); the level
 /// is set by FLOWGATE_LOG or RUST_LOG (default: info). Logs carry ids,
 /// routes and outcomes, never message text, names or phone numbers.
@@ -101,7 +109,9 @@ pub fn config(args: &ServeArgs) -> Result<ServiceConfig> {
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     init_service_tracing(args.log_format);
     let config = config(&args)?;
-    let source = if args.dev {
+    // A key generated into one node's data directory would seal records
+    // the other nodes cannot open.
+    let source = if args.dev && config.cluster.is_none() {
         MasterKeySource::GenerateInDataDir
     } else {
         MasterKeySource::Configured
@@ -111,6 +121,22 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .enable_all()
         .thread_name("flowgate-http")
         .build()?;
+    if config.cluster.is_some() {
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("listening on {}", config.listen))?;
+            flowgate::node::serve(
+                config,
+                master,
+                Clock::system(),
+                listener,
+                server::shutdown_signal(),
+            )
+            .await
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     runtime.block_on(async move {
         let vault = server::open_vault(&config, master)?;
         let listener = tokio::net::TcpListener::bind(config.listen)

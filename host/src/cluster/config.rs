@@ -7,11 +7,14 @@
 //! urls = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222", "nats://10.0.0.3:4222"]
 //! credentials_file = "/etc/flowgate/nats.creds"   # optional
 //! node_name = "node-a"
-//! partitions = 32        # fixed for the cluster's life (see below)
-//! replicas = 3           # copies of each log stream and of the lease bucket
+//! advertise_url = "http://10.0.0.5:8080"   # where the other nodes reach this one
+//! partitions = 1         # this version: 1 (see below)
+//! replicas = 3           # copies of each log stream and of every bucket
 //! lease_ttl_secs = 5     # a dead node's partitions move after this long
+//! log_max_mb = 1024      # the most the replicated log may hold
 //! ```
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,13 +51,30 @@ pub struct ClusterConfig {
     /// node's partitions wait before another node takes them.
     #[serde(default = "default_lease_ttl_secs")]
     pub lease_ttl_secs: u64,
+    /// The base URL other nodes forward requests to this one by
+    /// (`http://host:port`). Default: `http://` and the listen address,
+    /// which must then be a specific one (not 0.0.0.0 or ::).
+    #[serde(default)]
+    pub advertise_url: Option<String>,
+    /// The most the replicated log may hold, in MiB. This version keeps
+    /// the whole log (a node taking a partition over replays it from the
+    /// start), so this bounds the cluster's history: a full log refuses
+    /// commits rather than lose any. JetStream reserves it on each of
+    /// `replicas` servers.
+    #[serde(default = "default_log_max_mb")]
+    pub log_max_mb: u64,
 }
 
-/// Enough to spread the work over a dozen nodes with a few partitions
-/// each; each partition is a stream (a RAFT group of `replicas` servers),
-/// so many more cost the servers heartbeats and memory for nothing.
+/// One: this version processes all work in one partition, whose lease
+/// holder serves every request the other nodes forward to it (see
+/// [`crate::node`]). Splitting the work by contact needs per-partition
+/// audit chains and tenant state shared across partitions: the next step.
 fn default_partitions() -> u32 {
-    32
+    1
+}
+
+fn default_log_max_mb() -> u64 {
+    1024
 }
 
 fn default_replicas() -> usize {
@@ -124,6 +144,25 @@ impl ClusterConfig {
                 ),
             ));
         }
+        if self.partitions != 1 {
+            return Err(invalid(
+                "partitions",
+                format!(
+                    "{}: this version serves one partition (one node processes at a time, \
+                     the others forward to it); leave it out or set 1",
+                    self.partitions
+                ),
+            ));
+        }
+        if self.log_max_mb < 64 {
+            return Err(invalid(
+                "log_max_mb",
+                format!("{} must be at least 64", self.log_max_mb),
+            ));
+        }
+        if let Some(url) = &self.advertise_url {
+            check_advertised(url)?;
+        }
         if !matches!(self.replicas, 1 | 3 | 5) {
             return Err(invalid(
                 "replicas",
@@ -154,9 +193,54 @@ impl ClusterConfig {
         Ok(())
     }
 
+    /// [`ClusterConfig::validate`], and that the other nodes can reach this
+    /// one: without `advertise_url`, the service's `listen` address must be
+    /// a specific one.
+    pub fn validate_for(&self, listen: SocketAddr) -> Result<(), InvalidClusterConfig> {
+        self.validate()?;
+        if self.advertise_url.is_none() && listen.ip().is_unspecified() {
+            return Err(invalid(
+                "advertise_url",
+                format!(
+                    "the service listens on {listen}, which other nodes cannot connect to: \
+                     set the URL they reach this node by (http://host:port)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where other nodes reach this one, for a service listening on
+    /// `listen`.
+    pub fn advertised(&self, listen: SocketAddr) -> String {
+        match &self.advertise_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{listen}"),
+        }
+    }
+
     /// How long a partition lease lasts without renewal.
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.lease_ttl_secs)
+    }
+}
+
+/// An advertised URL: http(s), a host, and nothing after the port (nodes
+/// append the request's path to it).
+fn check_advertised(url: &str) -> Result<(), InvalidClusterConfig> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(authority)
+            if !authority.is_empty() && !authority.trim_end_matches('/').contains('/') =>
+        {
+            Ok(())
+        }
+        _ => Err(invalid(
+            "advertise_url",
+            format!("{url:?} must be http://host:port or https://host:port"),
+        )),
     }
 }
 
@@ -171,7 +255,8 @@ mod tests {
     #[test]
     fn a_minimal_section_gets_replicated_defaults() {
         let config = parse("urls = [\"nats://127.0.0.1:4222\"]\nnode_name = \"node-a\"\n");
-        assert_eq!(config.partitions, 32);
+        assert_eq!(config.partitions, 1);
+        assert_eq!(config.log_max_mb, 1024);
         assert_eq!(config.replicas, 3);
         assert_eq!(config.lease_ttl(), Duration::from_secs(5));
         assert!(config.credentials_file.is_none());
@@ -192,6 +277,13 @@ mod tests {
         assert!(refused(&|c| c.node_name = String::new()).starts_with("cluster.node_name"));
         assert!(refused(&|c| c.partitions = 0).starts_with("cluster.partitions"));
         assert!(refused(&|c| c.partitions = 5000).starts_with("cluster.partitions"));
+        let split = refused(&|c| c.partitions = 32);
+        assert!(split.contains("serves one partition"), "{split}");
+        assert!(refused(&|c| c.log_max_mb = 1).starts_with("cluster.log_max_mb"));
+        for url in ["10.0.0.5:8080", "ftp://x", "http://", "http://x:1/api"] {
+            let bad = refused(&|c| c.advertise_url = Some(url.into()));
+            assert!(bad.starts_with("cluster.advertise_url"), "{url}: {bad}");
+        }
         let even = refused(&|c| c.replicas = 2);
         assert!(even.contains("even count"), "{even}");
         assert!(refused(&|c| c.lease_ttl_secs = 0).starts_with("cluster.lease_ttl_secs"));

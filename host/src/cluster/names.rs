@@ -40,3 +40,7 @@ pub fn lease_key(partition: Partition) -> String {
 /// On a fence and on every record: the lease term (fencing token) of the
 /// writer, a number.
 pub const FENCE_HEADER: &str = "Flowgate-Fence";
+
+/// The KV bucket of the cluster's nodes: node name → the URL other nodes
+/// forward requests to (operator infrastructure, not personal data).
+pub const MEMBERS_BUCKET: &str = "flowgate-nodes";

@@ -49,6 +49,10 @@ pub struct StoreConfig {
     /// Checkpoint at least this often while records are written (bounds
     /// the log's tail, so a restart replays little).
     pub checkpoint_interval: Duration,
+    /// Cut the log once a checkpoint holds its records. Off when the log is
+    /// shared (cluster mode): another node taking the log over has no
+    /// checkpoint of this one's and replays the log from its start.
+    pub cut_log: bool,
 }
 
 impl Default for StoreConfig {
@@ -57,6 +61,7 @@ impl Default for StoreConfig {
             cache_bytes: 1 << 30,
             overlay_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(10),
+            cut_log: true,
         }
     }
 }
@@ -277,7 +282,9 @@ impl Shared {
         let (records, writes) = self.write_layer(&frozen)?;
         self.trees.set_checkpoint_position(frozen.end())?;
         self.trees.flush()?;
-        self.log.truncate(frozen.end())?;
+        if self.config.cut_log {
+            self.log.truncate(frozen.end())?;
+        }
         self.overlay.release_frozen();
         let counters = &self.counters;
         counters.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -727,6 +734,7 @@ mod tests {
                 overlay_bytes: 64 << 20,
                 // Only the tests' own calls checkpoint.
                 checkpoint_interval: Duration::from_secs(3600),
+                cut_log: true,
             },
         )
         .unwrap()

@@ -1,8 +1,8 @@
 //! Cluster mode's foundation against real NATS servers: a 3-server
 //! JetStream cluster on loopback (the test kit's [`NatsCluster`]), killed
 //! with SIGKILL and restarted, under the replicated log, the partition
-//! leases and the partition hash; and `flowgate serve`, which refuses a
-//! cluster configuration until cluster mode can be served.
+//! leases and the partition hash; and `flowgate serve` as three cluster
+//! nodes (`nodes`), killed and restarted under load.
 //!
 //! Needs the pinned nats-server: `cargo xtask test` installs it, or
 //! `eval $(cargo xtask nats-server)` before `cargo test --test cluster`.
@@ -10,6 +10,7 @@
 mod figures;
 mod leases;
 mod log;
+mod nodes;
 mod privacy;
 mod serve;
 

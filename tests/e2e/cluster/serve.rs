@@ -1,13 +1,13 @@
-//! `flowgate serve` does not pretend: given a `[cluster]` section, it
-//! refuses to start and says cluster serving is not available yet, rather
-//! than serve from the embedded store as if the section were not there.
+//! `flowgate serve` checks a `[cluster]` section before it touches
+//! anything: a value this version cannot serve is refused, naming the
+//! field and why.
 
 use std::process::Command;
 
 use flowgate_testkit::process::{free_port, write_config};
 
 #[test]
-fn serve_refuses_a_cluster_section_saying_cluster_serving_is_not_available_yet() {
+fn serve_refuses_an_unservable_cluster_section_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("flowgate.toml");
     write_config(
@@ -16,21 +16,19 @@ fn serve_refuses_a_cluster_section_saying_cluster_serving_is_not_available_yet()
         &dir.path().join("data"),
         "http://127.0.0.1:9",
         "",
-        "[cluster]\nurls = [\"nats://127.0.0.1:4222\"]\nnode_name = \"node-a\"\n",
+        "[cluster]\nurls = [\"nats://127.0.0.1:4222\"]\nnode_name = \"node-a\"\npartitions = 32\n",
     )
     .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["serve", "--dev", "--config"])
+        .args(["serve", "--config"])
         .arg(&config)
         .env("FLOWGATE_OPERATOR_TOKEN", "operator-token-for-tests")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "it started: {stderr}");
-    assert!(
-        stderr.contains("cluster serving is not available yet"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cluster.partitions"), "{stderr}");
+    assert!(stderr.contains("serves one partition"), "{stderr}");
     assert!(
         !dir.path().join("data").exists(),
         "it refused before touching the data directory"

@@ -79,12 +79,19 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Spawn `command` and wait until the server at `port` is ready.
     pub async fn start(mut command: Command, port: u16) -> Result<ServerProcess, Error> {
-        let server = ServerProcess {
+        let mut server = ServerProcess {
             child: command.spawn()?,
             api: Api::new(format!("http://127.0.0.1:{port}")),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !server.api.ready().await {
+            // A server that exited (a bad configuration, a port taken) is
+            // not waited for.
+            if let Some(status) = server.child.try_wait()? {
+                return Err(Error::Io(std::io::Error::other(format!(
+                    "{command:?} exited ({status}) before it was ready"
+                ))));
+            }
             if Instant::now() > deadline {
                 return Err(Error::Io(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,

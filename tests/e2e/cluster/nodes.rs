@@ -1,0 +1,415 @@
+//! `flowgate serve` as three cluster nodes over a 3-server NATS cluster,
+//! all on loopback, with real plugins and the fake Cloud API: load spread
+//! over every node while the owner node is killed with SIGKILL, and then a
+//! NATS server; every acknowledged delivery processed exactly once, every
+//! reply sent once, an opt-out and an erasure made on one node in effect
+//! on the others, audit chains intact, and no phone number, name or message
+//! word in the servers' stores.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use flowgate::channel::whatsapp::fake::FakeCloudApi;
+use flowgate_testkit::api::Api;
+use flowgate_testkit::nats::{NatsCluster, files_containing};
+use flowgate_testkit::now;
+use flowgate_testkit::process::{ServerProcess, free_port, serve_command, write_config};
+use flowgate_testkit::service::OPERATOR;
+use flowgate_testkit::setup::{Install, TenantSpec, TestTenant, set_up};
+use flowgate_testkit::webhook::text_message;
+
+/// The master key every node shares (a test key; real ones come from
+/// `flowgate keys generate`).
+const MASTER: &str = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e\
+                      0ddba11c0ddba11c0ddba11c0ddba11c0ddba11c0ddba11c0ddba11c0ddba11c";
+
+/// The lease TTL the nodes run with (the default): a dead owner's work
+/// moves after it, and a NATS leader election shorter than it leaves the
+/// owner in place.
+const LEASE_TTL_SECS: u64 = 5;
+
+/// One flowgate node: its port, configuration and process.
+struct Node {
+    port: u16,
+    config: PathBuf,
+    process: Option<ServerProcess>,
+}
+
+impl Node {
+    fn api(&self) -> Api {
+        Api::new(format!("http://127.0.0.1:{}", self.port))
+    }
+
+    async fn start(&mut self) {
+        let mut command = serve_command(
+            Path::new(env!("CARGO_BIN_EXE_flowgate")),
+            &self.config,
+            OPERATOR,
+        );
+        command.env("FLOWGATE_MASTER_KEY", MASTER);
+        if std::env::var_os("FLOWGATE_TEST_NODE_LOGS").is_some() {
+            command
+                .env("FLOWGATE_LOG", "info")
+                .stderr(std::process::Stdio::inherit());
+        }
+        self.process = Some(
+            ServerProcess::start(command, self.port)
+                .await
+                .expect("starting a cluster node"),
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Start the node again if it exited on its own, as its supervisor
+    /// would (systemd's `Restart=always`): an owner whose lease moved while
+    /// a NATS server was down exits. Whether it did.
+    async fn supervise(&mut self) -> bool {
+        let exited = self
+            .process
+            .as_mut()
+            .is_some_and(|process| process.child.try_wait().ok().flatten().is_some());
+        if exited {
+            self.process = None;
+            self.start().await;
+        }
+        exited
+    }
+}
+
+/// Three nodes over `nats`, sending through `fake`.
+async fn nodes(nats: &NatsCluster, fake: &FakeCloudApi, dir: &Path) -> Vec<Node> {
+    let urls: Vec<String> = nats.urls().iter().map(|url| format!("{url:?}")).collect();
+    let mut nodes = Vec::new();
+    for index in 0..3 {
+        let port = free_port();
+        let config = dir.join(format!("node-{index}.toml"));
+        write_config(
+            &config,
+            port,
+            &dir.join(format!("node-{index}")),
+            &fake.base_url(),
+            "workers = 2\nstore_cache_mb = 32\n",
+            &format!(
+                "confirm_timeout_secs = 60\n[http]\nwebhook_requests_per_second = 100000\n\
+                 [cluster]\nurls = [{}]\nnode_name = \"node-{index}\"\nlease_ttl_secs = {LEASE_TTL_SECS}\n",
+                urls.join(", ")
+            ),
+        )
+        .unwrap();
+        let mut node = Node {
+            port,
+            config,
+            process: None,
+        };
+        // One after the other: the first takes the lease, so the others
+        // find an owner to forward to when they are asked if ready.
+        node.start().await;
+        nodes.push(node);
+    }
+    nodes
+}
+
+/// `/readyz` of the node at `api`: its role and view of the cluster.
+async fn readiness(api: &Api) -> Option<Value> {
+    let answer = reqwest::get(format!("{}/readyz", api.base)).await.ok()?;
+    answer.json().await.ok()
+}
+
+/// The index of the node that processes the work now, by its own word.
+async fn owner(nodes: &[Node]) -> Option<usize> {
+    for (index, node) in nodes.iter().enumerate() {
+        if node.process.is_some()
+            && let Some(ready) = readiness(&node.api()).await
+            && ready["role"] == "owner"
+        {
+            return Some(index);
+        }
+    }
+    None
+}
+
+async fn post_signed(api: &Api, tenant: &TestTenant, body: &str) -> bool {
+    api.post_webhook(&tenant.webhook, body, &tenant.app_secret)
+        .await
+        .is_ok_and(|(status, _)| status == 200)
+}
+
+/// Numbers, names and words of the traffic, none of which may reach NATS.
+const CONTACTS: usize = 6;
+fn number(contact: usize) -> String {
+    format!("4915550{contact:05}")
+}
+fn name(contact: usize) -> String {
+    format!("Zebulon{contact}")
+}
+const QUESTION: &str = "opening hours for the marmalade?";
+
+fn delivery(n: usize) -> String {
+    let contact = n % CONTACTS;
+    text_message(
+        "7001",
+        &format!("wamid.C{n}"),
+        &number(contact),
+        &name(contact),
+        QUESTION,
+        now(),
+    )
+}
+
+/// Post deliveries `from..to` spread over the live nodes by 3 senders,
+/// each posted until a node acknowledges it (as WhatsApp delivers again).
+async fn load(nodes: &[Api], shop: &TestTenant, from: usize, to: usize) {
+    let next = Arc::new(AtomicUsize::new(from));
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..3 {
+        let (next, nodes, shop) = (next.clone(), nodes.to_vec(), shop.clone());
+        senders.spawn(async move {
+            let mut attempt = sender;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= to {
+                    return;
+                }
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    attempt += 1;
+                    let node = &nodes[attempt % nodes.len()];
+                    if post_signed(node, &shop, &delivery(n)).await {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "delivery {n} never acknowledged");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        });
+    }
+    while let Some(done) = senders.join_next().await {
+        done.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_keep_every_delivery_exactly_once_through_kill_9_of_a_node_and_a_nats_server() {
+    let mut nats = NatsCluster::start(3).unwrap();
+    let fake = FakeCloudApi::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = nodes(&nats, &fake, dir.path()).await;
+    let apis: Vec<Api> = nodes.iter().map(Node::api).collect();
+    assert_eq!(
+        owner(&nodes).await,
+        Some(0),
+        "the first node took the lease"
+    );
+    let ready = readiness(&apis[1]).await.unwrap();
+    assert_eq!(ready["role"], "follower", "{ready}");
+    assert_eq!(ready["lease"]["holder"], "node-0", "{ready}");
+    assert_eq!(ready["members"].as_array().unwrap().len(), 3, "{ready}");
+
+    // Set up through a follower: every call is forwarded to the owner.
+    let spec = TenantSpec::new("Shop", "7001")
+        .install(Install::new("scaffolded").grants(&["user.content.private"]))
+        .install(
+            Install::new("auto-reply")
+                .grants(&["user.content.private"])
+                .config(json!({
+                    "faq": r#"[{"keywords": ["hours"], "reply": "9 to 5"}]"#,
+                    "cooldown-minutes": "0"
+                })),
+        );
+    let shop = set_up(&apis[1], OPERATOR, &fake, &spec).await.unwrap();
+    // Status webhooks settle replies in doubt; they go to the node that is
+    // never killed.
+    fake.post_statuses(
+        "7001",
+        &format!("{}{}", apis[2].base, shop.webhook),
+        &shop.app_secret,
+    );
+
+    // Load on every node; the owner is killed under it.
+    let total = 120;
+    let loading = {
+        let (apis, shop) = (apis.clone(), shop.clone());
+        tokio::spawn(async move { load(&apis, &shop, 0, 60).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    nodes[0].kill();
+    let killed = Instant::now();
+    let moved = loop {
+        if let Some(index) = owner(&nodes).await {
+            break (index, killed.elapsed());
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no node took the work over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "the work moved from node-0 to node-{} {:.1} s after node-0 was killed (lease TTL {LEASE_TTL_SECS} s)",
+        moved.0,
+        moved.1.as_secs_f64()
+    );
+    assert!(
+        moved.1 < Duration::from_secs(10),
+        "the work took {:?} to move",
+        moved.1
+    );
+    loading.await.unwrap();
+    // The killed node comes back as a follower.
+    nodes[0].start().await;
+    assert_eq!(readiness(&apis[0]).await.unwrap()["role"], "follower");
+
+    // Then a NATS server dies under load, and comes back.
+    let loading = {
+        let (apis, shop) = (apis.clone(), shop.clone());
+        tokio::spawn(async move { load(&apis, &shop, 60, total).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.kill(1);
+    loading.await.unwrap();
+    nats.restart(1).unwrap();
+    for (index, node) in nodes.iter_mut().enumerate() {
+        if node.supervise().await {
+            eprintln!("node-{index} exited while a NATS server was down, and was started again");
+        }
+    }
+
+    // Every delivery answered once, each contact's as many as it sent.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while fake.sent().len() < total {
+        if Instant::now() > deadline {
+            let tenant = apis[2].tenant(&shop.admin);
+            let mut counts = Vec::new();
+            for action in [
+                "message.received",
+                "message.sent",
+                "message.dropped",
+                "message.failed",
+                "message.unconfirmed",
+                "action.dropped",
+            ] {
+                counts.push((
+                    action,
+                    tenant.audit(action).await.map(|entries| entries.len()),
+                ));
+            }
+            let per_contact: Vec<usize> = (0..CONTACTS)
+                .map(|c| fake.sent().iter().filter(|m| m.to == number(c)).count())
+                .collect();
+            panic!(
+                "only {} of {total} replies; per contact {per_contact:?}; audit {counts:?}",
+                fake.sent().len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = fake.sent();
+    assert_eq!(sent.len(), total, "a reply was sent twice");
+    for contact in 0..CONTACTS {
+        let replies = sent.iter().filter(|m| m.to == number(contact)).count();
+        assert_eq!(replies, total / CONTACTS, "replies to contact {contact}");
+    }
+    // Processed once: the audit says so from any node, and its chain holds.
+    for api in &apis {
+        let tenant = api.tenant(&shop.admin);
+        assert_eq!(tenant.audit("message.received").await.unwrap().len(), total);
+        assert_eq!(tenant.verify_audit().await.unwrap()["intact"], true);
+    }
+
+    // In order per contact across nodes: STOP on one node, then a question
+    // on another gets no reply but the opt-out's confirmation.
+    let before = fake.sent().len();
+    let stop = text_message("7001", "wamid.S1", &number(0), &name(0), "STOP", now());
+    assert!(post_signed(&apis[0], &shop, &stop).await);
+    let after = text_message("7001", "wamid.S2", &number(0), &name(0), QUESTION, now());
+    assert!(post_signed(&apis[1], &shop, &after).await);
+    // Settled as the owner counts it (a follower's metrics are its own).
+    let owner_now = owner(&nodes).await.expect("an owner");
+    apis[owner_now]
+        .operator(OPERATOR)
+        .settle(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let late: Vec<_> = fake.sent()[before..].to_vec();
+    assert_eq!(late.len(), 1, "only the opt-out's confirmation: {late:?}");
+    assert!(late[0].text.contains("unsubscribed"), "{late:?}");
+
+    // An erasure asked of one node is in effect on every other at once.
+    let erased = apis[1]
+        .tenant(&shop.admin)
+        .0
+        .call(
+            Method::POST,
+            "/v1/dsr/erasure",
+            Some(json!({"wa_id": number(1)})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(erased["kind"], "erasure", "{erased}");
+    for api in [&apis[0], &apis[2]] {
+        let (status, _) = api
+            .tenant(&shop.admin)
+            .0
+            .send(
+                Method::POST,
+                "/v1/contacts/lookup",
+                Some(json!({"wa_id": number(1)})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "the erased contact is gone on {}", api.base);
+    }
+
+    // Each node's metrics say what it does: the owner's hold the service's
+    // and its lease; a follower's, what it forwarded. Only for the operator.
+    for (index, api) in apis.iter().enumerate() {
+        let text = api.operator(OPERATOR).metrics().await.unwrap();
+        let owns = index == owner_now;
+        assert!(
+            text.contains(&format!(
+                "flowgate_cluster_owner{{partition=\"0\"}} {}",
+                u8::from(owns)
+            )),
+            "node-{index}: {text}"
+        );
+        assert_eq!(text.contains("flowgate_events_total"), owns, "node-{index}");
+        let refused = reqwest::get(format!("{}/metrics", api.base)).await.unwrap();
+        assert_eq!(
+            refused.status(),
+            401,
+            "node-{index} shows its metrics to anyone"
+        );
+    }
+    let forwarded = apis[(owner_now + 1) % 3]
+        .operator(OPERATOR)
+        .metrics()
+        .await
+        .unwrap();
+    assert!(
+        !forwarded.contains("flowgate_cluster_forwarded_total{partition=\"0\"} 0\n"),
+        "{forwarded}"
+    );
+
+    // Nothing personal reached the NATS servers' stores.
+    let mut needles: Vec<String> = (0..CONTACTS).flat_map(|c| [number(c), name(c)]).collect();
+    needles.extend(["marmalade".to_owned(), "9 to 5".to_owned()]);
+    for needle in &needles {
+        let found = files_containing(nats.dir(), needle.as_bytes());
+        assert!(found.is_empty(), "{needle:?} is in {found:?}");
+    }
+
+    for node in &mut nodes {
+        node.kill();
+    }
+}
