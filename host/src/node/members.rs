@@ -125,7 +125,7 @@ impl Members {
                 Ok(()) => failures = 0,
                 Err(error) => {
                     failures += 1;
-                    if failures == 1 || failures % 30 == 0 {
+                    if super::worth_saying(failures, 30) {
                         tracing::warn!(%error, failures, "announcing this node failed; retrying");
                     }
                 }

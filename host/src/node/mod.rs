@@ -158,7 +158,7 @@ pub async fn serve(
     // stopped and its lease released, so another node takes over now
     // rather than after the TTL.
     owning.abort();
-    if let Ok(Some(owned)) = owning.await.map(|owned| owned.ok()) {
+    if let Ok(owned) = owning.await {
         owned.stop(&node, grace).await;
     }
     Ok(())
@@ -193,24 +193,45 @@ impl Owned {
 
 /// Wait for the lease, take it, open the store over the log and start the
 /// service. Returns only once it serves (the task is aborted at shutdown).
-async fn own(
-    node: Arc<Node>,
-    link: Arc<ClusterLink>,
-    master: SecretKey,
-    clock: Clock,
-) -> Result<Owned> {
-    let cluster = node.config.cluster.clone().expect("a cluster node");
-    let ttl = cluster.lease_ttl();
+///
+/// A node that took the lease and cannot serve exits: holding the lease
+/// without serving would stop the whole cluster (every node forwards to
+/// the holder), and the lease expires only once its renewals stop.
+async fn own(node: Arc<Node>, link: Arc<ClusterLink>, master: SecretKey, clock: Clock) -> Owned {
+    let lease = acquire(&node).await;
+    match take_over(node, link, master, clock, lease).await {
+        Ok(owned) => owned,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "took the lease but cannot serve; exiting so another node takes it"
+            );
+            eprintln!(
+                "flowgate: took the lease but cannot serve: {error:#}; exiting so another node takes it"
+            );
+            std::process::exit(1)
+        }
+    }
+}
+
+/// Ask for the lease until this node gets it.
+async fn acquire(node: &Node) -> Lease {
+    let ttl = node
+        .config
+        .cluster
+        .as_ref()
+        .expect("a cluster node")
+        .lease_ttl();
     let mut failures = 0u32;
-    let lease = loop {
+    loop {
         match node.leases.acquire(PARTITION).await {
-            Ok(Some(lease)) => break lease,
+            Ok(Some(lease)) => return lease,
             Ok(None) => failures = 0,
             Err(error) => {
                 // Every follower asks ten times a TTL: say it once, then
                 // now and then, while the servers do not answer.
                 failures += 1;
-                if failures == 1 || failures % 100 == 0 {
+                if worth_saying(failures, 100) {
                     tracing::warn!(%error, failures, "asking for the lease failed; retrying");
                 }
             }
@@ -218,7 +239,20 @@ async fn own(
         // Often enough that a dead owner's work moves within a second of
         // its lease expiring.
         tokio::time::sleep(ttl / 10).await;
-    };
+    }
+}
+
+/// Open the store over the log, as the holder of `lease`, and start the
+/// service.
+async fn take_over(
+    node: Arc<Node>,
+    link: Arc<ClusterLink>,
+    master: SecretKey,
+    clock: Clock,
+    lease: Lease,
+) -> Result<Owned> {
+    let cluster = node.config.cluster.clone().expect("a cluster node");
+    let ttl = cluster.lease_ttl();
     let started = Instant::now();
     let term = lease.term();
     tracing::info!(term, "took the lease; opening the log");
@@ -281,13 +315,20 @@ async fn keep_renewing(node: Arc<Node>, lease: Arc<tokio::sync::Mutex<Lease>>, t
             Err(LeaseError::Lost(_)) => lost_lease("another node holds it now"),
             Err(error) => {
                 failures += 1;
-                if failures == 1 || failures % 50 == 0 {
+                if worth_saying(failures, 50) {
                     let expired = Instant::now() >= lease.held_until();
                     tracing::warn!(%error, failures, expired, "renewing the lease failed; retrying");
                 }
             }
         }
     }
+}
+
+/// Whether the `failures`th failure in a row of something retried often
+/// is worth a log line: the first, then every `every`th, so a long outage
+/// is seen without flooding the log.
+fn worth_saying(failures: u32, every: u32) -> bool {
+    failures == 1 || failures.is_multiple_of(every)
 }
 
 fn lost_lease(why: &str) -> ! {
