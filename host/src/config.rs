@@ -7,6 +7,7 @@
 //! master_key_file = "/etc/flowgate/master.key"
 //! operator_token_file = "/etc/flowgate/operator.token"
 //! workers = 2
+//! key_cache_contacts = 65536   # contact keys kept unwrapped (~120 bytes each)
 //!
 //! [whatsapp]
 //! base_url = "https://graph.facebook.com"
@@ -240,6 +241,11 @@ pub struct ServiceConfig {
     /// Checkpoint at least this often while records are written, in
     /// seconds: bounds the log a restart replays.
     pub checkpoint_interval_secs: u64,
+    /// Contact keys kept unwrapped in memory, most recently used first
+    /// (about 120 bytes each): an event needs its contact's key several
+    /// times, and loading one reads the key store (a NATS round trip in
+    /// cluster mode).
+    pub key_cache_contacts: usize,
     /// Seconds to let in-flight work finish on shutdown.
     pub shutdown_grace_secs: u64,
     /// Seconds between retention sweeps (and checks for offboarded tenants
@@ -269,6 +275,7 @@ impl Default for ServiceConfig {
             max_instances: 256,
             store_cache_mb: 1024,
             store_overlay_mb: 64,
+            key_cache_contacts: crate::crypto::keyring::DEFAULT_CONTACT_KEY_CACHE,
             checkpoint_interval_secs: 10,
             shutdown_grace_secs: 20,
             retention_interval_secs: 3600,
@@ -319,6 +326,11 @@ impl ServiceConfig {
                 "the operator token must be at least 16 characters \
                  (set FLOWGATE_OPERATOR_TOKEN or operator_token_file)"
                     .into(),
+            ));
+        }
+        if self.key_cache_contacts == 0 {
+            return Err(ConfigError::Invalid(
+                "key_cache_contacts must be at least 1".into(),
             ));
         }
         if self.store_overlay_mb == 0 || self.checkpoint_interval_secs == 0 {

@@ -87,7 +87,8 @@ pub fn open_vault(config: &ServiceConfig, master: SecretKey) -> Result<Vault> {
         crate::store::SledStore::open_with(&config.data_dir.join("records"), config.store())
             .with_context(|| format!("opening the records in {}", config.data_dir.display()))?;
     let keys = crate::crypto::KeyRing::open(&config.data_dir.join("keys"), master)
-        .with_context(|| format!("opening the key ring in {}", config.data_dir.display()))?;
+        .with_context(|| format!("opening the key ring in {}", config.data_dir.display()))?
+        .with_contact_key_cache(config.key_cache_contacts);
     let vault = Vault::new(std::sync::Arc::new(records), std::sync::Arc::new(keys));
     // The system tenant's key seals the operator's own audit chain.
     vault.keys.create_tenant(&TenantId::SYSTEM)?;

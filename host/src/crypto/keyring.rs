@@ -20,6 +20,7 @@ use std::sync::{Arc, RwLock};
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use super::contact_keys::ContactKeys;
 use super::key_store::{KeySpace, KeyStore, KeyStoreError, WrappedEntry};
 use super::sled_key_store::SledKeyStore;
 use super::{KeyId, OpenError, SecretKey};
@@ -113,12 +114,16 @@ fn contact_entry(tenant: &TenantId, contact: &ContactId) -> [u8; 32] {
     key
 }
 
+/// Contact keys kept unwrapped by default (about 120 bytes each).
+pub const DEFAULT_CONTACT_KEY_CACHE: usize = 65_536;
+
 /// The key ring. Cheap to share (`Arc`); tenant keys are cached unwrapped in
-/// memory, contact keys are unwrapped on use.
+/// memory, and the most recently used contact keys ([`ContactKeys`]).
 pub struct KeyRing {
     store: Box<dyn KeyStore>,
     master: RwLock<SecretKey>,
     cache: RwLock<HashMap<TenantId, Arc<TenantKeys>>>,
+    contacts: ContactKeys,
     /// Contact keys created since the last flush.
     dirty: std::sync::atomic::AtomicBool,
 }
@@ -136,8 +141,21 @@ impl KeyRing {
             store,
             master: RwLock::new(master),
             cache: RwLock::new(HashMap::new()),
+            contacts: ContactKeys::new(DEFAULT_CONTACT_KEY_CACHE),
             dirty: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Keep at most `capacity` contact keys unwrapped (the operator's
+    /// `key_cache_contacts`).
+    pub fn with_contact_key_cache(mut self, capacity: usize) -> KeyRing {
+        self.contacts = ContactKeys::new(capacity);
+        self
+    }
+
+    /// (contact keys cached, cache hits, misses) since the ring opened.
+    pub fn contact_key_cache_stats(&self) -> (usize, u64, u64) {
+        self.contacts.stats()
     }
 
     /// The configured master key's identifier.
@@ -219,12 +237,14 @@ impl KeyRing {
         let keys = self.tenant(tenant)?;
         let key = SecretKey::generate();
         let wrapped = keys.wrapping.wrap(&contact_context(tenant, contact), &key);
+        let epoch = self.contacts.epoch();
         self.store.put(
             KeySpace::Contacts,
             &contact_entry(tenant, contact),
             &wrapped,
         )?;
         self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        self.contacts.keep(epoch, tenant, contact, &key);
         Ok(key)
     }
 
@@ -234,6 +254,10 @@ impl KeyRing {
         tenant: &TenantId,
         contact: &ContactId,
     ) -> Result<Option<SecretKey>, KeyRingError> {
+        let epoch = match self.contacts.get(tenant, contact) {
+            Ok(key) => return Ok(Some(key)),
+            Err(epoch) => epoch,
+        };
         let Some(wrapped) = self
             .store
             .get(KeySpace::Contacts, &contact_entry(tenant, contact))?
@@ -241,10 +265,11 @@ impl KeyRing {
             return Ok(None);
         };
         let keys = self.tenant(tenant)?;
-        Ok(Some(
-            keys.wrapping
-                .unwrap_key(&contact_context(tenant, contact), &wrapped)?,
-        ))
+        let key = keys
+            .wrapping
+            .unwrap_key(&contact_context(tenant, contact), &wrapped)?;
+        self.contacts.keep(epoch, tenant, contact, &key);
+        Ok(Some(key))
     }
 
     /// Crypto-shred a contact: delete its key and make that durable. Every
@@ -257,6 +282,9 @@ impl KeyRing {
         let existed = self
             .store
             .delete(KeySpace::Contacts, &contact_entry(tenant, contact))?;
+        // After the delete: a load from before it that finishes later sees
+        // the epoch moved and does not keep what it read.
+        self.contacts.forget(tenant, contact);
         self.store.flush()?;
         Ok(existed)
     }
@@ -283,6 +311,7 @@ impl KeyRing {
         }
         self.store.delete(KeySpace::Tenants, tenant.as_bytes())?;
         self.cache.write().expect("key cache lock").remove(tenant);
+        self.contacts.forget_tenant(tenant);
         self.store.flush()?;
         Ok(removed)
     }
@@ -428,6 +457,29 @@ mod tests {
             ring.tenant(&tenant),
             Err(KeyRingError::NoTenantKey(_))
         ));
+        // Cached when they were created, gone from the cache with them.
+        for c in &contacts {
+            assert_eq!(ring.contact(&tenant, c).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn contact_keys_in_use_are_served_from_a_bounded_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(dir.path()).with_contact_key_cache(2);
+        let tenant = TenantId::generate();
+        ring.create_tenant(&tenant).unwrap();
+        let contacts: Vec<ContactId> = (0..3).map(|_| ContactId::generate()).collect();
+        let keys: Vec<SecretKey> = contacts
+            .iter()
+            .map(|c| ring.create_contact(&tenant, c).unwrap())
+            .collect();
+        // The newest two are held; the first was evicted and is read back.
+        for (contact, key) in contacts.iter().zip(&keys).rev() {
+            assert_eq!(ring.contact(&tenant, contact).unwrap().as_ref(), Some(key));
+        }
+        let (held, hits, misses) = ring.contact_key_cache_stats();
+        assert_eq!((held, hits, misses), (2, 2, 1));
     }
 
     #[test]

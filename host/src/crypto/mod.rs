@@ -8,6 +8,7 @@
 //! place does not open. Identifiers used for lookups (phone numbers, BSUIDs)
 //! are stored only as keyed hashes.
 
+pub mod contact_keys;
 pub mod key_store;
 pub mod keyring;
 pub mod sled_key_store;

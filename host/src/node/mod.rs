@@ -373,7 +373,9 @@ fn open_vault(
     .context("opening the key bucket")?;
     let vault = Vault::new(
         Arc::new(store),
-        Arc::new(KeyRing::new(Box::new(keys), master)),
+        Arc::new(
+            KeyRing::new(Box::new(keys), master).with_contact_key_cache(config.key_cache_contacts),
+        ),
     );
     vault.keys.create_tenant(&TenantId::SYSTEM)?;
     Ok(vault)

@@ -216,6 +216,13 @@ impl Metrics {
             .register_collector(Box::new(StoreCollector(store)));
     }
 
+    /// Export the key ring's contact-key cache (`flowgate_contact_key_cache_*`),
+    /// read at each scrape.
+    pub fn watch_keys(&mut self, keys: std::sync::Arc<crate::crypto::KeyRing>) {
+        self.registry
+            .register_collector(Box::new(KeyCacheCollector(keys)));
+    }
+
     /// Export what `collector` reads at each scrape.
     pub fn watch(&mut self, collector: Box<dyn Collector>) {
         self.registry.register_collector(collector);
@@ -299,5 +306,45 @@ impl Collector for StoreCollector {
             overlay.metric_type(),
         )?;
         overlay.encode(metric)
+    }
+}
+
+/// The contact-key cache's size and hit counts at scrape time.
+struct KeyCacheCollector(std::sync::Arc<crate::crypto::KeyRing>);
+
+impl std::fmt::Debug for KeyCacheCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyCacheCollector")
+    }
+}
+
+impl Collector for KeyCacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (held, hits, misses) = self.0.contact_key_cache_stats();
+        let entries = ConstGauge::new(held as i64);
+        let metric = encoder.encode_descriptor(
+            "contact_key_cache_entries",
+            "Contact keys held unwrapped in memory (bounded by key_cache_contacts)",
+            None,
+            entries.metric_type(),
+        )?;
+        entries.encode(metric)?;
+        for (name, help, value) in [
+            (
+                "contact_key_cache_hits",
+                "Contact keys found in the cache",
+                hits,
+            ),
+            (
+                "contact_key_cache_misses",
+                "Contact keys read from the key store and unwrapped",
+                misses,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }

@@ -143,6 +143,7 @@ impl Service {
         // group it commits is flushed, so nothing waits for it at shutdown.
         let mut metrics = Metrics::new();
         metrics.watch_store(vault.store.clone());
+        metrics.watch_keys(vault.keys.clone());
         let admission = Arc::new(Admission::new(&config));
         metrics.watch(admission.collector());
         let failed_auth = FailureTally::new(config.http.auth_failure_audit_secs);
