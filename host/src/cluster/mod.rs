@@ -14,7 +14,8 @@
 //!   (compare-and-set, TTL, a fencing term).
 //! - [`jetstream_log`]: a partition's durable log as a replicated stream,
 //!   implementing the store's [`Log`](crate::store::log::Log) seam, fenced
-//!   by the lease term.
+//!   by the lease term; a record larger than a message (a plugin's
+//!   component) is split into consecutive parts and put together on replay.
 //! - [`names`]: every stream, subject, key and header name, none of which
 //!   carries anything about a tenant or contact.
 //!

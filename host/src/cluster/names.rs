@@ -40,3 +40,8 @@ pub fn lease_key(partition: Partition) -> String {
 /// On a fence and on every record: the lease term (fencing token) of the
 /// writer, a number.
 pub const FENCE_HEADER: &str = "Flowgate-Fence";
+
+/// On each message of a log record split over several (a record larger
+/// than the servers take in one message): which part it is, `<i>/<n>`,
+/// counting from 1. A record in one message has no such header.
+pub const PART_HEADER: &str = "Flowgate-Part";
