@@ -134,6 +134,8 @@ pub struct JetStreamLog {
     stream: stream::Stream<()>,
     record_subject: String,
     fence_subject: String,
+    /// Both, as the stream's subject filter.
+    subjects: String,
     /// A random id for this writer (one per open): message ids are
     /// `<writer>.<sequence>`.
     writer_id: String,
@@ -419,6 +421,7 @@ impl JetStreamLog {
             link,
             stream,
             record_subject: names::log_record_subject(partition),
+            subjects: names::log_subjects(partition),
             fence_subject,
             writer_id,
             stream_name,
@@ -671,12 +674,45 @@ async fn resolve(
     })))
 }
 
+/// Whether the stream's leader holds a message on `subjects` at or after
+/// `from` and no later than `end`.
+async fn leader_holds(
+    stream: &stream::Stream<()>,
+    subjects: &str,
+    from: u64,
+    end: u64,
+) -> Result<bool, LogError> {
+    let next = stream
+        .raw_message_builder()
+        .sequence(from)
+        .next_by_subject(subjects)
+        .send()
+        .await;
+    match next {
+        Ok(message) => Ok(message.sequence <= end),
+        Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => Ok(false),
+        Err(error) => Err(remote("reading the log stream's next message", error)),
+    }
+}
+
 /// Read the stream from `from` to its last message at the start, passing
 /// records (not fences), put together from their parts, to `sink` in
 /// order. Retries through server deaths by starting a new ordered consumer
 /// after the last message read.
+///
+/// The end is the leader's last sequence, and the replay reads up to it.
+/// What the consumer says is left to read is not trusted to end the
+/// replay: an ordered consumer is a one-replica consumer that may be
+/// placed on any replica of the stream, one that is still catching up too
+/// (a restarted server, or a follower on a loaded machine), and then it
+/// counts, and delivers, only what that replica holds. When it says there
+/// is nothing more before the end, the leader is asked; if the leader
+/// holds more, the consumer is started again until one delivers it.
+/// (Before this, a replay after a server's restart could stop short of
+/// acknowledged records, seen in the tests under load.)
 async fn replay_into(
     stream: stream::Stream<()>,
+    subjects: String,
     fence_subject: String,
     from: u64,
     until: Instant,
@@ -720,8 +756,17 @@ async fn replay_into(
             })
             .await;
         let mut messages = match consumer {
-            // Nothing at or after `next` any more (cut meanwhile).
-            Ok(consumer) if consumer.cached_info().num_pending == 0 => return,
+            Ok(consumer) if consumer.cached_info().num_pending == 0 => {
+                match leader_holds(&stream, &subjects, next, end).await {
+                    // Nothing at or after `next` any more (cut meanwhile).
+                    Ok(false) => return,
+                    // The consumer's replica lags: start another.
+                    Ok(true) => {}
+                    Err(error) => last_error = Some(error),
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
             Ok(consumer) => match consumer.messages().await {
                 Ok(messages) => messages,
                 Err(error) => {
@@ -792,8 +837,13 @@ async fn replay_into(
                 }
             }
             next = sequence + 1;
-            if sequence >= end || pending == 0 {
+            if sequence >= end {
                 return;
+            }
+            if pending == 0 {
+                // Nothing more on the consumer's replica: the leader says
+                // whether that is the end (the next consumer's count).
+                break;
             }
         }
         tokio::time::sleep(RETRY_PAUSE).await;
@@ -905,6 +955,7 @@ impl Log for JetStreamLog {
         let (sender, records) = std::sync::mpsc::sync_channel(256);
         self.link.spawn(replay_into(
             self.stream.clone(),
+            self.subjects.clone(),
             self.fence_subject.clone(),
             from,
             Instant::now() + self.deadline,
