@@ -5,6 +5,18 @@
 //! to `replicas` servers (3 by default). A record is one message on
 //! `flowgate.log.<p>.record`; its position is its stream sequence.
 //!
+//! **Records larger than a message.** The servers refuse a message over
+//! their `max_payload` (1 MiB by default), and one commit group can be far
+//! larger: admitting a plugin stores its component, tens of MB for a Python
+//! one. Such a record is split into consecutive messages on the record
+//! subject, each with a [`names::PART_HEADER`] of `<i>/<n>`, each published
+//! like any record — its own message id, the expected last sequence and
+//! message id — so fencing, retries and their resolution apply to every
+//! part unchanged. The record's position is its first part's sequence; the
+//! end is after its last. Replay puts the parts together and passes the
+//! whole record at its first part's position (see [`Reassembly`] for what
+//! it does with parts that do not make a record).
+//!
 //! **Durability is a quorum's acknowledgement.** JetStream acknowledges a
 //! publish once a majority of the stream's replicas stored it (2 of 3), so
 //! an acknowledged record survives the loss of any one server. Appends are
@@ -36,7 +48,7 @@
 //! could not confirm a record fails the sync, and takes no more records.
 //!
 //! **Privacy.** Subjects, stream names and headers carry the partition
-//! number, random writer ids and sequence numbers only (see
+//! number, random writer ids, sequence numbers and part numbers only (see
 //! [`super::names`]). The payload is whatever the caller appends: the
 //! store's commit groups, whose records are sealed before they get here.
 //!
@@ -55,7 +67,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::stream::{self, RawMessageErrorKind};
 use async_nats::jetstream::{self as js, consumer};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 use super::link::ClusterLink;
@@ -122,6 +134,8 @@ pub struct JetStreamLog {
     stream: stream::Stream<()>,
     record_subject: String,
     fence_subject: String,
+    /// Both, as the stream's subject filter.
+    subjects: String,
     /// A random id for this writer (one per open): message ids are
     /// `<writer>.<sequence>`.
     writer_id: String,
@@ -165,12 +179,197 @@ impl Writer {
     }
 }
 
-/// A published record whose acknowledgement is still to be checked.
+/// A published message (a record, or a part of one) whose acknowledgement
+/// is still to be checked.
 struct Pending {
     sequence: u64,
     id: String,
     payload: Bytes,
+    /// Its [`names::PART_HEADER`] value, when the record has several parts.
+    part: Option<String>,
     ack: tokio::task::JoinHandle<Result<PublishAck, PublishError>>,
+}
+
+/// Room left in each message for its headers (message id, expected
+/// sequence and message id, part): a few hundred bytes, with a margin.
+const HEADER_ROOM: usize = 4 << 10;
+
+/// The most payload a message of a record carries, for a connection whose
+/// server takes `max_payload` bytes (headers and payload) at most. The
+/// client keeps the limit of the server it is connected to (1 MiB, the
+/// servers' default, until that server told it); the servers of a cluster
+/// are meant to share one configuration, so a part sized for one fits all.
+fn part_limit(max_payload: usize) -> usize {
+    if max_payload > 2 * HEADER_ROOM {
+        max_payload - HEADER_ROOM
+    } else {
+        max_payload / 2
+    }
+    .max(1)
+}
+
+/// A record's payload as the payloads of its messages: one, when it fits.
+fn split(record: Bytes, limit: usize) -> Vec<Bytes> {
+    if record.len() <= limit {
+        return vec![record];
+    }
+    (0..record.len())
+        .step_by(limit)
+        .map(|start| record.slice(start..(start + limit).min(record.len())))
+        .collect()
+}
+
+/// What a message of the log stream is, as replay sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// A writer's fence.
+    Fence,
+    /// A whole record, in one message.
+    Whole,
+    /// Part `index` of `total` (counting from 1) of a record.
+    Part { index: u32, total: u32 },
+}
+
+impl Framing {
+    /// The framing of a message on `subject` with `headers`; an error names
+    /// what is wrong with a part header.
+    fn of(
+        subject: &str,
+        headers: Option<&async_nats::HeaderMap>,
+        fence_subject: &str,
+    ) -> Result<Framing, String> {
+        if subject == fence_subject {
+            return Ok(Framing::Fence);
+        }
+        let Some(value) = headers.and_then(|headers| headers.get(names::PART_HEADER)) else {
+            return Ok(Framing::Whole);
+        };
+        let parsed = value
+            .as_str()
+            .split_once('/')
+            .and_then(|(index, total)| Some((index.parse().ok()?, total.parse().ok()?)));
+        match parsed {
+            Some((index, total)) if 1 <= index && index <= total => {
+                Ok(Framing::Part { index, total })
+            }
+            _ => Err(format!(
+                "a message's {} header is not <i>/<n>",
+                names::PART_HEADER
+            )),
+        }
+    }
+}
+
+/// Puts records split over several messages back together during a replay.
+///
+/// What a stream can hold, and what replay does with it:
+/// - A writer publishes a record's parts one after another, each expecting
+///   the one before at the sequence before, so a record's parts are
+///   consecutive with nothing between them.
+/// - A record can stop short — its writer died, or was fenced, before its
+///   last part landed. Its sync never returned, so it was never
+///   acknowledged, and nothing of it is passed on. Replay notices when the
+///   next message starts something else: a fence (the next writer's), a
+///   whole record or a first part. The fence is not always there to see:
+///   [`Log::truncate`] keeps only the newest fence, so a cut can leave a
+///   short record directly before a later writer's first record. Either
+///   way the short record is dropped, and the next one read as usual.
+/// - A part that does not continue a record being put together (no first
+///   part before it, a part missing between, another record's total) is
+///   not something a writer can leave. At the start of a replay it is the
+///   rest of a record that begins before the replay's first position —
+///   positions handed out are always a record's first part, so only a
+///   position not from this log does that — and it is skipped, as records
+///   before that position are. Anywhere else it means messages were
+///   removed from the middle of the stream by something other than a cut
+///   (a cut never divides a record: it purges below a record's position):
+///   an acknowledged record may be missing, so the replay fails with
+///   [`LogError::Damaged`], as the segment log does for a damaged record
+///   in a closed segment, rather than recover without it.
+#[derive(Default)]
+struct Reassembly {
+    /// The record being put together.
+    open: Option<Partial>,
+    /// Whether a record's start (or a fence) was read: before one, a stray
+    /// part is the rest of a record that begins before the replay does.
+    started: bool,
+}
+
+struct Partial {
+    /// The sequence of its first part: the record's position.
+    first: u64,
+    total: u32,
+    /// The part expected next, and where.
+    next_index: u32,
+    next_sequence: u64,
+    bytes: BytesMut,
+}
+
+impl Reassembly {
+    /// Take the message at `sequence`; returns a record once one is whole,
+    /// with its position.
+    fn accept(
+        &mut self,
+        sequence: u64,
+        framing: Framing,
+        payload: Bytes,
+    ) -> Result<Option<(u64, Bytes)>, LogError> {
+        match framing {
+            Framing::Fence => {
+                // A short record before it is dropped, unread.
+                self.open = None;
+                self.started = true;
+                Ok(None)
+            }
+            Framing::Whole | Framing::Part { index: 1, total: 1 } => {
+                self.open = None;
+                self.started = true;
+                Ok(Some((sequence, payload)))
+            }
+            Framing::Part { index: 1, total } => {
+                self.started = true;
+                self.open = Some(Partial {
+                    first: sequence,
+                    total,
+                    next_index: 2,
+                    next_sequence: sequence + 1,
+                    bytes: BytesMut::from(&payload[..]),
+                });
+                Ok(None)
+            }
+            Framing::Part { index, total } => match self.open.take() {
+                Some(mut partial)
+                    if partial.total == total
+                        && partial.next_index == index
+                        && partial.next_sequence == sequence =>
+                {
+                    partial.bytes.extend_from_slice(&payload);
+                    if index == total {
+                        return Ok(Some((partial.first, partial.bytes.freeze())));
+                    }
+                    partial.next_index += 1;
+                    partial.next_sequence += 1;
+                    self.open = Some(partial);
+                    Ok(None)
+                }
+                None if !self.started => Ok(None),
+                open => Err(LogError::Damaged {
+                    position: sequence,
+                    reason: match open {
+                        Some(partial) => format!(
+                            "part {index}/{total} at {sequence} follows the record at {} \
+                             expecting part {}/{} at {}: a message is missing",
+                            partial.first, partial.next_index, partial.total, partial.next_sequence
+                        ),
+                        None => format!(
+                            "part {index}/{total} at {sequence} follows no first part: \
+                             a message is missing"
+                        ),
+                    },
+                }),
+            },
+        }
+    }
 }
 
 fn remote(
@@ -222,6 +421,7 @@ impl JetStreamLog {
             link,
             stream,
             record_subject: names::log_record_subject(partition),
+            subjects: names::log_subjects(partition),
             fence_subject,
             writer_id,
             stream_name,
@@ -439,10 +639,13 @@ async fn resolve(
                 // sequence is enough; the expected message id is left out
                 // because a server restarted while the stream was idle
                 // past its duplicate window no longer knows it.
-                let publish = PublishMessage::build()
+                let mut publish = PublishMessage::build()
                     .payload(pending.payload.clone())
                     .message_id(&pending.id)
                     .expected_last_sequence(sequence - 1);
+                if let Some(part) = &pending.part {
+                    publish = publish.header(names::PART_HEADER, part.as_str());
+                }
                 let acked = match jetstream.send_publish(subject.to_owned(), publish).await {
                     Ok(ack) => ack.await,
                     Err(error) => Err(error),
@@ -471,11 +674,45 @@ async fn resolve(
     })))
 }
 
+/// Whether the stream's leader holds a message on `subjects` at or after
+/// `from` and no later than `end`.
+async fn leader_holds(
+    stream: &stream::Stream<()>,
+    subjects: &str,
+    from: u64,
+    end: u64,
+) -> Result<bool, LogError> {
+    let next = stream
+        .raw_message_builder()
+        .sequence(from)
+        .next_by_subject(subjects)
+        .send()
+        .await;
+    match next {
+        Ok(message) => Ok(message.sequence <= end),
+        Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => Ok(false),
+        Err(error) => Err(remote("reading the log stream's next message", error)),
+    }
+}
+
 /// Read the stream from `from` to its last message at the start, passing
-/// records (not fences) to `sink` in order. Retries through server deaths
-/// by starting a new ordered consumer after the last record passed on.
+/// records (not fences), put together from their parts, to `sink` in
+/// order. Retries through server deaths by starting a new ordered consumer
+/// after the last message read.
+///
+/// The end is the leader's last sequence, and the replay reads up to it.
+/// What the consumer says is left to read is not trusted to end the
+/// replay: an ordered consumer is a one-replica consumer that may be
+/// placed on any replica of the stream, one that is still catching up too
+/// (a restarted server, or a follower on a loaded machine), and then it
+/// counts, and delivers, only what that replica holds. When it says there
+/// is nothing more before the end, the leader is asked; if the leader
+/// holds more, the consumer is started again until one delivers it.
+/// (Before this, a replay after a server's restart could stop short of
+/// acknowledged records, seen in the tests under load.)
 async fn replay_into(
     stream: stream::Stream<()>,
+    subjects: String,
     fence_subject: String,
     from: u64,
     until: Instant,
@@ -484,6 +721,7 @@ async fn replay_into(
     let mut next = from.max(1);
     let mut last_error: Option<LogError> = None;
     let mut last = None;
+    let mut reassembly = Reassembly::default();
     loop {
         if Instant::now() > until {
             let error = last_error.unwrap_or_else(|| {
@@ -518,8 +756,17 @@ async fn replay_into(
             })
             .await;
         let mut messages = match consumer {
-            // Nothing at or after `next` any more (cut meanwhile).
-            Ok(consumer) if consumer.cached_info().num_pending == 0 => return,
+            Ok(consumer) if consumer.cached_info().num_pending == 0 => {
+                match leader_holds(&stream, &subjects, next, end).await {
+                    // Nothing at or after `next` any more (cut meanwhile).
+                    Ok(false) => return,
+                    // The consumer's replica lags: start another.
+                    Ok(true) => {}
+                    Err(error) => last_error = Some(error),
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
             Ok(consumer) => match consumer.messages().await {
                 Ok(messages) => messages,
                 Err(error) => {
@@ -564,16 +811,39 @@ async fn replay_into(
             if sequence < next {
                 continue;
             }
-            if message.subject.as_str() != fence_subject {
-                let payload = message.message.payload.clone();
-                if sink.send(Ok((sequence, payload))).is_err() {
-                    // The caller stopped the replay.
+            let framing = Framing::of(
+                message.subject.as_str(),
+                message.headers.as_ref(),
+                &fence_subject,
+            )
+            .map_err(|reason| LogError::Damaged {
+                position: sequence,
+                reason,
+            });
+            let record = framing.and_then(|framing| {
+                reassembly.accept(sequence, framing, message.message.payload.clone())
+            });
+            match record {
+                Ok(Some(record)) => {
+                    if sink.send(Ok(record)).is_err() {
+                        // The caller stopped the replay.
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let _ = sink.send(Err(error));
                     return;
                 }
             }
             next = sequence + 1;
-            if sequence >= end || pending == 0 {
+            if sequence >= end {
                 return;
+            }
+            if pending == 0 {
+                // Nothing more on the consumer's replica: the leader says
+                // whether that is the end (the next consumer's count).
+                break;
             }
         }
         tokio::time::sleep(RETRY_PAUSE).await;
@@ -584,36 +854,71 @@ impl Log for JetStreamLog {
     fn append(&self, record: &[u8]) -> Result<Position, LogError> {
         let mut writer = self.writer.lock().expect("log writer lock");
         writer.check()?;
-        let sequence = writer.next;
-        let id = format!("{}.{sequence}", self.writer_id);
-        let payload = Bytes::copy_from_slice(record);
-        let publish = PublishMessage::build()
-            .payload(payload.clone())
-            .message_id(&id)
-            .expected_last_sequence(sequence - 1)
-            .expected_last_message_id(&writer.last_id);
+        let first = writer.next;
+        let parts = split(
+            Bytes::copy_from_slice(record),
+            part_limit(self.link.client().max_payload()),
+        );
+        let total = parts.len();
+        // Each part is published as a one-message record is, expecting the
+        // message before it: the parts land consecutively, or the rest of
+        // them not at all.
+        let mut last_id = writer.last_id.clone();
+        let mut messages = Vec::with_capacity(total);
+        let mut pending = Vec::with_capacity(total);
+        for (index, payload) in parts.into_iter().enumerate() {
+            let sequence = first + index as u64;
+            let id = format!("{}.{sequence}", self.writer_id);
+            let part = (total > 1).then(|| format!("{}/{total}", index + 1));
+            let mut publish = PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&id)
+                .expected_last_sequence(sequence - 1)
+                .expected_last_message_id(&last_id);
+            if let Some(part) = &part {
+                publish = publish.header(names::PART_HEADER, part.as_str());
+            }
+            messages.push(publish);
+            pending.push((sequence, id.clone(), payload, part));
+            last_id = id;
+        }
         let jetstream = self.link.jetstream().clone();
         let subject = self.record_subject.clone();
-        // Publishing only hands the message to the connection; the
+        // Publishing only hands the messages to the connection; each
         // acknowledgement is awaited by a task of its own, checked by the
         // next sync.
-        let ack = self
-            .link
-            .run(async move {
-                let ack = jetstream.send_publish(subject, publish).await?;
-                Ok::<_, PublishError>(tokio::spawn(ack.into_future()))
-            })
-            .map_err(|error| remote("publishing a log record", error))?;
-        writer.pending.push_back(Pending {
-            sequence,
-            id: id.clone(),
-            payload,
-            ack,
+        let (acks, failed) = self.link.run(async move {
+            let mut acks = Vec::with_capacity(messages.len());
+            for publish in messages {
+                match jetstream.send_publish(subject.clone(), publish).await {
+                    Ok(ack) => acks.push(tokio::spawn(ack.into_future())),
+                    Err(error) => return (acks, Some(error)),
+                }
+            }
+            (acks, None)
         });
-        writer.last_id = id;
-        writer.next = sequence + 1;
-        self.end.store(sequence + 1, Ordering::Release);
-        Ok(sequence)
+        if let Some(error) = failed {
+            if !acks.is_empty() {
+                // Part of the record is on its way, the rest is not: no
+                // record can follow it. Its parts that land are a short
+                // record, which replay drops.
+                writer.failure = Some(Failure::Unconfirmed(first));
+            }
+            return Err(remote("publishing a log record", error));
+        }
+        for ((sequence, id, payload, part), ack) in pending.into_iter().zip(acks) {
+            writer.pending.push_back(Pending {
+                sequence,
+                id,
+                payload,
+                part,
+                ack,
+            });
+        }
+        writer.last_id = last_id;
+        writer.next = first + total as u64;
+        self.end.store(writer.next, Ordering::Release);
+        Ok(first)
     }
 
     fn sync(&self) -> Result<Position, LogError> {
@@ -650,6 +955,7 @@ impl Log for JetStreamLog {
         let (sender, records) = std::sync::mpsc::sync_channel(256);
         self.link.spawn(replay_into(
             self.stream.clone(),
+            self.subjects.clone(),
             self.fence_subject.clone(),
             from,
             Instant::now() + self.deadline,
@@ -714,5 +1020,120 @@ mod tests {
         assert_eq!(config.storage, stream::StorageType::File);
         assert_eq!(config.discard, stream::DiscardPolicy::New);
         assert!(config.duplicate_window >= LogSettings::default().deadline);
+    }
+
+    #[test]
+    fn a_record_is_split_into_parts_that_fit_a_message_with_its_headers() {
+        assert_eq!(part_limit(1 << 20), (1 << 20) - HEADER_ROOM);
+        assert!(part_limit(1000) > 0 && part_limit(1000) < 1000);
+        let record = Bytes::from((0..=255u8).cycle().take(1000).collect::<Vec<_>>());
+        let parts = split(record.clone(), 300);
+        assert_eq!(
+            parts.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [300, 300, 300, 100]
+        );
+        assert_eq!(parts.concat(), record);
+        assert_eq!(split(record.clone(), 1000), [record]);
+        assert_eq!(split(Bytes::new(), 10), [Bytes::new()]);
+    }
+
+    fn part(index: u32, total: u32) -> Framing {
+        Framing::Part { index, total }
+    }
+
+    /// What a replay of `messages` (sequence, framing, payload) passes on,
+    /// or the error it stops with.
+    fn reassembled(messages: &[(u64, Framing, &str)]) -> Result<Vec<(u64, String)>, String> {
+        let mut reassembly = Reassembly::default();
+        let mut records = Vec::new();
+        for &(sequence, framing, payload) in messages {
+            match reassembly.accept(sequence, framing, Bytes::from(payload.to_owned())) {
+                Ok(Some((position, record))) => {
+                    records.push((position, String::from_utf8(record.to_vec()).unwrap()))
+                }
+                Ok(None) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(records)
+    }
+
+    #[test]
+    fn parts_make_one_record_at_the_first_parts_position() {
+        use Framing::{Fence, Whole};
+        let messages = [
+            (1, Fence, ""),
+            (2, Whole, "small"),
+            (3, part(1, 3), "a"),
+            (4, part(2, 3), "b"),
+            (5, part(3, 3), "c"),
+            (6, Whole, "after"),
+        ];
+        assert_eq!(
+            reassembled(&messages).unwrap(),
+            [(2, "small".into()), (3, "abc".into()), (6, "after".into())]
+        );
+    }
+
+    #[test]
+    fn a_short_record_is_dropped_whatever_follows_it() {
+        use Framing::{Fence, Whole};
+        // Its writer was fenced: the next writer's fence follows.
+        let fenced = [(3, part(1, 3), "a"), (4, part(2, 3), "b"), (5, Fence, "")];
+        assert_eq!(reassembled(&fenced).unwrap(), []);
+        // The fence between was cut (a cut keeps the newest fence only).
+        let cut = [
+            (3, part(1, 3), "a"),
+            (4, part(2, 3), "b"),
+            (6, Whole, "next"),
+            (7, part(1, 2), "x"),
+            (8, part(1, 2), "y"),
+            (9, part(2, 2), "z"),
+        ];
+        assert_eq!(
+            reassembled(&cut).unwrap(),
+            [(6, "next".into()), (8, "yz".into())]
+        );
+        // At the end of the stream: its writer died.
+        let torn = [(2, Whole, "kept"), (3, part(1, 3), "a")];
+        assert_eq!(reassembled(&torn).unwrap(), [(2, "kept".into())]);
+    }
+
+    #[test]
+    fn the_rest_of_a_record_before_the_replay_is_skipped_and_anywhere_else_is_damage() {
+        use Framing::Whole;
+        let from_inside = [(4, part(2, 3), "b"), (5, part(3, 3), "c"), (6, Whole, "n")];
+        assert_eq!(reassembled(&from_inside).unwrap(), [(6, "n".into())]);
+
+        let damaged = [
+            // A whole record, then the rest of one whose first part is gone.
+            vec![(2, Whole, "r"), (4, part(2, 3), "b"), (5, part(3, 3), "c")],
+            // A part missing between.
+            vec![(3, part(1, 3), "a"), (5, part(3, 3), "c")],
+            // In order, but not at consecutive sequences.
+            vec![(3, part(1, 2), "a"), (5, part(2, 2), "b")],
+            // Another record's part.
+            vec![(3, part(1, 3), "a"), (4, part(2, 4), "b")],
+        ];
+        for messages in damaged {
+            let error = reassembled(&messages).unwrap_err();
+            assert!(error.contains("a message is missing"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_part_header_is_index_over_total() {
+        let headers = |value: &str| {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(names::PART_HEADER, value);
+            headers
+        };
+        let of = |value: &str| Framing::of("r", Some(&headers(value)), "f");
+        assert_eq!(of("2/5"), Ok(part(2, 5)));
+        for bad in ["0/2", "3/2", "1", "a/b", "1/2/3", ""] {
+            assert!(of(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Framing::of("r", None, "f"), Ok(Framing::Whole));
+        assert_eq!(Framing::of("f", None, "f"), Ok(Framing::Fence));
     }
 }

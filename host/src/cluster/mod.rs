@@ -14,16 +14,25 @@
 //!   (compare-and-set, TTL, a fencing term).
 //! - [`jetstream_log`]: a partition's durable log as a replicated stream,
 //!   implementing the store's [`Log`](crate::store::log::Log) seam, fenced
-//!   by the lease term.
-//! - [`names`]: every stream, subject, key and header name, none of which
-//!   carries anything about a tenant or contact.
+//!   by the lease term; a record larger than a message (a plugin's
+//!   component) is split into consecutive parts and put together on replay.
+//! - [`key_store`]: the key ring's wrapped keys in a replicated KV bucket,
+//!   implementing the ring's [`KeyStore`](crate::crypto::KeyStore) seam, so
+//!   every node shares one ring (`KeyRing::new` over it) and a shredded key
+//!   is gone for every node as soon as the shred returns.
+//! - [`names`]: every stream, subject, bucket, key and header name, none of
+//!   which carries anything about a tenant or contact.
 //!
-//! Not yet (phase 2): the embedded store over these logs, the shared state
-//! in KV, partition ownership in the pipeline, and `flowgate serve` in
-//! cluster mode — which refuses a `[cluster]` section until then.
+//! Not yet (phase 2): the embedded store over these logs, the rest of the
+//! shared state in KV, partition ownership in the pipeline, and `flowgate
+//! serve` in cluster mode — which refuses a `[cluster]` section until then.
 //!
 //! ```no_run
-//! use flowgate::cluster::{ClusterLink, JetStreamLog, LeaseBucket, LogSettings, Partition};
+//! use flowgate::cluster::{
+//!     ClusterLink, JetStreamLog, KeyBucketSettings, KvKeyStore, LeaseBucket, LogSettings,
+//!     Partition,
+//! };
+//! use flowgate::crypto::{KeyRing, SecretKey};
 //! use flowgate::store::log::Log;
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let link = ClusterLink::connect_to(&["nats://127.0.0.1:4222".into()], None, "node-a")?;
@@ -34,12 +43,16 @@
 //!     log.append(b"a sealed commit group")?;
 //!     log.sync()?; // acknowledged by 2 of the 3 replicas
 //! }
+//! // Every node's ring over the one bucket (blocking, like the log).
+//! let keys = KvKeyStore::open(link.clone(), &KeyBucketSettings::default())?;
+//! let ring = KeyRing::new(Box::new(keys), SecretKey::generate());
 //! # Ok(())
 //! # }
 //! ```
 
 pub mod config;
 pub mod jetstream_log;
+pub mod key_store;
 pub mod lease;
 pub mod link;
 pub mod names;
@@ -47,6 +60,7 @@ pub mod partition;
 
 pub use config::ClusterConfig;
 pub use jetstream_log::{JetStreamLog, LogSettings};
+pub use key_store::{KeyBucketSettings, KvKeyStore};
 pub use lease::{Lease, LeaseBucket, LeaseError};
 pub use link::{ClusterLink, ConnectError};
 pub use partition::{Partition, PartitionMap};

@@ -7,6 +7,7 @@
 //! monitoring), unlike payloads, which are sealed before they get here.
 
 use super::partition::Partition;
+use crate::crypto::KeySpace;
 
 /// The stream holding a partition's log.
 pub fn log_stream(partition: Partition) -> String {
@@ -40,6 +41,29 @@ pub fn lease_key(partition: Partition) -> String {
 /// On a fence and on every record: the lease term (fencing token) of the
 /// writer, a number.
 pub const FENCE_HEADER: &str = "Flowgate-Fence";
+
+/// On each message of a log record split over several (a record larger
+/// than the servers take in one message): which part it is, `<i>/<n>`,
+/// counting from 1. A record in one message has no such header.
+pub const PART_HEADER: &str = "Flowgate-Part";
+
+/// The KV bucket of the key ring's wrapped tenant and contact keys.
+pub const KEY_BUCKET: &str = "flowgate-keys";
+
+/// The word naming a key space in the key bucket's keys.
+pub fn key_space(space: KeySpace) -> &'static str {
+    match space {
+        KeySpace::Tenants => "tenants",
+        KeySpace::Contacts => "contacts",
+    }
+}
+
+/// A wrapped key's key in the key bucket: `<space>.<hex of its key>`. The
+/// ring's keys are a tenant id, or a tenant id and a contact id: random
+/// ids, never a number or a name.
+pub fn wrapped_key(space: KeySpace, key: &[u8]) -> String {
+    format!("{}.{}", key_space(space), flowgate_hex::to_hex(key))
+}
 
 /// The KV bucket of the cluster's nodes: node name → the URL other nodes
 /// forward requests to (operator infrastructure, not personal data).

@@ -6,7 +6,7 @@
 //! by key or by key prefix, and a durability point. The embedded
 //! implementation is [`SledKeyStore`](super::sled_key_store::SledKeyStore);
 //! in cluster mode the ring is replicated through a key-value bucket, with
-//! these same operations.
+//! these same operations ([`KvKeyStore`](crate::cluster::KvKeyStore)).
 //!
 //! A write is durable only after [`KeyStore::flush`] returned: the ring
 //! flushes before any record sealed with a new key can be committed, and
@@ -23,17 +23,44 @@ pub enum KeySpace {
     Contacts,
 }
 
-/// The store behind the key ring failed.
+/// The store behind the key ring failed. Says which operation, never which
+/// key.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct KeyStoreError(Box<dyn std::error::Error + Send + Sync>);
+pub enum KeyStoreError {
+    /// The store's own error (the embedded store's database).
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// A store kept by a remote service (cluster mode's key bucket) did not
+    /// answer, or refused, and retrying within its deadline did not help.
+    #[error("key service: {what}")]
+    Remote {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
 
 impl KeyStoreError {
     /// A backend's error.
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> KeyStoreError {
-        KeyStoreError(Box::new(error))
+        KeyStoreError::Backend(Box::new(error))
+    }
+
+    /// A remote store's failure at `what` (an operation, not a key).
+    pub fn remote(
+        what: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> KeyStoreError {
+        KeyStoreError::Remote {
+            what: what.into(),
+            source: Box::new(error),
+        }
     }
 }
+
+/// The behaviour every [`KeyStore`] keeps, run by each implementation's
+/// tests.
+pub mod contract;
 
 /// A wrapped key as stored: its key and its value.
 pub type WrappedEntry = (Vec<u8>, Vec<u8>);

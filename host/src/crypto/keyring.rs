@@ -1,7 +1,8 @@
 //! The key ring: wrapped tenant and contact keys, kept apart from the data.
 //!
 //! The ring lives in its own store ([`KeyStore`]; embedded, its own sled
-//! database in `<data-dir>/keys`), separate from the records
+//! database in `<data-dir>/keys`; in cluster mode, a KV bucket every node
+//! shares, [`KvKeyStore`](crate::cluster::KvKeyStore)), separate from the records
 //! (`<data-dir>/records`). That separation is what makes erasure real:
 //! deleting a contact's wrapped key here makes every copy of that contact's
 //! records unreadable, including copies of the records directory taken
@@ -122,6 +123,9 @@ pub const DEFAULT_CONTACT_KEY_CACHE: usize = 65_536;
 pub struct KeyRing {
     store: Box<dyn KeyStore>,
     master: RwLock<SecretKey>,
+    /// Unwrapped tenant keys. Only this ring's own `shred_tenant` empties
+    /// an entry: over a store shared by several nodes, a tenant shredded
+    /// by another node stays readable here until this ring is dropped.
     cache: RwLock<HashMap<TenantId, Arc<TenantKeys>>>,
     contacts: ContactKeys,
     /// Contact keys created since the last flush.

@@ -108,6 +108,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_sled_key_store_keeps_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::crypto::key_store::contract::check(&mut || {
+            Box::new(SledKeyStore::open(dir.path()).unwrap())
+        });
+    }
+
+    #[test]
     fn scans_page_through_a_prefix_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledKeyStore::open(dir.path()).unwrap();

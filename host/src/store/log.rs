@@ -10,8 +10,8 @@
 //! records in a sled tree and exists to measure the two against each other
 //! (BENCHMARKS.md, "Log"). Cluster mode implements it over a NATS
 //! JetStream stream: an append is a publish (with the expected last
-//! sequence, which fences an owner that lost its lease), a position is the
-//! stream sequence, `replay` is an ordered consumer from a sequence, and
+//! sequence, which fences an owner that lost its lease; several, for a
+//! record larger than a message), a position is the stream sequence, `replay` is an ordered consumer from a sequence, and
 //! `truncate` is a purge up to a sequence.
 
 use std::fs::{File, OpenOptions};

@@ -1,13 +1,15 @@
 //! Cluster mode's foundation against real NATS servers: a 3-server
 //! JetStream cluster on loopback (the test kit's [`NatsCluster`]), killed
 //! with SIGKILL and restarted, under the replicated log, the partition
-//! leases and the partition hash; and `flowgate serve` as three cluster
-//! nodes (`nodes`), killed and restarted under load.
+//! leases, the key ring's bucket and the partition hash; and `flowgate
+//! serve` as three cluster nodes (`nodes`), killed and restarted under
+//! load.
 //!
 //! Needs the pinned nats-server: `cargo xtask test` installs it, or
 //! `eval $(cargo xtask nats-server)` before `cargo test --test cluster`.
 
 mod figures;
+mod key_store;
 mod leases;
 mod log;
 mod nodes;
