@@ -244,7 +244,7 @@ pub struct ServiceConfig {
     /// Contact keys kept unwrapped in memory, most recently used first
     /// (about 120 bytes each): an event needs its contact's key several
     /// times, and loading one reads the key store (a NATS round trip in
-    /// cluster mode).
+    /// cluster mode). 0 turns the cache off.
     pub key_cache_contacts: usize,
     /// Seconds to let in-flight work finish on shutdown.
     pub shutdown_grace_secs: u64,
@@ -326,11 +326,6 @@ impl ServiceConfig {
                 "the operator token must be at least 16 characters \
                  (set FLOWGATE_OPERATOR_TOKEN or operator_token_file)"
                     .into(),
-            ));
-        }
-        if self.key_cache_contacts == 0 {
-            return Err(ConfigError::Invalid(
-                "key_cache_contacts must be at least 1".into(),
             ));
         }
         if self.store_overlay_mb == 0 || self.checkpoint_interval_secs == 0 {

@@ -127,6 +127,16 @@ impl LeaseBucket {
             })
             .await
             .map_err(|error| remote("opening the lease bucket", error))?;
+        // A bucket just created has no leader on every server yet: its
+        // first requests get "no responders". Wait until it answers a read
+        // (a bounded while), so the first acquire is a real answer.
+        let until = Instant::now() + Duration::from_secs(30);
+        while let Err(error) = store.entry(names::lease_key(Partition(0))).await {
+            if Instant::now() > until {
+                return Err(remote("reading the lease bucket", error));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         Ok(LeaseBucket {
             store,
             holder: holder.to_owned(),

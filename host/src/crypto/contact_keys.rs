@@ -8,6 +8,13 @@
 //! with its shredding, and a load that raced the shredding cannot put it
 //! back: every shredding moves an epoch, and a key loaded under an older
 //! epoch is returned but not kept.
+//!
+//! The cache belongs to one ring: a contact erased through another ring
+//! over the same key store (another node) is still served from here until
+//! evicted. In cluster mode that does not arise: only the node holding a
+//! contact's partition has a ring serving it, and erasures go to that node
+//! like every other request. Rings that share contacts run with the cache
+//! off (capacity 0).
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
@@ -23,7 +30,8 @@ pub struct ContactKeys {
 }
 
 struct Inner {
-    keys: LruCache<(TenantId, ContactId), SecretKey>,
+    /// `None`: caching is off (capacity 0).
+    keys: Option<LruCache<(TenantId, ContactId), SecretKey>>,
     /// Moves on every shredding.
     epoch: u64,
     hits: u64,
@@ -36,11 +44,11 @@ struct Inner {
 pub struct Epoch(u64);
 
 impl ContactKeys {
-    /// A cache of at most `capacity` keys (at least 1).
+    /// A cache of at most `capacity` keys; 0 keeps none.
     pub fn new(capacity: usize) -> ContactKeys {
         ContactKeys {
             inner: Mutex::new(Inner {
-                keys: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
+                keys: NonZeroUsize::new(capacity).map(LruCache::new),
                 epoch: 0,
                 hits: 0,
                 misses: 0,
@@ -55,7 +63,11 @@ impl ContactKeys {
     /// The key, if cached; else the epoch to load it under.
     pub fn get(&self, tenant: &TenantId, contact: &ContactId) -> Result<SecretKey, Epoch> {
         let mut inner = self.lock();
-        match inner.keys.get(&(*tenant, *contact)).cloned() {
+        let cached = inner
+            .keys
+            .as_mut()
+            .and_then(|keys| keys.get(&(*tenant, *contact)).cloned());
+        match cached {
             Some(key) => {
                 inner.hits += 1;
                 Ok(key)
@@ -71,8 +83,10 @@ impl ContactKeys {
     /// happened meanwhile (it may have been this contact's).
     pub fn keep(&self, epoch: Epoch, tenant: &TenantId, contact: &ContactId, key: &SecretKey) {
         let mut inner = self.lock();
-        if inner.epoch == epoch.0 {
-            inner.keys.put((*tenant, *contact), key.clone());
+        if inner.epoch == epoch.0
+            && let Some(keys) = inner.keys.as_mut()
+        {
+            keys.put((*tenant, *contact), key.clone());
         }
     }
 
@@ -85,28 +99,32 @@ impl ContactKeys {
     pub fn forget(&self, tenant: &TenantId, contact: &ContactId) {
         let mut inner = self.lock();
         inner.epoch += 1;
-        inner.keys.pop(&(*tenant, *contact));
+        if let Some(keys) = inner.keys.as_mut() {
+            keys.pop(&(*tenant, *contact));
+        }
     }
 
     /// Forget every key of a shredded tenant.
     pub fn forget_tenant(&self, tenant: &TenantId) {
         let mut inner = self.lock();
         inner.epoch += 1;
-        let of_tenant: Vec<(TenantId, ContactId)> = inner
-            .keys
-            .iter()
-            .filter(|((owner, _), _)| owner == tenant)
-            .map(|(key, _)| *key)
-            .collect();
-        for key in of_tenant {
-            inner.keys.pop(&key);
+        if let Some(keys) = inner.keys.as_mut() {
+            let of_tenant: Vec<(TenantId, ContactId)> = keys
+                .iter()
+                .filter(|((owner, _), _)| owner == tenant)
+                .map(|(key, _)| *key)
+                .collect();
+            for key in of_tenant {
+                keys.pop(&key);
+            }
         }
     }
 
     /// (keys held, hits, misses) so far.
     pub fn stats(&self) -> (usize, u64, u64) {
         let inner = self.lock();
-        (inner.keys.len(), inner.hits, inner.misses)
+        let held = inner.keys.as_ref().map_or(0, LruCache::len);
+        (held, inner.hits, inner.misses)
     }
 }
 
@@ -136,6 +154,15 @@ mod tests {
         assert!(cache.get(&ids(1).0, &ids(1).1).is_ok());
         assert!(cache.get(&ids(2).0, &ids(2).1).is_err());
         assert!(cache.get(&ids(3).0, &ids(3).1).is_ok());
+    }
+
+    #[test]
+    fn a_cache_of_capacity_zero_keeps_nothing() {
+        let cache = ContactKeys::new(0);
+        let (tenant, contact) = ids(1);
+        cache.keep(cache.epoch(), &tenant, &contact, &SecretKey::generate());
+        assert!(cache.get(&tenant, &contact).is_err());
+        assert_eq!(cache.stats(), (0, 0, 1));
     }
 
     #[test]

@@ -22,6 +22,9 @@ async fn a_lease_moves_after_its_ttl_and_fences_the_holder_that_stopped_renewing
     let mut held = a.acquire(partition).await.unwrap().expect("free at first");
     assert!(b.acquire(partition).await.unwrap().is_none(), "exclusive");
     let term = held.term();
+    // The servers time the lease from when they store the renewal, after
+    // it was sent: it cannot expire sooner than a TTL from here.
+    let last_renewal = Instant::now();
     a.renew(&mut held).await.unwrap();
     assert_eq!(held.term(), term, "renewing keeps the term");
     assert!(held.revision() > term);
@@ -42,7 +45,6 @@ async fn a_lease_moves_after_its_ttl_and_fences_the_holder_that_stopped_renewing
     };
 
     // Node A stops renewing (paused, cut off, dead). Node B keeps asking.
-    let last_renewal = Instant::now();
     let taken = loop {
         if let Some(lease) = b.acquire(partition).await.unwrap() {
             break lease;
