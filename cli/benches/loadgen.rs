@@ -306,6 +306,12 @@ async fn log_appends(api: &Api) -> u64 {
     metric_now(api, "flowgate_log_appends_total ", "").await
 }
 
+/// Bytes appended to the durable log so far (sealed commit groups: what a
+/// cluster's log stream stores, once per replica).
+async fn log_bytes(api: &Api) -> u64 {
+    metric_now(api, "flowgate_log_bytes_total ", "").await
+}
+
 /// Wait until the server processed `target` events; the time it took.
 async fn drain(api: &Api, target: u64, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
@@ -517,15 +523,16 @@ fn main() {
             println!("cluster: {cluster} node(s) over 3 NATS servers, webhooks spread over the nodes");
         }
         println!(
-            "{:>8} {:>9} {:>9} | {:>27} | {:>27} | {:>8} {:>7} | {:>26} | {:>8} {:>9}",
+            "{:>8} {:>9} {:>9} | {:>27} | {:>27} | {:>8} {:>7} | {:>26} | {:>8} {:>9} {:>8}",
             "offered", "acked/s", "refused", "ack p50 / p95 / p99 ms", "end-to-end p50 / p95 / p99", "drain s", "RSS MiB",
-            "CPU µs/event s / g / nats", "writes/ev", "appends/ev"
+            "CPU µs/event s / g / nats", "writes/ev", "appends/ev", "log B/ev"
         );
         for &rate in &rates {
             replies.lock().unwrap().clear();
             let (server_cpu, own_cpu, nats_cpu) = (server.cpu(), cpu_time("self"), server.nats_cpu());
             let writes_before = store_writes(&api).await;
             let appends_before = log_appends(&api).await;
+            let log_bytes_before = log_bytes(&api).await;
             let started = Instant::now();
             let (mut acks, refused) = load.run(rate, step, &all).await;
             let sending = started.elapsed();
@@ -544,8 +551,9 @@ fn main() {
             let per_event = |cpu: Duration| cpu.as_secs_f64() * 1e6 / events;
             let writes = (store_writes(&api).await - writes_before) as f64 / events;
             let appends = (log_appends(&api).await - appends_before) as f64 / events;
+            let bytes = (log_bytes(&api).await - log_bytes_before) as f64 / events;
             println!(
-                "{rate:>8.0} {acked_rate:>9.0} {refused:>9} | {:>7.2} / {:>7.2} / {:>7.2} | {:>7.1} / {:>7.1} / {:>7.1} | {:>8} {rss:>7.0} | {:>8.0} {:>8.0} {:>8.0} | {writes:>8.1} {appends:>9.2}",
+                "{rate:>8.0} {acked_rate:>9.0} {refused:>9} | {:>7.2} / {:>7.2} / {:>7.2} | {:>7.1} / {:>7.1} / {:>7.1} | {:>8} {rss:>7.0} | {:>8.0} {:>8.0} {:>8.0} | {writes:>8.1} {appends:>9.2} {bytes:>8.0}",
                 ack.p50, ack.p95, ack.p99, end.p50, end.p95, end.p99,
                 drained.map_or("> 60".to_owned(), |d| format!("{:.2}", d.as_secs_f64())),
                 per_event(server.cpu() - server_cpu),
