@@ -409,6 +409,61 @@ async fn three_nodes_keep_every_delivery_exactly_once_through_kill_9_of_a_node_a
         assert!(found.is_empty(), "{needle:?} is in {found:?}");
     }
 
+    // The tenant deleted through a follower: gone on every node, and its
+    // keys gone from the cluster's key bucket (shredded for every node).
+    let tenant_id: flowgate::ids::TenantId = shop.id.parse().unwrap();
+    let deleted = apis[(owner_now + 2) % 3]
+        .operator(OPERATOR)
+        .0
+        .send(
+            Method::DELETE,
+            &format!("/v1/operator/tenants/{}", shop.id),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!((200..300).contains(&deleted.0), "{deleted:?}");
+    for api in &apis {
+        let (status, _) = api
+            .tenant(&shop.admin)
+            .0
+            .send(Method::GET, "/v1/plugins", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            status, 401,
+            "the deleted tenant's key still works on {}",
+            api.base
+        );
+        assert!(
+            !post_signed(api, &shop, &delivery(0)).await,
+            "{} took a webhook for a deleted tenant",
+            api.base
+        );
+    }
+    let urls = nats.urls();
+    let (tenant_key, contact_keys) = tokio::task::spawn_blocking(move || {
+        use flowgate::crypto::{KeySpace, KeyStore};
+        let link = flowgate::cluster::ClusterLink::connect_to(&urls, None, "inspector").unwrap();
+        let keys = flowgate::cluster::KvKeyStore::open(link, &Default::default()).unwrap();
+        (
+            keys.get(KeySpace::Tenants, tenant_id.as_bytes()).unwrap(),
+            keys.scan(KeySpace::Contacts, tenant_id.as_bytes(), None, 10)
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        tenant_key.is_none(),
+        "the tenant key is still in the bucket"
+    );
+    assert!(
+        contact_keys.is_empty(),
+        "{} contact keys left",
+        contact_keys.len()
+    );
+
     for node in &mut nodes {
         node.kill();
     }
