@@ -108,6 +108,7 @@ pub fn config(args: &ServeArgs) -> Result<ServiceConfig> {
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     init_service_tracing(args.log_format);
+    forbid_core_dumps();
     let config = config(&args)?;
     // A key generated into one node's data directory would seal records
     // the other nodes cannot open.
@@ -152,6 +153,26 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The service aborts on purpose when its store can no longer vouch for
+/// what it acknowledged (a failed sync, a fenced cluster log: see
+/// `store::embedded`), and a core dump of it would hold the master key,
+/// unwrapped tenant and contact keys and plaintext of messages in flight.
+/// Marking the process not dumpable stops the kernel (and systemd-coredump)
+/// from writing one, whatever the host's core limit.
+fn forbid_core_dumps() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers and changes
+        // only this process's dumpable flag.
+        let refused = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0;
+        if refused {
+            eprintln!(
+                "flowgate: could not mark the process not dumpable: a crash may leave a core dump with keys"
+            );
+        }
+    }
 }
 
 fn init_service_tracing(format: LogFormat) {

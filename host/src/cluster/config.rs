@@ -88,6 +88,10 @@ fn default_lease_ttl_secs() -> u64 {
     5
 }
 
+/// The largest log a cluster may keep, in MiB (16 TiB): far past any
+/// server's disk, and small enough that its size in bytes fits an i64.
+pub const MAX_LOG_MB: u64 = 16 << 20;
+
 /// The most partitions a cluster may have: each is a replicated stream.
 pub const MAX_PARTITIONS: u32 = 1024;
 
@@ -154,10 +158,10 @@ impl ClusterConfig {
                 ),
             ));
         }
-        if self.log_max_mb < 64 {
+        if !(64..=MAX_LOG_MB).contains(&self.log_max_mb) {
             return Err(invalid(
                 "log_max_mb",
-                format!("{} must be at least 64", self.log_max_mb),
+                format!("{} must be 64 to {MAX_LOG_MB}", self.log_max_mb),
             ));
         }
         if let Some(url) = &self.advertise_url {
@@ -280,6 +284,7 @@ mod tests {
         let split = refused(&|c| c.partitions = 32);
         assert!(split.contains("serves one partition"), "{split}");
         assert!(refused(&|c| c.log_max_mb = 1).starts_with("cluster.log_max_mb"));
+        assert!(refused(&|c| c.log_max_mb = u64::MAX).starts_with("cluster.log_max_mb"));
         for url in ["10.0.0.5:8080", "ftp://x", "http://", "http://x:1/api"] {
             let bad = refused(&|c| c.advertise_url = Some(url.into()));
             assert!(bad.starts_with("cluster.advertise_url"), "{url}: {bad}");

@@ -68,3 +68,7 @@ pub fn wrapped_key(space: KeySpace, key: &[u8]) -> String {
 /// The KV bucket of the cluster's nodes: node name → the URL other nodes
 /// forward requests to (operator infrastructure, not personal data).
 pub const MEMBERS_BUCKET: &str = "flowgate-nodes";
+
+/// The KV bucket holding the last id range a lease holder claimed (one
+/// key, a number).
+pub const IDS_BUCKET: &str = "flowgate-ids";

@@ -11,10 +11,12 @@
 //!
 //! The cache belongs to one ring: a contact erased through another ring
 //! over the same key store (another node) is still served from here until
-//! evicted. In cluster mode that does not arise: only the node holding a
-//! contact's partition has a ring serving it, and erasures go to that node
-//! like every other request. Rings that share contacts run with the cache
-//! off (capacity 0).
+//! evicted. In cluster mode only the lease holder's ring serves requests,
+//! and erasures go to it like every other request; a holder that cannot
+//! confirm its lease past its expiry (another node may have taken over and
+//! erased) serves nothing until it can, and exits once it learns the lease
+//! moved (see `crate::node`). Rings that share contacts run with the
+//! cache off (capacity 0).
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;

@@ -283,18 +283,30 @@ impl KeyRing {
         tenant: &TenantId,
         contact: &ContactId,
     ) -> Result<bool, KeyRingError> {
-        let existed = self
+        let deleted = self
             .store
-            .delete(KeySpace::Contacts, &contact_entry(tenant, contact))?;
-        // After the delete: a load from before it that finishes later sees
-        // the epoch moved and does not keep what it read.
+            .delete(KeySpace::Contacts, &contact_entry(tenant, contact));
+        // After the delete, whatever it answered (a delete whose answer was
+        // lost may have happened): a load from before it that finishes
+        // later sees the epoch moved and does not keep what it read.
         self.contacts.forget(tenant, contact);
+        let existed = deleted?;
         self.store.flush()?;
         Ok(existed)
     }
 
     /// Crypto-shred a tenant: delete its key and all its contact keys.
     pub fn shred_tenant(&self, tenant: &TenantId) -> Result<u64, KeyRingError> {
+        // Forgotten before (no cached key of a contact already deleted is
+        // served while the walk goes on) and after, whatever the walk
+        // answers (a key loaded meanwhile is not kept).
+        self.contacts.forget_tenant(tenant);
+        let shredded = self.shred_tenant_keys(tenant);
+        self.contacts.forget_tenant(tenant);
+        shredded
+    }
+
+    fn shred_tenant_keys(&self, tenant: &TenantId) -> Result<u64, KeyRingError> {
         let mut removed = 0;
         let mut after = None;
         loop {
@@ -315,7 +327,6 @@ impl KeyRing {
         }
         self.store.delete(KeySpace::Tenants, tenant.as_bytes())?;
         self.cache.write().expect("key cache lock").remove(tenant);
-        self.contacts.forget_tenant(tenant);
         self.store.flush()?;
         Ok(removed)
     }

@@ -37,6 +37,7 @@ pub mod members;
 mod metrics;
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,10 @@ struct Node {
     app: RwLock<Option<axum::Router>>,
     /// The lease term while this node holds it.
     term: RwLock<Option<u64>>,
+    /// Set while this node holds the lease but could not confirm it past
+    /// its expiry (renewals unanswered): it serves nothing meanwhile, since
+    /// another node may hold the lease by now.
+    unconfirmed: std::sync::atomic::AtomicBool,
     /// The owner's URL, and when it was looked up.
     owner: tokio::sync::Mutex<Option<(String, Instant)>>,
     metrics: metrics::NodeMetrics,
@@ -130,6 +135,9 @@ pub async fn serve(
         name: cluster.node_name.clone(),
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // An owner whose host is gone must not hold a request for the
+            // whole timeout: connecting is quick or it fails.
+            .connect_timeout(Duration::from_secs(2))
             // Admitting a plugin compiles it on the owner: minutes at worst.
             .timeout(Duration::from_secs(300))
             .build()?,
@@ -138,6 +146,7 @@ pub async fn serve(
         members,
         app: RwLock::new(None),
         term: RwLock::new(None),
+        unconfirmed: std::sync::atomic::AtomicBool::new(false),
         owner: tokio::sync::Mutex::new(None),
         metrics: metrics::NodeMetrics::default(),
         seal: forward::AddressSeal::new(&master),
@@ -308,15 +317,22 @@ async fn keep_renewing(node: Arc<Node>, lease: Arc<tokio::sync::Mutex<Lease>>, t
         match node.leases.renew(&mut lease).await {
             Ok(()) => {
                 if failures > 0 {
-                    tracing::info!(failures, "renewed the lease again");
+                    tracing::info!(failures, "renewed the lease again; serving");
                 }
                 failures = 0;
+                node.unconfirmed.store(false, Ordering::Release);
             }
             Err(LeaseError::Lost(_)) => lost_lease("another node holds it now"),
             Err(error) => {
                 failures += 1;
+                let expired = Instant::now() >= lease.held_until();
+                if expired {
+                    // Another node may hold the lease by now: answer
+                    // nothing (not even a read of what may have been
+                    // erased there) until a renewal says whose it is.
+                    node.unconfirmed.store(true, Ordering::Release);
+                }
                 if worth_saying(failures, 50) {
-                    let expired = Instant::now() >= lease.held_until();
                     tracing::warn!(%error, failures, expired, "renewing the lease failed; retrying");
                 }
             }
@@ -361,6 +377,7 @@ fn open_vault(
     let log = JetStreamLog::open(link.clone(), PARTITION, &settings, term)
         .context("opening the replicated log")?;
     let trees = SledTrees::open(&cache.join("db"), config.store().cache_bytes)?;
+    trees.ids_from(claim_id_range(&link, cluster.replicas)?)?;
     let store = SledStore::start(Some(&cache), trees, Box::new(log), config.store())
         .context("replaying the replicated log")?;
     let keys = KvKeyStore::open(
@@ -381,6 +398,76 @@ fn open_vault(
     Ok(vault)
 }
 
+/// Ids (`Store::next_id`: inbox keys, message and consent sequences) must
+/// never repeat across owners, and a new owner's store starts from an
+/// empty cache. Each takeover claims the next range of 2^40 ids (years of
+/// a busy node's ids) by compare-and-set on one key of the bucket
+/// `flowgate-ids`; the range's start is the floor of this owner's ids.
+/// 2^24 takeovers fit in a u64.
+fn claim_id_range(link: &Arc<ClusterLink>, replicas: usize) -> Result<u64> {
+    use async_nats::jetstream::kv;
+    const KEY: &str = "range";
+    let jetstream = link.jetstream().clone();
+    let range = link.run(async move {
+        let until = Instant::now() + Duration::from_secs(30);
+        // A cluster just started, or electing, may refuse for a while.
+        let bucket = loop {
+            let opened = jetstream
+                .create_or_update_key_value(kv::Config {
+                    bucket: crate::cluster::names::IDS_BUCKET.to_owned(),
+                    description: "flowgate: the id range each lease holder hands out from"
+                        .to_owned(),
+                    history: 1,
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await;
+            match opened {
+                Ok(bucket) => break bucket,
+                Err(error) if Instant::now() > until => {
+                    return Err(anyhow::Error::from(error).context("opening the id bucket"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        loop {
+            let claimed = match bucket.entry(KEY).await {
+                Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
+                    let last = <[u8; 8]>::try_from(entry.value.as_ref())
+                        .map(u64::from_be_bytes)
+                        .context("the id bucket's range is not 8 bytes")?;
+                    let next = last + 1;
+                    bucket
+                        .update(KEY, next.to_be_bytes().to_vec().into(), entry.revision)
+                        .await
+                        .map(|_| next)
+                        .map_err(anyhow::Error::from)
+                }
+                Ok(_) => bucket
+                    .create(KEY, 1u64.to_be_bytes().to_vec().into())
+                    .await
+                    .map(|_| 1)
+                    .map_err(anyhow::Error::from),
+                Err(error) => Err(anyhow::Error::from(error)),
+            };
+            match claimed {
+                Ok(range) => return Ok::<u64, anyhow::Error>(range),
+                // Another claim won, or the servers are electing: again.
+                Err(error) if Instant::now() > until => {
+                    return Err(error.context("claiming an id range"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })?;
+    anyhow::ensure!(
+        range < 1 << 24,
+        "the id ranges are used up ({range} takeovers)"
+    );
+    Ok(range << 40)
+}
+
 /// Every request: to the service when this node holds the lease, else to
 /// the node that does. Probes are answered here.
 async fn dispatch(State(node): State<Arc<Node>>, request: Request<Body>) -> Response<Body> {
@@ -388,7 +475,7 @@ async fn dispatch(State(node): State<Arc<Node>>, request: Request<Body>) -> Resp
     if path == "/healthz" {
         return Response::new(Body::from("ok"));
     }
-    let app = node.app.read().expect("app lock").clone();
+    let app = node.serving();
     if path == "/readyz" {
         return readiness(&node, app).await;
     }
@@ -422,6 +509,14 @@ async fn dispatch(State(node): State<Arc<Node>>, request: Request<Body>) -> Resp
 }
 
 impl Node {
+    /// The service's routes, while this node holds a confirmed lease.
+    fn serving(&self) -> Option<axum::Router> {
+        if self.unconfirmed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.app.read().expect("app lock").clone()
+    }
+
     /// The lease holder's URL, unless it is this node or no one.
     async fn owner_url(&self, fresh: bool) -> Option<String> {
         let mut cached = self.owner.lock().await;
@@ -462,6 +557,12 @@ async fn readiness(node: &Node, app: Option<axum::Router>) -> Response<Body> {
                 .unwrap_or_default();
             (status, "owner", String::from_utf8_lossy(&body).into_owned())
         }
+        None if node.app.read().expect("app lock").is_some() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "owner",
+            "the lease could not be confirmed since it expired; serving nothing until it is"
+                .to_owned(),
+        ),
         None => match node.owner_url(true).await {
             Some(_) => (StatusCode::OK, "follower", "forwarding".to_owned()),
             None => (

@@ -100,6 +100,12 @@ impl IdBlocks {
         Ok(())
     }
 
+    fn raise(&self, floor: u64, db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
+        self.next
+            .fetch_max(floor, std::sync::atomic::Ordering::Relaxed);
+        self.reserve(floor + ID_BLOCK, db, meta)
+    }
+
     fn next(&self, db: &sled::Db, meta: &sled::Tree) -> Result<u64, StoreError> {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reserved = *self.reserved.lock().expect("id lock");
@@ -221,6 +227,14 @@ impl SledTrees {
     /// A number never returned before (monotonic).
     pub fn next_id(&self) -> Result<u64, StoreError> {
         self.ids.next(&self.db, &self.meta)
+    }
+
+    /// Hand out ids from `floor` up from now on, if they are below it. A
+    /// cluster node's trees are a cache that starts empty at each takeover,
+    /// so the ids the previous owners handed out are not known here: the
+    /// node claims a range above all of theirs (see `crate::node`).
+    pub fn ids_from(&self, floor: u64) -> Result<(), StoreError> {
+        self.ids.raise(floor, &self.db, &self.meta)
     }
 
     /// Size on disk, in bytes.

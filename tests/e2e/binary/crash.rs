@@ -2,15 +2,10 @@
 //! had not processed yet: after a restart every acknowledged delivery is
 //! processed, and exactly once, and every reply is sent exactly once.
 
-use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode, Uri};
 use reqwest::Method;
 use serde_json::json;
 
@@ -23,6 +18,7 @@ use flowgate_testkit::now;
 use flowgate_testkit::process::{ServerProcess, free_port, serve_command, write_config};
 use flowgate_testkit::service::OPERATOR;
 use flowgate_testkit::setup::{Install, TenantSpec, TestTenant, set_up};
+use flowgate_testkit::status_gate::StatusGate;
 use flowgate_testkit::webhook::text_message;
 
 /// The binary under test, serving with `config` on `port`.
@@ -98,57 +94,6 @@ fn stop_gracefully(mut server: ServerProcess, data: &Path) {
     let vault = open_vault(data);
     assert_eq!(vault.store.count(Kind::Inbox), 0, "events left unprocessed");
     assert_eq!(vault.store.count(Kind::Outbox), 0, "replies left unsettled");
-}
-
-/// Where the fake Cloud API posts status webhooks in the crash loop: shut,
-/// it refuses them (503: the fake posts them again 100 ms later, as
-/// WhatsApp retries); open, it passes them on to the server. Shut while a
-/// round runs, so that the statuses of replies sent in it reach the server
-/// only after the kill and restart, as they may from WhatsApp. (A status
-/// that reaches a server which then dies before the send it confirms ends
-/// is the one case the outbox does not cover: see `service/outbox.rs`.)
-struct StatusGate {
-    open: Arc<AtomicBool>,
-    /// The gate's address.
-    base: String,
-}
-
-impl StatusGate {
-    async fn start(server: &str) -> StatusGate {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let open = Arc::new(AtomicBool::new(true));
-        let (gate, server, http) = (open.clone(), server.to_owned(), reqwest::Client::new());
-        let relay = move |uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (gate, server, http) = (gate.clone(), server.clone(), http.clone());
-            async move {
-                if !gate.load(Ordering::SeqCst) {
-                    return StatusCode::SERVICE_UNAVAILABLE;
-                }
-                let mut request = http.post(format!("{server}{}", uri.path())).body(body);
-                for name in ["content-type", "x-hub-signature-256"] {
-                    if let Some(value) = headers.get(name) {
-                        request = request.header(name, value);
-                    }
-                }
-                match request.send().await {
-                    Ok(answer) => StatusCode::from_u16(answer.status().as_u16())
-                        .unwrap_or(StatusCode::BAD_GATEWAY),
-                    Err(_) => StatusCode::BAD_GATEWAY,
-                }
-            }
-        };
-        tokio::spawn(axum::serve(listener, axum::Router::new().fallback(relay)).into_future());
-        StatusGate { open, base }
-    }
-
-    fn shut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-    }
-
-    fn open(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
 }
 
 /// auto-reply answering "hours" questions, with no cooldown.

@@ -38,6 +38,7 @@ pub mod nats;
 pub mod process;
 pub mod service;
 pub mod setup;
+pub mod status_gate;
 pub mod webhook;
 
 pub use error::Error;
