@@ -67,7 +67,7 @@ use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::link::ClusterLink;
+use super::link::{ClusterLink, retry_until};
 use super::names;
 use crate::crypto::key_store::{KeySpace, KeyStore, KeyStoreError, WrappedEntry};
 
@@ -158,26 +158,16 @@ async fn last_message(
     }
 }
 
-/// Run `attempt` until it succeeds or `until` passes.
-async fn retrying<T, E, F, A>(
-    what: &str,
-    until: Instant,
-    mut attempt: A,
-) -> Result<T, KeyStoreError>
+/// [`retry_until`], its error named by `what`.
+async fn retrying<T, E, F, A>(what: &str, until: Instant, attempt: A) -> Result<T, KeyStoreError>
 where
     E: std::error::Error + Send + Sync + 'static,
     F: Future<Output = Result<T, E>>,
     A: FnMut() -> F,
 {
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(error) if Instant::now() >= until => {
-                return Err(KeyStoreError::remote(what, error));
-            }
-            Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
-        }
-    }
+    retry_until(until, attempt)
+        .await
+        .map_err(|error| KeyStoreError::remote(what, error))
 }
 
 impl KvKeyStore {

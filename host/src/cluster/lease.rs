@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 
-use super::link::ClusterLink;
+use super::link::{ClusterLink, retry_until};
 use super::names;
 use super::partition::Partition;
 
@@ -130,13 +130,11 @@ impl LeaseBucket {
         // A bucket just created has no leader on every server yet: its
         // first requests get "no responders". Wait until it answers a read
         // (a bounded while), so the first acquire is a real answer.
-        let until = Instant::now() + Duration::from_secs(30);
-        while let Err(error) = store.entry(names::lease_key(Partition(0))).await {
-            if Instant::now() > until {
-                return Err(remote("reading the lease bucket", error));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        retry_until(Instant::now() + Duration::from_secs(30), || {
+            store.entry(names::lease_key(Partition(0)))
+        })
+        .await
+        .map_err(|error| remote("reading the lease bucket", error))?;
         Ok(LeaseBucket {
             store,
             holder: holder.to_owned(),

@@ -200,3 +200,24 @@ impl Drop for ClusterLink {
         }
     }
 }
+
+/// Pause between attempts while the cluster recovers.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Run `attempt` until it succeeds or `until` passes; the last error when
+/// it never did. For what a cluster just started, or electing a leader,
+/// refuses for a while: a bucket's first requests, writes during an
+/// election.
+pub async fn retry_until<T, E, F, A>(until: std::time::Instant, mut attempt: A) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    A: FnMut() -> F,
+{
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if std::time::Instant::now() >= until => return Err(error),
+            Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+        }
+    }
+}

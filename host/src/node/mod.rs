@@ -48,6 +48,7 @@ use axum::http::{Request, Response, StatusCode, header};
 use tower::ServiceExt;
 
 use crate::clock::Clock;
+use crate::cluster::link::retry_until;
 use crate::cluster::{
     ClusterConfig, ClusterLink, JetStreamLog, KeyBucketSettings, KvKeyStore, Lease, LeaseBucket,
     LeaseError, LogSettings, Partition,
@@ -122,13 +123,10 @@ pub async fn serve(
     let members = Members::open(&link, &cluster, url.clone()).await?;
     // A bucket just created may not take writes on every server yet, and a
     // cluster may be electing a leader: worth waiting for, a while.
-    let until = Instant::now() + Duration::from_secs(30);
-    while let Err(error) = members.announce().await {
-        if Instant::now() > until {
-            return Err(error.into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    retry_until(Instant::now() + Duration::from_secs(30), || {
+        members.announce()
+    })
+    .await?;
     let announcing = tokio::spawn(members.clone().keep_announcing(cluster.lease_ttl() / 3));
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let node = Arc::new(Node {
@@ -411,26 +409,18 @@ fn claim_id_range(link: &Arc<ClusterLink>, replicas: usize) -> Result<u64> {
     let range = link.run(async move {
         let until = Instant::now() + Duration::from_secs(30);
         // A cluster just started, or electing, may refuse for a while.
-        let bucket = loop {
-            let opened = jetstream
-                .create_or_update_key_value(kv::Config {
-                    bucket: crate::cluster::names::IDS_BUCKET.to_owned(),
-                    description: "flowgate: the id range each lease holder hands out from"
-                        .to_owned(),
-                    history: 1,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await;
-            match opened {
-                Ok(bucket) => break bucket,
-                Err(error) if Instant::now() > until => {
-                    return Err(anyhow::Error::from(error).context("opening the id bucket"));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
+        let bucket = retry_until(until, || {
+            jetstream.create_or_update_key_value(kv::Config {
+                bucket: crate::cluster::names::IDS_BUCKET.to_owned(),
+                description: "flowgate: the id range each lease holder hands out from".to_owned(),
+                history: 1,
+                storage: async_nats::jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+        })
+        .await
+        .context("opening the id bucket")?;
         loop {
             let claimed = match bucket.entry(KEY).await {
                 Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
