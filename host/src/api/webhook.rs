@@ -124,7 +124,20 @@ pub async fn receive(
     check_rate(&state.service.admission.channels, &channel.id)?;
     let signature = headers
         .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok());
-    let accepted = webhooks::accept(&state.service, &channel, signature, &body, received).await?;
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // Run to the end even if the sender hangs up: hyper drops a request's
+    // future when its connection closes, and a delivery dropped after its
+    // commit and before it is handed to a worker would sit in the durable
+    // inbox, acknowledged to the sender's retry as a duplicate and
+    // processed only at the next restart. (Seen in the cluster test: a
+    // commit held up by a NATS election outlasted the sender's timeout.)
+    let service = state.service.clone();
+    let accepting = tokio::spawn(async move {
+        webhooks::accept(&service, &channel, signature.as_deref(), &body, received).await
+    });
+    let accepted = accepting
+        .await
+        .map_err(|error| AppError::internal(format!("accepting a delivery: {error}")))??;
     Ok(ApiJson(accepted))
 }

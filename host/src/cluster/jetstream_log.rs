@@ -147,6 +147,9 @@ pub struct JetStreamLog {
     /// took.
     syncing: Mutex<()>,
     end: AtomicU64,
+    /// The last sequence known to be in the stream: this writer's fence,
+    /// then its last confirmed record.
+    confirmed: AtomicU64,
 }
 
 struct Writer {
@@ -434,6 +437,7 @@ impl JetStreamLog {
             }),
             syncing: Mutex::new(()),
             end: AtomicU64::new(fenced_at + 1),
+            confirmed: AtomicU64::new(fenced_at),
         })
     }
 
@@ -710,11 +714,20 @@ async fn leader_holds(
 /// holds more, the consumer is started again until one delivers it.
 /// (Before this, a replay after a server's restart could stop short of
 /// acknowledged records, seen in the tests under load.)
+///
+/// `known` is the last sequence the caller knows to be in the stream (its
+/// own fence, or its last confirmed record): the end is never before it,
+/// whatever a server answers about the stream's state. A replay that stops
+/// short of its end is an error, never a silent end: the message at the
+/// end is always there (the newest fence is never cut, and nobody but the
+/// replaying writer appends or cuts once it has fenced the log), so a
+/// server saying nothing is left before it is behind, and is asked again.
 async fn replay_into(
     stream: stream::Stream<()>,
     subjects: String,
     fence_subject: String,
     from: u64,
+    known: u64,
     until: Instant,
     sink: std::sync::mpsc::SyncSender<Result<(u64, Bytes), LogError>>,
 ) {
@@ -736,7 +749,7 @@ async fn replay_into(
         let end = match last {
             Some(end) => end,
             None => match stream.get_info().await {
-                Ok(info) => *last.insert(info.state.last_sequence),
+                Ok(info) => *last.insert(info.state.last_sequence.max(known)),
                 Err(error) => {
                     last_error = Some(remote("reading the log stream's state", error));
                     tokio::time::sleep(RETRY_PAUSE).await;
@@ -758,8 +771,23 @@ async fn replay_into(
         let mut messages = match consumer {
             Ok(consumer) if consumer.cached_info().num_pending == 0 => {
                 match leader_holds(&stream, &subjects, next, end).await {
-                    // Nothing at or after `next` any more (cut meanwhile).
-                    Ok(false) => return,
+                    // A server behind the stream's end (a leader just
+                    // elected, still applying): ask again until it agrees.
+                    Ok(false) => {
+                        tracing::warn!(
+                            next,
+                            end,
+                            "the log stream's leader holds nothing up to the log's end yet; \
+                             asking again"
+                        );
+                        last_error = Some(LogError::Damaged {
+                            position: next,
+                            reason: format!(
+                                "the stream answers that nothing is left to read from {next}, \
+                                 but the log ends at {end}"
+                            ),
+                        });
+                    }
                     // The consumer's replica lags: start another.
                     Ok(true) => {}
                     Err(error) => last_error = Some(error),
@@ -939,7 +967,10 @@ impl Log for JetStreamLog {
             Instant::now() + self.deadline,
         ));
         match confirmed {
-            Ok(()) => Ok(end),
+            Ok(()) => {
+                self.confirmed.fetch_max(end - 1, Ordering::AcqRel);
+                Ok(end)
+            }
             Err((failure, error)) => {
                 self.writer.lock().expect("log writer lock").failure = Some(failure);
                 Err(error)
@@ -958,6 +989,8 @@ impl Log for JetStreamLog {
             self.subjects.clone(),
             self.fence_subject.clone(),
             from,
+            // Everything this writer fenced or confirmed is in the stream.
+            self.confirmed.load(Ordering::Acquire),
             Instant::now() + self.deadline,
             sender,
         ));

@@ -114,19 +114,23 @@ impl LeaseBucket {
         ttl: Duration,
         replicas: usize,
     ) -> Result<LeaseBucket, LeaseError> {
-        let store = link
-            .jetstream()
-            .create_or_update_key_value(kv::Config {
-                bucket: names::LEASE_BUCKET.to_owned(),
-                description: "flowgate: which node processes each partition".to_owned(),
-                history: 1,
-                max_age: ttl,
-                storage: jetstream::stream::StorageType::File,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|error| remote("opening the lease bucket", error))?;
+        let config = kv::Config {
+            bucket: names::LEASE_BUCKET.to_owned(),
+            description: "flowgate: which node processes each partition".to_owned(),
+            history: 1,
+            max_age: ttl,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        // A node started (or restarted by its supervisor) while the
+        // servers elect a leader gets timeouts for a few seconds: waited
+        // for, rather than exiting again.
+        let store = retry_until(Instant::now() + Duration::from_secs(30), || {
+            link.jetstream().create_or_update_key_value(config.clone())
+        })
+        .await
+        .map_err(|error| remote("opening the lease bucket", error))?;
         // A bucket just created has no leader on every server yet: its
         // first requests get "no responders". Wait until it answers a read
         // (a bounded while), so the first acquire is a real answer.

@@ -8,11 +8,12 @@
 //! personal data.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
 use futures_util::TryStreamExt;
 
+use crate::cluster::link::retry_until;
 use crate::cluster::names;
 use crate::cluster::{ClusterConfig, ClusterLink};
 
@@ -47,19 +48,23 @@ impl Members {
         config: &ClusterConfig,
         url: String,
     ) -> Result<Members, MembersError> {
-        let bucket = link
-            .jetstream()
-            .create_or_update_key_value(kv::Config {
-                bucket: names::MEMBERS_BUCKET.to_owned(),
-                description: "flowgate: the nodes of the cluster and their URLs".to_owned(),
-                history: 1,
-                max_age: config.lease_ttl() * 3,
-                storage: jetstream::stream::StorageType::File,
-                num_replicas: config.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|error| failed("opening the bucket")(Box::new(error)))?;
+        let settings = kv::Config {
+            bucket: names::MEMBERS_BUCKET.to_owned(),
+            description: "flowgate: the nodes of the cluster and their URLs".to_owned(),
+            history: 1,
+            max_age: config.lease_ttl() * 3,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: config.replicas,
+            ..Default::default()
+        };
+        // Through a leader election (a node restarted while a NATS server
+        // is down), as the lease bucket's opening does.
+        let bucket = retry_until(Instant::now() + Duration::from_secs(30), || {
+            link.jetstream()
+                .create_or_update_key_value(settings.clone())
+        })
+        .await
+        .map_err(|error| failed("opening the bucket")(Box::new(error)))?;
         Ok(Members {
             bucket,
             name: config.node_name.clone(),

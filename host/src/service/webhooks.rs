@@ -56,6 +56,11 @@ pub enum WebhookError {
 /// Accept the delivery `body` for the channel its path names (found by
 /// [`super::channels::find`]), signed with `signature` (the `X-Hub-Signature-256`
 /// header). `received` is when it arrived.
+///
+/// Not cancel safe: once its commit is under way, a delivery is handed to
+/// a worker only if this runs to the end. A caller whose future may be
+/// dropped (an HTTP handler, when the sender hangs up) runs it in a task of
+/// its own.
 pub async fn accept(
     service: &ServiceInner,
     known: &KnownChannel,

@@ -19,7 +19,13 @@ use crate::metrics::Progress;
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
+    /// How long a call keeps asking again while the service answers 503
+    /// or refuses connections; none by default (see [`Api::patient`]).
+    patience: Duration,
 }
+
+/// Pause between the attempts of a patient client, at most.
+const PATIENT_PAUSE: Duration = Duration::from_millis(200);
 
 /// A request as errors name it: `POST /v1/installations`.
 fn named(method: &Method, path: &str) -> String {
@@ -48,6 +54,40 @@ impl Api {
         Api {
             http: reqwest::Client::new(),
             base: base.into(),
+            patience: Duration::ZERO,
+        }
+    }
+
+    /// The same client, asking again for up to `within` while the service
+    /// answers 503 or cannot be reached, as a well-behaved client of a
+    /// cluster does while work moves between nodes (a node that lost its
+    /// lease exits and is started again by its supervisor).
+    pub fn patient(&self, within: Duration) -> Api {
+        Api {
+            patience: within,
+            ..self.clone()
+        }
+    }
+
+    /// Run `attempt` until it answers something other than 503 or a
+    /// connection refused, or the client's patience is spent.
+    async fn with_patience<F, Fut>(&self, mut attempt: F) -> Result<(u16, Value), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(u16, Value), Error>>,
+    {
+        let deadline = Instant::now() + self.patience;
+        loop {
+            let answer = attempt().await;
+            let again = match &answer {
+                Ok((status, _)) => *status == 503,
+                Err(Error::Http { source, .. }) => source.is_connect(),
+                Err(_) => false,
+            };
+            if !again || Instant::now() >= deadline {
+                return answer;
+            }
+            tokio::time::sleep(PATIENT_PAUSE).await;
         }
     }
 
@@ -60,6 +100,7 @@ impl Api {
                 .build()
                 .expect("an HTTP client"),
             base: self.base.clone(),
+            patience: self.patience,
         }
     }
 
@@ -93,23 +134,26 @@ impl Api {
         body: &str,
         app_secret: &str,
     ) -> Result<(u16, Value), Error> {
-        let request = named(&Method::POST, path);
-        let response = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .header(
-                "x-hub-signature-256",
-                crate::webhook::signature(app_secret, body),
-            )
-            .body(body.to_owned())
-            // A server killed under the request must not hang the caller.
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|source| Error::Http { request, source })?;
-        let status = response.status().as_u16();
-        Ok((status, response.json().await.unwrap_or(Value::Null)))
+        self.with_patience(|| async {
+            let request = named(&Method::POST, path);
+            let response = self
+                .http
+                .post(self.url(path))
+                .header("content-type", "application/json")
+                .header(
+                    "x-hub-signature-256",
+                    crate::webhook::signature(app_secret, body),
+                )
+                .body(body.to_owned())
+                // A server killed under the request must not hang the caller.
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|source| Error::Http { request, source })?;
+            let status = response.status().as_u16();
+            Ok((status, response.json().await.unwrap_or(Value::Null)))
+        })
+        .await
     }
 
     /// Meta's verification handshake on a channel's webhook: the status and
@@ -169,25 +213,29 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), Error> {
-        let request = named(&method, path);
-        let mut builder = self
-            .api
-            .http
-            .request(method, self.api.url(path))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            builder = builder.json(&body);
-        }
-        let answer = async {
-            let response = builder.send().await?;
-            let status = response.status().as_u16();
-            Ok((status, response.text().await?))
-        };
-        let (status, text) = answer
+        self.api
+            .with_patience(|| async {
+                let request = named(&method, path);
+                let mut builder = self
+                    .api
+                    .http
+                    .request(method.clone(), self.api.url(path))
+                    .bearer_auth(&self.token);
+                if let Some(body) = &body {
+                    builder = builder.json(body);
+                }
+                let answer = async {
+                    let response = builder.send().await?;
+                    let status = response.status().as_u16();
+                    Ok((status, response.text().await?))
+                };
+                let (status, text) = answer
+                    .await
+                    .map_err(|source| Error::Http { request, source })?;
+                let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                Ok((status, value))
+            })
             .await
-            .map_err(|source| Error::Http { request, source })?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value))
     }
 
     /// Send a request that must succeed: its JSON answer.
