@@ -162,10 +162,7 @@ async fn run(native: bool, events: usize, contacts: usize, concurrency: usize) -
         .pool_max_idle_per_host(concurrency)
         .build()
         .unwrap();
-    let api = Api {
-        http: http.clone(),
-        base: base.clone(),
-    };
+    let api = Api::with_client(base.clone(), http.clone());
 
     // Operator and tenant setup through the APIs.
     let spec = TenantSpec::new("Bench", PHONE)

@@ -58,6 +58,15 @@ impl Api {
         }
     }
 
+    /// The service at `base`, through `http` (a client tuned for load).
+    pub fn with_client(base: impl Into<String>, http: reqwest::Client) -> Api {
+        Api {
+            http,
+            base: base.into(),
+            patience: Duration::ZERO,
+        }
+    }
+
     /// The same client, asking again for up to `within` while the service
     /// answers 503 or cannot be reached, as a well-behaved client of a
     /// cluster does while work moves between nodes (a node that lost its
