@@ -176,16 +176,14 @@ impl KvKeyStore {
         link: Arc<ClusterLink>,
         settings: &KeyBucketSettings,
     ) -> Result<KvKeyStore, KeyStoreError> {
-        let jetstream = link.jetstream().clone();
         let config = settings.bucket_config();
         let until = Instant::now() + settings.deadline;
-        // A cluster starting or electing has no meta leader yet: worth
-        // waiting for, within the deadline.
+        let opener = link.clone();
         let bucket = link.run(async move {
-            retrying("opening the key bucket", until, || {
-                jetstream.create_or_update_key_value(config.clone())
-            })
-            .await
+            opener
+                .open_bucket(config, until)
+                .await
+                .map_err(|error| KeyStoreError::remote("opening the key bucket", error))
         })?;
         Ok(KvKeyStore {
             link,

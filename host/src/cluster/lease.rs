@@ -123,14 +123,10 @@ impl LeaseBucket {
             num_replicas: replicas,
             ..Default::default()
         };
-        // A node started (or restarted by its supervisor) while the
-        // servers elect a leader gets timeouts for a few seconds: waited
-        // for, rather than exiting again.
-        let store = retry_until(Instant::now() + Duration::from_secs(30), || {
-            link.jetstream().create_or_update_key_value(config.clone())
-        })
-        .await
-        .map_err(|error| remote("opening the lease bucket", error))?;
+        let store = link
+            .open_bucket(config, Instant::now() + Duration::from_secs(30))
+            .await
+            .map_err(|error| remote("opening the lease bucket", error))?;
         // A bucket just created has no leader on every server yet: its
         // first requests get "no responders". Wait until it answers a read
         // (a bounded while), so the first acquire is a real answer.

@@ -147,6 +147,22 @@ impl ClusterLink {
         &self.jetstream
     }
 
+    /// Open (creating, or updating to `config`) a KV bucket, asking again
+    /// until `until` while the servers refuse: a cluster just started, or
+    /// electing a leader after a server's death, times such requests out
+    /// for a few seconds, and a node started then should wait rather than
+    /// exit.
+    pub async fn open_bucket(
+        &self,
+        config: jetstream::kv::Config,
+        until: std::time::Instant,
+    ) -> Result<jetstream::kv::Store, jetstream::context::CreateKeyValueError> {
+        retry_until(until, || {
+            self.jetstream.create_or_update_key_value(config.clone())
+        })
+        .await
+    }
+
     /// Run `future` on the link's runtime and wait for it, from any thread
     /// but the link's own.
     pub fn run<F>(&self, future: F) -> F::Output

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv};
 use futures_util::TryStreamExt;
 
-use crate::cluster::link::retry_until;
 use crate::cluster::names;
 use crate::cluster::{ClusterConfig, ClusterLink};
 
@@ -57,14 +56,10 @@ impl Members {
             num_replicas: config.replicas,
             ..Default::default()
         };
-        // Through a leader election (a node restarted while a NATS server
-        // is down), as the lease bucket's opening does.
-        let bucket = retry_until(Instant::now() + Duration::from_secs(30), || {
-            link.jetstream()
-                .create_or_update_key_value(settings.clone())
-        })
-        .await
-        .map_err(|error| failed("opening the bucket")(Box::new(error)))?;
+        let bucket = link
+            .open_bucket(settings, Instant::now() + Duration::from_secs(30))
+            .await
+            .map_err(|error| failed("opening the bucket")(Box::new(error)))?;
         Ok(Members {
             bucket,
             name: config.node_name.clone(),

@@ -405,22 +405,21 @@ fn open_vault(
 fn claim_id_range(link: &Arc<ClusterLink>, replicas: usize) -> Result<u64> {
     use async_nats::jetstream::kv;
     const KEY: &str = "range";
-    let jetstream = link.jetstream().clone();
+    let opener = link.clone();
     let range = link.run(async move {
         let until = Instant::now() + Duration::from_secs(30);
-        // A cluster just started, or electing, may refuse for a while.
-        let bucket = retry_until(until, || {
-            jetstream.create_or_update_key_value(kv::Config {
-                bucket: crate::cluster::names::IDS_BUCKET.to_owned(),
-                description: "flowgate: the id range each lease holder hands out from".to_owned(),
-                history: 1,
-                storage: async_nats::jetstream::stream::StorageType::File,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-        })
-        .await
-        .context("opening the id bucket")?;
+        let config = kv::Config {
+            bucket: crate::cluster::names::IDS_BUCKET.to_owned(),
+            description: "flowgate: the id range each lease holder hands out from".to_owned(),
+            history: 1,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let bucket = opener
+            .open_bucket(config, until)
+            .await
+            .context("opening the id bucket")?;
         loop {
             let claimed = match bucket.entry(KEY).await {
                 Ok(Some(entry)) if entry.operation == kv::Operation::Put => {
